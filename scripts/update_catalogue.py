@@ -1,0 +1,54 @@
+"""Rewrite zoo/registry.toml from the first-party plugins in plugins/ (installed in this environment).
+
+    python scripts/update_catalogue.py
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from zoo.catalogue import CatalogueEntry, dump_catalogue  # noqa: E402
+from zoo.plugins import PluginManager, Selection  # noqa: E402
+from zoo.registry import Registry, natural_key  # noqa: E402
+
+
+def first_party_plugins() -> dict[str, str]:
+    """Entry-point name -> distribution name of every plugin under plugins/."""
+    found = {}
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        for name in project.get("entry-points", {}).get("zoo", {}):
+            found[name] = project["name"]
+    return found
+
+
+def first_party_catalogue() -> list[CatalogueEntry]:
+    """What the catalogue must hold: every model the first-party plugins register."""
+    plugins = first_party_plugins()
+    manager = PluginManager()
+    manager.load_entry_points(Selection(only=frozenset(plugins)))
+    failed = [str(info.error) for info in manager.failures()]
+    if failed:
+        raise SystemExit("first-party plugins failed to load:\n" + "\n".join(failed))
+    registry = Registry.from_plugins(manager)
+    entries = [
+        CatalogueEntry(name=s.name, distribution=plugins[s.plugin], task=s.task, license=s.license, summary=s.summary)
+        for s in registry
+    ]
+    return sorted(entries, key=lambda e: natural_key(e.name))
+
+
+def main() -> None:
+    entries = first_party_catalogue()
+    path = ROOT / "zoo" / "registry.toml"
+    path.write_text(dump_catalogue(entries), encoding="utf-8")
+    print(f"wrote {len(entries)} models to {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Small validators shared by the spec dataclasses. Each raises :class:`SpecError` naming the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from zoo.errors import SpecError
+
+T = TypeVar("T")
+
+#: A model name: lowercase letters and digits in words joined by one of ``._-``. ``ARCH.TAG``
+#: names a weights variant of ``ARCH``. The pattern keeps names safe as file names.
+NAME_PATTERN = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+TASK_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+HEX_PATTERN = re.compile(r"[0-9a-f]{8,64}")
+
+
+def check_name(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or len(value) > 100:
+        raise SpecError(
+            field,
+            f"must be lowercase letters and digits joined by '.', '_' or '-' (at most 100 "
+            f"characters), got {value!r}",
+        )
+    return value
+
+
+def check_str(field: str, value: Any, *, empty: bool = True) -> str:
+    if not isinstance(value, str) or (not empty and not value.strip()):
+        raise SpecError(field, f"must be a {'' if empty else 'non-empty '}string, got {value!r}")
+    return value
+
+
+def check_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SpecError(field, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_number(field: str, value: Any, *, positive: bool = False, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(field, f"must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise SpecError(field, f"must be greater than 0, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise SpecError(field, f"must be at least {minimum}, got {value!r}")
+    return value
+
+
+def check_int(field: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(field, f"must be an integer of at least {minimum}, got {value!r}")
+    return value
+
+
+def check_size(field: str, value: Any) -> tuple[int, int]:
+    """An ``int`` (a square) or a ``(height, width)`` pair of positive integers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise SpecError(field, f"must be an integer or a [height, width] pair, got {value!r}")
+    return (check_int(field, value[0]), check_int(field, value[1]))
+
+
+def check_strings(field: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (tuple, list)):
+        raise SpecError(field, f"must be a list of strings, got {type(value).__name__}")
+    value = tuple(value)
+    for item in value:
+        if not isinstance(item, str):
+            raise SpecError(field, f"must hold only strings, found {item!r}")
+    return value
+
+
+def check_numbers(field: str, value: Any, *, positive: bool = False) -> tuple[float, ...]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:
+        raise SpecError(field, f"must be a number or a non-empty list of numbers, got {value!r}")
+    return tuple(float(check_number(field, v, positive=positive)) for v in value)
+
+
+def check_mapping(field: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise SpecError(field, f"must be a mapping with string keys, got {type(value).__name__}")
+    return value
+
+
+def from_mapping(cls: type[T], data: Any, field: str) -> T:
+    """Build the dataclass ``cls`` from a mapping (a TOML table), naming unknown keys."""
+    data = check_mapping(field, data)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            raise SpecError(f"{field}.{key}", f"is not a field of {cls.__name__}; known: {', '.join(sorted(known))}")
+    try:
+        return cls(**data)
+    except SpecError as error:
+        raise SpecError(f"{field}.{error.field}", error.problem) from None
+
+
+def set_field(obj: object, name: str, value: Any) -> None:
+    """Store a normalised value on a frozen dataclass during ``__post_init__``."""
+    object.__setattr__(obj, name, value)

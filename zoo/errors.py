@@ -1,0 +1,109 @@
+"""The one error hierarchy of onnx-zoo.
+
+Every error the package raises on purpose is a :class:`ZooError`. Each subclass also
+inherits the builtin exception that matches its meaning, so callers who already catch
+``KeyError`` or ``ValueError`` keep working. Every message says what happened and what
+to do next; the command line prints it on one line and exits with :attr:`ZooError.exit_code`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class ZooError(Exception):
+    """Base class of every error raised by onnx-zoo."""
+
+    #: Exit status of the ``zoo`` command when this error ends it.
+    exit_code: int = 1
+
+    def __str__(self) -> str:
+        # KeyError quotes its message with repr(); every ZooError prints plainly.
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class UnknownModelError(ZooError, KeyError):
+    """No installed plugin provides the model name that was asked for."""
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        message = f"unknown model {name!r}"
+        if self.suggestions:
+            message += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        message += " Run 'zoo list' to see every installed model."
+        super().__init__(message)
+
+
+class PluginNotInstalledError(UnknownModelError):
+    """The catalogue knows the model, but the plugin that provides it is not installed or not loaded."""
+
+    def __init__(self, name: str, distribution: str, *, installed: bool = False) -> None:
+        self.distribution = distribution
+        self.installed = installed
+        if installed:
+            message = (
+                f"model {name!r} is provided by the plugin {distribution!r}, which is installed but was not "
+                f"loaded: check ZOO_LOAD_PLUGINS and ZOO_DISABLE_PLUGIN_AUTOLOAD, and 'zoo plugins' for errors"
+            )
+        else:
+            message = (
+                f"model {name!r} is provided by the plugin {distribution!r}, which is not installed. "
+                f"Install it with: pip install {distribution}"
+            )
+        ZooError.__init__(self, message)
+        self.name = name
+        self.suggestions = ()
+
+
+class SpecError(ZooError, ValueError):
+    """A model spec, or a part of it, is invalid. The message names the field."""
+
+    def __init__(self, field: str, problem: str, *, model: str | None = None, plugin: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.model = model
+        self.plugin = plugin
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = []
+        if self.plugin:
+            where.append(f"plugin {self.plugin!r}")
+        if self.model:
+            where.append(f"model {self.model!r}")
+        prefix = f"invalid spec ({', '.join(where)}): " if where else "invalid spec: "
+        return f"{prefix}field {self.field!r} {self.problem}"
+
+    def located(self, *, model: str | None = None, plugin: str | None = None) -> SpecError:
+        """Return a copy of this error that also names the model and the plugin."""
+        return SpecError(self.field, self.problem, model=self.model or model, plugin=self.plugin or plugin)
+
+
+class DuplicateModelError(ZooError, ValueError):
+    """Two plugins (or one plugin twice) registered the same model name or alias."""
+
+    def __init__(self, name: str, first: str, second: str) -> None:
+        self.name = name
+        self.plugins = (first, second)
+        if first == second:
+            message = f"plugin {first!r} registers the model name {name!r} twice"
+        else:
+            message = (
+                f"model name {name!r} is registered by both plugin {first!r} and plugin "
+                f"{second!r}; uninstall one of them, or choose with ZOO_LOAD_PLUGINS"
+            )
+        super().__init__(message)
+
+
+class PluginError(ZooError):
+    """A plugin could not be imported or could not register its models."""
+
+    def __init__(self, plugin: str, stage: str, cause: BaseException) -> None:
+        self.plugin = plugin
+        self.stage = stage
+        self.cause = cause
+        detail = str(cause) or cause.__class__.__name__
+        if not isinstance(cause, ZooError):
+            detail = f"{cause.__class__.__name__}: {detail}"
+        super().__init__(f"plugin {plugin!r} failed to {stage}: {detail}")

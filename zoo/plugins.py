@@ -1,0 +1,135 @@
+"""Finding and loading plugins through the ``zoo`` entry-point group, each failure isolated.
+
+Which plugins load is decided by two environment variables, as in pytest and llm:
+
+* ``ZOO_LOAD_PLUGINS=a,b``: load only these plugins (entry-point or distribution names;
+  set but empty loads none);
+* ``ZOO_DISABLE_PLUGIN_AUTOLOAD=1``: load no plugin found by entry points, except those
+  that ``ZOO_LOAD_PLUGINS`` names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from zoo import hookspecs
+from zoo.errors import PluginError
+
+
+#: The names of the hooks a plugin may implement.
+HOOKS = frozenset(name for name in dir(hookspecs) if name.startswith("zoo_"))
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``zoo plugins`` shows it."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: tuple[str, ...] = ()
+    models: int = 0
+    error: PluginError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "hooks": list(self.hooks),
+            "models": self.models,
+            "error": str(self.error) if self.error else None,
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which entry-point plugins to load."""
+
+    autoload: bool = True
+    only: frozenset[str] | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Selection:
+        env = os.environ if environ is None else environ
+        only = env.get("ZOO_LOAD_PLUGINS")
+        names = None if only is None else frozenset(n.strip() for n in only.split(",") if n.strip())
+        disabled = env.get("ZOO_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() in ("1", "true", "yes", "on")
+        return cls(autoload=not disabled, only=names)
+
+    def wants(self, ep: EntryPoint) -> bool:
+        if self.only is not None:
+            dist = ep.dist.name if ep.dist is not None else None
+            return ep.name in self.only or dist in self.only
+        return self.autoload
+
+
+class PluginManager(pluggy.PluginManager):
+    """A pluggy manager for project ``zoo`` that records, rather than raises, plugin failures."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        #: Every plugin that was tried, by name, with its error if it failed.
+        self.infos: dict[str, PluginInfo] = {}
+
+    def add_plugin(self, plugin: object, name: str, *, module: str = "", distribution: str | None = None,
+                   version: str | None = None) -> PluginInfo:
+        """Register a plugin object (a module or any object with hook implementations).
+
+        A failure is recorded on the returned :class:`PluginInfo` instead of raised.
+        """
+        info = PluginInfo(name=name, module=module or getattr(plugin, "__name__", type(plugin).__name__),
+                          distribution=distribution, version=version)
+        # Two distributions may claim one plugin name: the second is reported under its own key.
+        key = name if name not in self.infos else f"{name} ({distribution or info.module})"
+        self.infos[key] = info
+        try:
+            self.register(plugin, name=name)
+            unknown = [h for h in dir(plugin) if h.startswith("zoo_") and h not in HOOKS]
+            if unknown:
+                self.unregister(name=name)
+                raise AttributeError(f"it defines {', '.join(unknown)}, which is not a zoo hook (a typo?)")
+            info.hooks = tuple(sorted(c.name for c in self.get_hookcallers(plugin) or ()))
+        except Exception as exc:  # noqa: BLE001 - the point is to isolate any failure
+            info.error = PluginError(name, "load", exc)
+        return info
+
+    def load_entry_points(self, selection: Selection | None = None) -> None:
+        """Import and register every selected plugin of the ``zoo`` entry-point group."""
+        selection = Selection.from_env() if selection is None else selection
+        found = sorted(entry_points(group=hookspecs.PROJECT), key=lambda ep: (ep.name, ep.value))
+        for ep in found:
+            if not selection.wants(ep):
+                continue
+            dist = ep.dist
+            meta = {"module": ep.value, "distribution": dist.name if dist else None,
+                    "version": dist.version if dist else None}
+            try:
+                plugin = ep.load()
+            except BaseException as exc:  # noqa: BLE001 - a plugin that calls sys.exit() is also a failure
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self.infos.setdefault(ep.name, PluginInfo(name=ep.name, **meta)).error = PluginError(ep.name, "import", exc)
+                continue
+            self.add_plugin(plugin, ep.name, **meta)
+        if selection.only:
+            present = {ep.name for ep in found} | {ep.dist.name for ep in found if ep.dist}
+            for missing in sorted(selection.only - present):
+                self.infos[missing] = PluginInfo(
+                    name=missing, module="",
+                    error=PluginError(missing, "load", LookupError(
+                        "ZOO_LOAD_PLUGINS names it, but no installed distribution provides it "
+                        "(check the spelling, or pip install it)")))
+
+    def failures(self) -> list[PluginInfo]:
+        """The plugins that failed to import or to register."""
+        return [info for info in self.infos.values() if info.error is not None]

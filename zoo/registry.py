@@ -1,0 +1,194 @@
+"""The registry: model names to specs, filled by the plugins' ``zoo_register_models`` hooks.
+
+Lookups are case-insensitive and follow aliases. An unknown name raises
+:class:`~zoo.errors.UnknownModelError` with close matches, or
+:class:`~zoo.errors.PluginNotInstalledError` when the catalogue knows which distribution
+provides it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib.metadata
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+
+from zoo.catalogue import CatalogueEntry, load_catalogue
+from zoo.errors import DuplicateModelError, PluginError, PluginNotInstalledError, SpecError, UnknownModelError
+from zoo.plugins import PluginManager, Selection
+from zoo.spec import ModelSpec
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def name_matcher(patterns: str | Iterable[str] | None) -> Callable[[str], bool]:
+    """A test for names against glob ``patterns``, case-insensitive; no pattern matches all."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    globs = [re.compile(fnmatch.translate(p.strip().lower())) for p in patterns or ()]
+    if not globs:
+        return lambda name: True
+    return lambda name: any(g.match(name) for g in globs)
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that puts ``resnet18`` before ``resnet101``."""
+    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(name.lower()))
+
+
+def _is_installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+class Registry:
+    """Model specs by name, with aliases; built by :meth:`from_plugins` or by hand in tests."""
+
+    def __init__(self, plugin_manager: PluginManager | None = None) -> None:
+        self.plugin_manager = plugin_manager if plugin_manager is not None else PluginManager()
+        self._specs: dict[str, ModelSpec] = {}
+        self._index: dict[str, str] = {}  # lowercased name or alias -> canonical name
+
+    # -- filling -------------------------------------------------------------------------
+
+    def register(self, spec: ModelSpec, plugin: str) -> ModelSpec:
+        """Add one spec on behalf of ``plugin``; returns it with its ``plugin`` field set."""
+        return self.register_all([spec], plugin)[0]
+
+    def register_all(self, specs: Iterable[object], plugin: str) -> list[ModelSpec]:
+        """Add several specs at once: all of them, or none if one is invalid or its name is taken."""
+        pending: set[str] = set()
+        staged = [self._check(spec, plugin, pending) for spec in specs]
+        self._commit(staged)
+        return staged
+
+    @classmethod
+    def from_plugins(cls, plugin_manager: PluginManager) -> Registry:
+        """Run every plugin's ``zoo_register_models`` hook, isolating each plugin's failure."""
+        registry = cls(plugin_manager)
+        for impl in plugin_manager.hook.zoo_register_models.get_hookimpls():
+            plugin = impl.plugin_name
+            staged: list[ModelSpec] = []
+            pending: set[str] = set()
+
+            def register(spec: ModelSpec, plugin: str = plugin, staged: list[ModelSpec] = staged,
+                         pending: set[str] = pending) -> None:
+                # Checked here, so that an error points at the plugin's own call.
+                staged.append(registry._check(spec, plugin, pending))
+
+            arguments = {"register": register}
+            info = plugin_manager.infos.get(plugin)
+            try:
+                impl.function(*(arguments[name] for name in impl.argnames))
+            except Exception as exc:  # noqa: BLE001 - a failing plugin must not take the others down
+                if info is not None:
+                    info.error = PluginError(plugin, "register its models", exc)
+                continue
+            registry._commit(staged)
+            if info is not None:
+                info.models += len(staged)
+        return registry
+
+    def _check(self, spec: object, plugin: str, pending: set[str]) -> ModelSpec:
+        """Validate one spec against the registry and the names ``pending`` in the same batch."""
+        if not isinstance(spec, ModelSpec):
+            raise SpecError("spec", f"register() takes a zoo.ModelSpec, got {type(spec).__name__}", plugin=plugin)
+        for key in (spec.name, *spec.aliases):
+            owner = self._index.get(key)
+            if owner is not None:
+                raise DuplicateModelError(key, self._specs[owner].plugin, plugin)
+            if key in pending:
+                raise DuplicateModelError(key, plugin, plugin)
+            pending.add(key)
+        return spec if spec.plugin == plugin else replace(spec, plugin=plugin)
+
+    def _commit(self, specs: list[ModelSpec]) -> None:
+        for spec in specs:
+            self._specs[spec.name] = spec
+            for key in (spec.name, *spec.aliases):
+                self._index[key] = spec.name
+
+    # -- lookup --------------------------------------------------------------------------
+
+    def get(self, name: str) -> ModelSpec:
+        """The spec registered under ``name`` or an alias of it, ignoring case."""
+        if not isinstance(name, str):
+            raise UnknownModelError(repr(name))
+        key = name.strip().lower()
+        canonical = self._index.get(key)
+        if canonical is not None:
+            return self._specs[canonical]
+        entry = load_catalogue().get(key)
+        if entry is not None:
+            raise PluginNotInstalledError(name, entry.distribution, installed=_is_installed(entry.distribution))
+        raise UnknownModelError(name, difflib.get_close_matches(key, self._index, n=3, cutoff=0.6))
+
+    def names(self, patterns: str | Iterable[str] | None = None, *, task: str | None = None,
+              plugin: str | None = None) -> list[str]:
+        """Canonical names matching any of the glob ``patterns`` (case-insensitive), naturally sorted."""
+        match = name_matcher(patterns)
+        found = [
+            spec.name
+            for spec in self._specs.values()
+            if match(spec.name) and (task is None or spec.task == task) and (plugin is None or spec.plugin == plugin)
+        ]
+        return sorted(found, key=natural_key)
+
+    def not_installed(self, patterns: str | Iterable[str] | None = None, *, task: str | None = None,
+                      plugin: str | None = None) -> list[CatalogueEntry]:
+        """Catalogued models that no loaded plugin provides, filtered like :meth:`names`.
+
+        ``plugin`` matches the distribution, with or without its ``zoo-`` prefix.
+        """
+        match = name_matcher(patterns)
+        found = [
+            entry
+            for entry in load_catalogue().values()
+            if entry.name not in self._index and match(entry.name)
+            and (task is None or entry.task == task)
+            and (plugin is None or plugin in (entry.distribution, entry.distribution.removeprefix("zoo-")))
+        ]
+        return sorted(found, key=lambda entry: natural_key(entry.name))
+
+    def variants(self, name: str) -> list[str]:
+        """Every registered weights variant of the architecture of ``name``, default first."""
+        arch = self.get(name).arch
+        return self.names([arch, f"{arch}.*"])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.strip().lower() in self._index
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+_default: Registry | None = None
+_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, built on first use from the installed plugins."""
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                manager = PluginManager()
+                manager.load_entry_points(Selection.from_env())
+                _default = Registry.from_plugins(manager)
+    return _default
+
+
+def reset_default_registry() -> None:
+    """Forget the process-wide registry, so that the next use reloads the plugins."""
+    global _default
+    with _lock:
+        _default = None

@@ -1,0 +1,226 @@
+"""What a plugin registers: a :class:`ModelSpec`, flat and declarative.
+
+A spec is data (names, preprocessing, labels, files and their hashes, tolerances) plus two
+pieces of behaviour: ``build``, which returns the PyTorch module to export, and
+``postprocess``, which turns raw outputs into results. Constructing a spec validates every
+field and raises :class:`~zoo.errors.SpecError` naming the first bad one.
+
+Names follow timm: ``ARCH`` or ``ARCH.TAG``, where the tag names a weights variant. A
+plugin registers the default weights under the bare ``ARCH`` and every other variant as
+``ARCH.TAG``; :meth:`ModelSpec.arch` and :meth:`ModelSpec.tag` split a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from zoo._fields import (
+    HEX_PATTERN,
+    TASK_PATTERN,
+    check_int,
+    check_mapping,
+    check_name,
+    check_number,
+    check_str,
+    check_strings,
+    from_mapping,
+    set_field,
+)
+from zoo.errors import SpecError
+from zoo.preprocess import Preprocess
+
+URL_SCHEMES = ("https", "http", "file")
+
+#: ``build(spec, weights_path)`` returns an eval-mode ``torch.nn.Module`` with the weights loaded.
+BuildFn = Callable[["ModelSpec", "Path | None"], Any]
+#: ``postprocess(spec, outputs)`` turns the model's raw outputs for a batch into results.
+PostprocessFn = Callable[["ModelSpec", Any], Any]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file the zoo fetches: PyTorch weights or a prebuilt ONNX model.
+
+    ``url`` is ``https://``, ``http://`` or ``file://`` (use ``Path.as_uri()`` for a file a
+    plugin ships). ``sha256`` is the hex digest, or a prefix of at least 8 hex digits where
+    only a prefix is published (torchvision puts one in its file names); it may be written
+    ``sha256:<hex>``. ``size`` in bytes, when known, rejects a wrong file before hashing.
+    """
+
+    url: str
+    sha256: str
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_str("url", self.url, empty=False)
+        parts = urlsplit(self.url)
+        if parts.scheme not in URL_SCHEMES or not (parts.netloc or parts.scheme == "file") or not parts.path:
+            raise SpecError("url", f"must be an {', '.join(URL_SCHEMES)} URL naming a file, got {self.url!r}")
+        digest = check_str("sha256", self.sha256, empty=False).lower().removeprefix("sha256:")
+        if not HEX_PATTERN.fullmatch(digest):
+            raise SpecError("sha256", f"must be 8 to 64 hex digits (a sha256 digest or its prefix), got {self.sha256!r}")
+        set_field(self, "sha256", digest)
+        if self.size is not None:
+            check_int("size", self.size)
+
+    @property
+    def filename(self) -> str:
+        """The last component of the URL's path."""
+        return Path(unquote(urlsplit(self.url).path)).name
+
+    @property
+    def is_full_hash(self) -> bool:
+        """Whether :attr:`sha256` is a whole digest rather than a prefix."""
+        return len(self.sha256) == 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, data: Any, field: str = "artifact") -> Artifact:
+        return from_mapping(cls, data, field)
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return mapping if isinstance(mapping, MappingProxyType) else MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the zoo knows about one model (one weights variant of one architecture).
+
+    Required: ``name``, ``task``, ``preprocess``, and ``build`` or ``onnx`` (or both).
+    See docs of each field below; the plugin author's guide walks through them.
+    """
+
+    #: Canonical name, ``ARCH`` or ``ARCH.TAG`` (lowercase; looked up case-insensitively).
+    name: str
+    #: What the model does, e.g. ``image-classification`` or ``age-estimation``.
+    task: str
+    #: How an image becomes the input tensor.
+    preprocess: Preprocess
+    #: One line for ``zoo list``.
+    summary: str = ""
+    #: Licence of the weights (SPDX identifier where there is one).
+    license: str = "unspecified"
+    #: Where to read about the model.
+    homepage: str = ""
+    #: Other names that resolve to this spec.
+    aliases: tuple[str, ...] = ()
+    #: Class names, index by class id (empty if the task has none).
+    labels: tuple[str, ...] = ()
+    #: PyTorch weights that ``build`` loads (None: the user must supply them).
+    weights: Artifact | None = None
+    #: A prebuilt ONNX file; used instead of exporting when present.
+    onnx: Artifact | None = None
+    #: ``build(spec, weights_path) -> torch.nn.Module``; imports torch inside, never at module level.
+    build: BuildFn | None = field(default=None, compare=False)
+    #: ``postprocess(spec, outputs) -> results``; None means the task's default.
+    postprocess: PostprocessFn | None = field(default=None, compare=False)
+    #: Names of the ONNX graph's outputs, in order.
+    outputs: tuple[str, ...] = ("output",)
+    #: ONNX opset to export with (None: the zoo's default).
+    opset: int | None = None
+    #: Parity tolerance between PyTorch and ONNX outputs: ``|onnx - torch| <= atol + rtol * |torch|``.
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    #: Published figures: ``acc@1``, ``acc@5``, ``params``, ``gflops``, ...
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    #: The plugin's own data (not interpreted by the core).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The plugin that registered this spec; set by the registry.
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except SpecError as error:
+            name = self.name if isinstance(self.name, str) else None
+            raise error.located(model=name) from None
+
+    def _validate(self) -> None:
+        check_name("name", self.name)
+        if not isinstance(self.task, str) or not TASK_PATTERN.fullmatch(self.task):
+            raise SpecError("task", f"must be lowercase words joined by '-', e.g. 'image-classification', got {self.task!r}")
+        if isinstance(self.preprocess, Mapping):
+            set_field(self, "preprocess", Preprocess.from_dict(self.preprocess))
+        elif not isinstance(self.preprocess, Preprocess):
+            raise SpecError("preprocess", f"must be a Preprocess or a table, got {type(self.preprocess).__name__}")
+        for name in ("summary", "license", "homepage", "plugin"):
+            check_str(name, getattr(self, name))
+        aliases = check_strings("aliases", self.aliases)
+        for alias in aliases:
+            check_name("aliases", alias)
+        set_field(self, "aliases", aliases)
+        set_field(self, "labels", check_strings("labels", self.labels))
+        for name in ("weights", "onnx"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                set_field(self, name, Artifact.from_dict(value, name))
+            elif value is not None and not isinstance(value, Artifact):
+                raise SpecError(name, f"must be an Artifact, a table or None, got {type(value).__name__}")
+        for name in ("build", "postprocess"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise SpecError(name, f"must be callable, got {type(value).__name__}")
+        if self.build is None and self.onnx is None:
+            raise SpecError("build", "is needed when there is no prebuilt 'onnx' artifact: give one of them")
+        outputs = check_strings("outputs", self.outputs)
+        if not outputs or len(set(outputs)) != len(outputs):
+            raise SpecError("outputs", f"must be a non-empty list of distinct names, got {list(outputs)}")
+        set_field(self, "outputs", outputs)
+        if self.opset is not None:
+            check_int("opset", self.opset, minimum=7)
+        check_number("atol", self.atol, minimum=0)
+        check_number("rtol", self.rtol, minimum=0)
+        metrics = check_mapping("metrics", self.metrics)
+        for key, value in metrics.items():
+            check_number(f"metrics.{key}", value)
+        set_field(self, "metrics", _frozen(metrics))
+        set_field(self, "extra", _frozen(check_mapping("extra", self.extra)))
+
+    @property
+    def arch(self) -> str:
+        """The architecture part of the name: ``resnet50`` for ``resnet50.imagenet1k_v1``."""
+        return self.name.partition(".")[0]
+
+    @property
+    def tag(self) -> str:
+        """The weights tag part of the name, empty for the default variant."""
+        return self.name.partition(".")[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (behaviour is shown by its qualified name)."""
+
+        def qualname(fn: Any) -> str | None:
+            if fn is None:
+                return None
+            target = getattr(fn, "func", fn)  # functools.partial
+            return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+
+        return {
+            "name": self.name,
+            "task": self.task,
+            "summary": self.summary,
+            "license": self.license,
+            "homepage": self.homepage,
+            "plugin": self.plugin,
+            "aliases": list(self.aliases),
+            "preprocess": self.preprocess.to_dict(),
+            "num_labels": len(self.labels),
+            "weights": self.weights.to_dict() if self.weights else None,
+            "onnx": self.onnx.to_dict() if self.onnx else None,
+            "build": qualname(self.build),
+            "postprocess": qualname(self.postprocess),
+            "outputs": list(self.outputs),
+            "opset": self.opset,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "metrics": dict(self.metrics),
+            "extra": dict(self.extra),
+        }
