@@ -70,9 +70,9 @@ def check_strings(field: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (tuple, list)):
         raise SpecError(field, f"must be a list of strings, got {type(value).__name__}")
     value = tuple(value)
-    for item in value:
-        if not isinstance(item, str):
-            raise SpecError(field, f"must hold only strings, found {item!r}")
+    if value and set(map(type, value)) != {str}:  # the fast path matters: label lists are long
+        bad = next(item for item in value if not isinstance(item, str))
+        raise SpecError(field, f"must hold only strings, found {bad!r}")
     return value
 
 

@@ -8,13 +8,13 @@ provides it.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import fnmatch
 import importlib.metadata
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 
 from zoo.catalogue import CatalogueEntry, load_catalogue
 from zoo.errors import DuplicateModelError, PluginError, PluginNotInstalledError, SpecError, UnknownModelError
@@ -106,7 +106,10 @@ class Registry:
             if key in pending:
                 raise DuplicateModelError(key, plugin, plugin)
             pending.add(key)
-        return spec if spec.plugin == plugin else replace(spec, plugin=plugin)
+        if spec.plugin != plugin:
+            spec = copy.copy(spec)  # already validated: no need for dataclasses.replace to check again
+            object.__setattr__(spec, "plugin", plugin)
+        return spec
 
     def _commit(self, specs: list[ModelSpec]) -> None:
         for spec in specs:

@@ -1,0 +1,35 @@
+"""registry.toml agrees with what the first-party plugins register."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from zoo.catalogue import dump_catalogue, load_catalogue
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("update_catalogue", ROOT / "scripts" / "update_catalogue.py")
+update_catalogue = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(update_catalogue)
+
+
+def test_registry_toml_matches_the_first_party_plugins():
+    expected = update_catalogue.first_party_catalogue()
+    assert expected, "no first-party plugin is installed in the test environment"
+    actual = load_catalogue()
+    missing = sorted({e.name for e in expected} - set(actual))
+    extra = sorted(set(actual) - {e.name for e in expected})
+    assert not missing, f"registered but not catalogued (run scripts/update_catalogue.py): {missing[:10]}"
+    assert not extra, f"catalogued but not registered (run scripts/update_catalogue.py): {extra[:10]}"
+    for entry in expected:
+        assert actual[entry.name] == entry, f"{entry.name} differs; run scripts/update_catalogue.py"
+
+
+def test_registry_toml_is_exactly_what_the_script_writes():
+    text = (ROOT / "zoo" / "registry.toml").read_text(encoding="utf-8")
+    assert text == dump_catalogue(update_catalogue.first_party_catalogue())
+
+
+def test_every_first_party_plugin_is_listed():
+    plugins = update_catalogue.first_party_plugins()
+    assert plugins == {"torchvision": "zoo-torchvision"}

@@ -1,0 +1,27 @@
+"""The README's promises that a test can hold it to."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def console_commands() -> list[str]:
+    """The first two fenced console blocks: the install-and-run command and the test command."""
+    return re.findall(r"```console\n(.+?)\n```", README, flags=re.S)[:2]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    install, test = console_commands()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert ci[-1] == test
+    assert "pytest" in test and "zoo " in install
+
+
+def test_constraints_pin_the_torch_pair_ci_installs():
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
