@@ -107,3 +107,19 @@ class PluginError(ZooError):
         if not isinstance(cause, ZooError):
             detail = f"{cause.__class__.__name__}: {detail}"
         super().__init__(f"plugin {plugin!r} failed to {stage}: {detail}")
+
+
+class DownloadError(ZooError, OSError):
+    """A file could not be fetched: the server failed, timed out or sent something else."""
+
+
+class ChecksumError(DownloadError):
+    """A file's sha256 (or size) is not the one its spec declares."""
+
+
+class OfflineError(ZooError, ConnectionError):
+    """``ZOO_OFFLINE`` forbids the network and the file is not in the cache."""
+
+
+class CacheLockTimeout(ZooError, TimeoutError):
+    """Another process held a cache lock for longer than the timeout."""

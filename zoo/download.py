@@ -1,0 +1,204 @@
+"""Fetching an :class:`~zoo.spec.Artifact` into the cache, verified, or failing clearly.
+
+* Streaming with connect and read timeouts; retries with exponential backoff on
+  connection errors, time-outs and 5xx/429 answers; other 4xx answers fail at once.
+* A cut transfer resumes with an HTTP Range request from the partial file, which is kept
+  (under the artifact's lock) across retries and across a killed process. A server that
+  ignores Range (200 instead of 206) makes the download start over.
+* An HTML page where a model file was expected, a short body, a wrong size or a wrong
+  sha256 never reaches the cache: the partial file is deleted and the error says which.
+* ``ZOO_OFFLINE=1``: no network call at all; a cached file is used, a missing one raises
+  :class:`~zoo.errors.OfflineError` naming the setting.
+* ``ZOO_MIRROR=https://host/path/``: fetch every http(s) artifact from that base URL
+  instead, by file name (for users behind firewalls).
+* TLS verification stays on; a progress bar is drawn when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from zoo import cache
+from zoo.errors import ChecksumError, DownloadError, OfflineError
+from zoo.spec import Artifact
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Network knobs; the defaults suit users, tests shrink them."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    attempts: int = 5
+    backoff: float = 1.0  # seconds before the 2nd attempt, doubled each time, at most 30
+    chunk_size: int = 1 << 20
+
+
+def is_offline() -> bool:
+    """Whether ``ZOO_OFFLINE`` forbids network access."""
+    return os.environ.get("ZOO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def source_url(artifact: Artifact) -> str:
+    """The URL to fetch, after ``ZOO_MIRROR`` (which replaces everything but the file name)."""
+    mirror = os.environ.get("ZOO_MIRROR", "").strip()
+    if mirror and urlsplit(artifact.url).scheme in ("http", "https"):
+        return mirror.rstrip("/") + "/" + artifact.filename
+    return artifact.url
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, artifact: Artifact) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` has the artifact's size and sha256 (or prefix)."""
+    size = path.stat().st_size
+    if artifact.size is not None and size != artifact.size:
+        raise ChecksumError(f"{artifact.filename}: expected {artifact.size} bytes, got {size} ({path})")
+    actual = sha256_of(path)
+    if not actual.startswith(artifact.sha256):
+        raise ChecksumError(
+            f"{artifact.filename}: sha256 is {actual}, expected {artifact.sha256}"
+            f"{'...' if not artifact.is_full_hash else ''}; the file is corrupt or not the one the spec names"
+        )
+
+
+def fetch(artifact: Artifact, *, policy: Policy | None = None, progress: bool | None = None) -> Path:
+    """Return the cached, verified file of ``artifact``, downloading it if needed.
+
+    A cached file that fails verification (truncated, replaced) is fetched again.
+    """
+    dest = cache.download_path(artifact.filename, artifact.sha256)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with cache.locked(dest):
+        if dest.exists():
+            try:
+                verify(dest, artifact)
+                return dest
+            except ChecksumError as error:
+                log.warning("cached file is damaged, fetching it again: %s", error)
+                dest.unlink()
+        url = source_url(artifact)
+        if is_offline():
+            raise OfflineError(
+                f"ZOO_OFFLINE is set and {artifact.filename} is not in the cache ({dest}); unset ZOO_OFFLINE "
+                f"to download it from {url}, or copy the file there"
+            )
+        part = dest.with_name(dest.name + ".part")
+        scheme = urlsplit(url).scheme
+        if scheme == "file":
+            _copy_local(Path(unquote(urlsplit(url).path)), part)
+        else:
+            _download(url, part, policy or Policy(), _show_progress(progress), artifact.filename)
+        try:
+            verify(part, artifact)
+        except ChecksumError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, dest)
+    return dest
+
+
+def _show_progress(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+def _copy_local(source: Path, part: Path) -> None:
+    if not source.is_file():
+        raise DownloadError(f"{source} does not exist or is not a file")
+    shutil.copyfile(source, part)
+
+
+def _download(url: str, part: Path, policy: Policy, progress: bool, label: str) -> None:
+    """Stream ``url`` into ``part``, resuming and retrying; ``part`` is whole when this returns."""
+    last_error = "no attempt was made"
+    with requests.Session() as session:
+        for attempt in range(policy.attempts):
+            if attempt:
+                delay = min(policy.backoff * 2 ** (attempt - 1), 30.0)
+                log.warning("download of %s failed (%s); retry %d/%d in %.1f s", label, last_error, attempt,
+                            policy.attempts - 1, delay)
+                time.sleep(delay)
+            try:
+                if _attempt(session, url, part, policy, progress, label):
+                    return
+                last_error = "the connection closed before the whole file arrived"
+            except _Retry as retry:
+                last_error = str(retry)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                last_error = f"{type(error).__name__}: {error}"
+    part.unlink(missing_ok=True)
+    raise DownloadError(f"could not download {url} after {policy.attempts} attempts: {last_error}")
+
+
+class _Retry(Exception):
+    """A failure worth another attempt."""
+
+
+def _attempt(session: requests.Session, url: str, part: Path, policy: Policy, progress: bool, label: str) -> bool:
+    """One request; returns whether ``part`` now holds the whole body."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    timeout = (policy.connect_timeout, policy.read_timeout)
+    with session.get(url, stream=True, timeout=timeout, headers=headers, allow_redirects=True) as response:
+        if response.status_code == 416 and offset:  # our partial file is not a prefix the server knows
+            part.unlink()
+            raise _Retry("the server refused to resume; starting over")
+        if response.status_code in RETRY_STATUS:
+            raise _Retry(f"HTTP {response.status_code} {response.reason}")
+        if response.status_code not in (200, 206):
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{url} answered HTTP {response.status_code} {response.reason}; check the URL "
+                                f"(and ZOO_MIRROR, if set)")
+        if "text/html" in response.headers.get("Content-Type", "").lower():
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{url} answered with an HTML page, not a model file (a login page or a proxy "
+                                f"error?); check the URL, or set ZOO_MIRROR")
+        resumed = response.status_code == 206
+        if not resumed:
+            offset = 0  # the server ignored Range: start over
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else None
+        bar = _progress_bar(progress, total, offset, label)
+        received = offset
+        try:
+            with open(part, "ab" if resumed else "wb") as file:
+                for chunk in response.iter_content(chunk_size=policy.chunk_size):
+                    file.write(chunk)
+                    received += len(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+        except requests.exceptions.ChunkedEncodingError as error:
+            raise _Retry(f"transfer cut at {received} bytes: {error}") from None
+        finally:
+            if bar is not None:
+                bar.close()
+    return total is None or received >= total
+
+
+def _progress_bar(enabled: bool, total: int | None, initial: int, label: str):  # type: ignore[no-untyped-def]
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+                file=sys.stderr, leave=False)
