@@ -12,9 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoo.catalogue import CatalogueEntry, dump_catalogue  # noqa: E402
-from zoo.plugins import PluginManager, Selection  # noqa: E402
-from zoo.registry import Registry, natural_key  # noqa: E402
+from zoo.catalogue import CatalogueEntry, dump_catalogue
+from zoo.plugins import PluginManager, Selection
+from zoo.registry import Registry, natural_key
 
 
 def first_party_plugins() -> dict[str, str]:

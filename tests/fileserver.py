@@ -26,7 +26,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # keep test output clean
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         state = self.state
         state.requests.append({"path": self.path, "range": self.headers.get("Range", "")})
         count = len(state.requests)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from zoo.catalogue import dump_catalogue, load_catalogue
-
 from conftest import ROOT
+
+from zoo.catalogue import dump_catalogue, load_catalogue
 
 spec = importlib.util.spec_from_file_location("update_catalogue", ROOT / "scripts" / "update_catalogue.py")
 update_catalogue = importlib.util.module_from_spec(spec)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import run_zoo
 
 import zoo
-
-from conftest import run_zoo
 
 
 def test_list_imports_no_heavy_library():

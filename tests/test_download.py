@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fileserver import FileServer
 
 from zoo import cache, download
 from zoo.errors import ChecksumError, DownloadError, OfflineError, ZooError
 from zoo.spec import Artifact
-
-from fileserver import FileServer
 
 FAST = download.Policy(connect_timeout=2, read_timeout=1, attempts=3, backoff=0.01, chunk_size=16 * 1024)
 

@@ -11,7 +11,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def console_commands() -> list[str]:
     """The first two fenced console blocks: the install-and-run command and the test command."""
-    return re.findall(r"```console\n(.+?)\n```", README, flags=re.S)[:2]
+    return re.findall(r"```console\n(.+?)\n```", README, flags=re.DOTALL)[:2]
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

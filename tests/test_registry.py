@@ -5,13 +5,12 @@ from __future__ import annotations
 import types
 
 import pytest
+from conftest import make_spec, registry_with
 
 import zoo
 from zoo.errors import DuplicateModelError, PluginNotInstalledError, SpecError, UnknownModelError, ZooError
 from zoo.plugins import PluginManager, Selection
 from zoo.registry import Registry, natural_key
-
-from conftest import make_spec, registry_with
 
 
 def plugin(*specs, fail_after: int | None = None):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import make_spec
 
 import zoo
 from zoo.errors import SpecError
-
-from conftest import make_spec
 
 
 def test_valid_spec_normalises_lists_and_hashes():

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 torchvision = pytest.importorskip("torchvision")
-from torchvision.models import get_model_weights, list_models  # noqa: E402
+import zoo_torchvision
+from torchvision.models import get_model_weights, list_models
 
-import zoo  # noqa: E402
-import zoo_torchvision  # noqa: E402
+import zoo
 
 SPECS = {spec.name: spec for spec in zoo_torchvision.load_specs()}
 CLASSIFIERS = list_models(module=torchvision.models)

@@ -21,7 +21,6 @@ import pluggy
 from zoo import hookspecs
 from zoo.errors import PluginError
 
-
 #: The names of the hooks a plugin may implement.
 HOOKS = frozenset(name for name in dir(hookspecs) if name.startswith("zoo_"))
 
@@ -87,11 +86,8 @@ class PluginManager(pluggy.PluginManager):
 
         A failure is recorded on the returned :class:`PluginInfo` instead of raised.
         """
-        info = PluginInfo(name=name, module=module or getattr(plugin, "__name__", type(plugin).__name__),
-                          distribution=distribution, version=version)
-        # Two distributions may claim one plugin name: the second is reported under its own key.
-        key = name if name not in self.infos else f"{name} ({distribution or info.module})"
-        self.infos[key] = info
+        info = self._record(PluginInfo(name=name, module=module or getattr(plugin, "__name__", type(plugin).__name__),
+                                       distribution=distribution, version=version))
         try:
             self.register(plugin, name=name)
             unknown = [h for h in dir(plugin) if h.startswith("zoo_") and h not in HOOKS]
@@ -111,24 +107,28 @@ class PluginManager(pluggy.PluginManager):
             if not selection.wants(ep):
                 continue
             dist = ep.dist
-            meta = {"module": ep.value, "distribution": dist.name if dist else None,
-                    "version": dist.version if dist else None}
+            distribution, version = (dist.name, dist.version) if dist is not None else (None, None)
             try:
                 plugin = ep.load()
-            except BaseException as exc:  # noqa: BLE001 - a plugin that calls sys.exit() is also a failure
+            except BaseException as exc:  # a plugin that calls sys.exit() is also a failure
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                self.infos.setdefault(ep.name, PluginInfo(name=ep.name, **meta)).error = PluginError(ep.name, "import", exc)
+                info = PluginInfo(name=ep.name, module=ep.value, distribution=distribution, version=version)
+                self._record(info).error = PluginError(ep.name, "import", exc)
                 continue
-            self.add_plugin(plugin, ep.name, **meta)
+            self.add_plugin(plugin, ep.name, module=ep.value, distribution=distribution, version=version)
         if selection.only:
             present = {ep.name for ep in found} | {ep.dist.name for ep in found if ep.dist}
             for missing in sorted(selection.only - present):
-                self.infos[missing] = PluginInfo(
-                    name=missing, module="",
-                    error=PluginError(missing, "load", LookupError(
-                        "ZOO_LOAD_PLUGINS names it, but no installed distribution provides it "
-                        "(check the spelling, or pip install it)")))
+                self._record(PluginInfo(name=missing, module="")).error = PluginError(missing, "load", LookupError(
+                    "ZOO_LOAD_PLUGINS names it, but no installed distribution provides it "
+                    "(check the spelling, or pip install it)"))
+
+    def _record(self, info: PluginInfo) -> PluginInfo:
+        """Keep ``info``; a second plugin of the same name (from another distribution) gets its own key."""
+        key = info.name if info.name not in self.infos else f"{info.name} ({info.distribution or info.module})"
+        self.infos[key] = info
+        return info
 
     def failures(self) -> list[PluginInfo]:
         """The plugins that failed to import or to register."""
