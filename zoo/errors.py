@@ -123,3 +123,7 @@ class OfflineError(ZooError, ConnectionError):
 
 class CacheLockTimeout(ZooError, TimeoutError):
     """Another process held a cache lock for longer than the timeout."""
+
+
+class ExportError(ZooError, RuntimeError):
+    """The export failed, or the ONNX model does not reproduce PyTorch within tolerance."""
