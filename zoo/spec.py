@@ -95,7 +95,7 @@ class ModelSpec:
     """Everything the zoo knows about one model (one weights variant of one architecture).
 
     Required: ``name``, ``task``, ``preprocess``, and ``build`` or ``onnx`` (or both).
-    See docs of each field below; the plugin author's guide walks through them.
+    Each field is documented where it is declared below.
     """
 
     #: Canonical name, ``ARCH`` or ``ARCH.TAG`` (lowercase; looked up case-insensitively).
