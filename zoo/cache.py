@@ -71,12 +71,8 @@ def locked(target: Path, timeout: float | None = None) -> Iterator[None]:
     """
     if timeout is None:
         timeout = float(os.environ.get("ZOO_LOCK_TIMEOUT", LOCK_TIMEOUT))
-    root = cache_root()
-    try:
-        key = target.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        key = target.resolve().as_posix()
-    lock_file = root / "locks" / (hashlib.sha256(key.encode()).hexdigest()[:16] + "-" + target.name + ".lock")
+    digest = hashlib.sha256(target.resolve().as_posix().encode()).hexdigest()[:16]
+    lock_file = cache_root() / "locks" / f"{digest}-{target.name}.lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(lock_file)
     deadline = time.monotonic() + timeout

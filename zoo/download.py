@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from zoo import cache
+from zoo._env import env_flag
 from zoo.errors import ChecksumError, DownloadError, OfflineError
 from zoo.spec import Artifact
 
@@ -50,7 +51,7 @@ class Policy:
 
 def is_offline() -> bool:
     """Whether ``ZOO_OFFLINE`` forbids network access."""
-    return os.environ.get("ZOO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("ZOO_OFFLINE")
 
 
 def source_url(artifact: Artifact) -> str:
@@ -104,9 +105,9 @@ def fetch(artifact: Artifact, *, policy: Policy | None = None, progress: bool | 
                 f"to download it from {url}, or copy the file there"
             )
         part = dest.with_name(dest.name + ".part")
-        scheme = urlsplit(url).scheme
-        if scheme == "file":
-            _copy_local(Path(unquote(urlsplit(url).path)), part)
+        parts = urlsplit(url)
+        if parts.scheme == "file":
+            _copy_local(Path(unquote(parts.path)), part)
         else:
             _download(url, part, policy or Policy(), _show_progress(progress), artifact.filename)
         try:

@@ -90,7 +90,6 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     dummy = inputs[:1]
     tensors = [*module.parameters(), *module.buffers()]
     large = sum(t.numel() * t.element_size() for t in tensors) >= PROTOBUF_LIMIT
-    axes = {name: {0: "batch"} for name in ("input", *spec.outputs)}
     try:
         if exporter == "dynamo":
             torch.onnx.export(module, (dummy,), str(path), dynamo=True, opset_version=opset, input_names=["input"],
@@ -98,17 +97,22 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
                               external_data=large)
         else:
             torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                              output_names=list(spec.outputs), dynamic_axes=axes)
+                              output_names=list(spec.outputs),
+                              dynamic_axes={name: {0: "batch"} for name in ("input", *spec.outputs)})
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as error:
         raise ExportError(f"exporting {spec.name!r} with the {exporter} exporter (opset {opset}) failed: "
                           f"{type(error).__name__}: {error}") from error
-    parity = _compare(spec, path, inputs.numpy(), expected)  # raises beyond tolerance
-    report = ExportReport(exporter=exporter, opset=opset, simplified=False, simplify_note="not requested",
-                          samples=samples, parity=parity, versions=versions())
+    batch = inputs.numpy()
+    parity = _compare(spec, path, batch, expected)  # raises beyond tolerance
+    note = "not requested"
     if simplify:
-        report.simplified, report.simplify_note = _simplify(spec, path, inputs.numpy(), expected, report)
-    return report
+        simplified_parity, note = _simplify(spec, path, batch, expected)
+    else:
+        simplified_parity = None
+    return ExportReport(exporter=exporter, opset=opset, simplified=simplified_parity is not None,
+                        simplify_note=note, samples=samples, parity=simplified_parity or parity,
+                        versions=versions())
 
 
 def _as_outputs(result: Any, spec: ModelSpec) -> list[np.ndarray]:
@@ -158,24 +162,27 @@ def _compare(spec: ModelSpec, path: Path, inputs: np.ndarray, expected: list[np.
     return parity
 
 
-def _simplify(spec: ModelSpec, path: Path, inputs: np.ndarray, expected: list[np.ndarray],
-              report: ExportReport) -> tuple[bool, str]:
-    """Replace ``path`` by its onnxsim simplification if that checks and keeps parity."""
+def _simplify(spec: ModelSpec, path: Path, inputs: np.ndarray,
+              expected: list[np.ndarray]) -> tuple[dict[str, OutputParity] | None, str]:
+    """Replace ``path`` by its onnxsim simplification if that checks and keeps parity.
+
+    Returns the simplified model's parity (None if ``path`` was kept) and a note saying why.
+    """
     import onnx
     import onnxsim
 
     if path.stat().st_size >= PROTOBUF_LIMIT:
-        return False, "skipped: the model is over 2 GB"
+        return None, "skipped: the model is over 2 GB"
     candidate = path.with_name(path.name + ".sim")
     try:
         simplified, ok = onnxsim.simplify(onnx.load(str(path)))
         if not ok:
-            return False, "onnxsim could not validate its result; kept the unsimplified model"
+            return None, "onnxsim could not validate its result; kept the unsimplified model"
         onnx.save(simplified, str(candidate))
         onnx.checker.check_model(str(candidate), full_check=True)
-        report.parity = _compare(spec, candidate, inputs, expected)
+        parity = _compare(spec, candidate, inputs, expected)
     except Exception as error:  # noqa: BLE001 - onnxsim is best effort by design
         candidate.unlink(missing_ok=True)
-        return False, f"onnxsim failed ({type(error).__name__}: {error}); kept the unsimplified model"
+        return None, f"onnxsim failed ({type(error).__name__}: {error}); kept the unsimplified model"
     os.replace(candidate, path)
-    return True, "simplified with onnxsim"
+    return parity, "simplified with onnxsim"

@@ -19,6 +19,7 @@ from typing import Any
 import pluggy
 
 from zoo import hookspecs
+from zoo._env import env_flag
 from zoo.errors import PluginError
 
 #: The names of the hooks a plugin may implement.
@@ -61,8 +62,7 @@ class Selection:
         env = os.environ if environ is None else environ
         only = env.get("ZOO_LOAD_PLUGINS")
         names = None if only is None else frozenset(n.strip() for n in only.split(",") if n.strip())
-        disabled = env.get("ZOO_DISABLE_PLUGIN_AUTOLOAD", "").strip().lower() in ("1", "true", "yes", "on")
-        return cls(autoload=not disabled, only=names)
+        return cls(autoload=not env_flag("ZOO_DISABLE_PLUGIN_AUTOLOAD", env), only=names)
 
     def wants(self, ep: EntryPoint) -> bool:
         if self.only is not None:
