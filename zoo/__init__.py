@@ -5,6 +5,7 @@ The public API, for users and for plugin authors::
     import zoo
     zoo.list_models("resnet*")         # names, naturally sorted
     spec = zoo.get_spec("ResNet50")    # case-insensitive, follows aliases
+    model = zoo.get("resnet50")        # converted to ONNX, verified and cached on first use
 
 Plugin authors implement the hooks in :mod:`zoo.hookspecs` with :data:`hookimpl` and
 register :class:`ModelSpec` objects.
@@ -13,13 +14,21 @@ register :class:`ModelSpec` objects.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import (
+    CacheError,
+    CacheLockTimeout,
+    ChecksumError,
+    DownloadError,
     DuplicateModelError,
+    ExportError,
+    OfflineError,
     PluginError,
     PluginNotInstalledError,
     SpecError,
     UnknownModelError,
+    WeightsError,
     ZooError,
 )
 from zoo.hookspecs import hookimpl
@@ -28,26 +37,53 @@ from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from zoo.registry import default_registry
 from zoo.spec import Artifact, ModelSpec
 
+if TYPE_CHECKING:
+    from zoo.model import Model, get
+    from zoo.weights import load_state_dict
+
 __version__ = "0.1.0"
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Artifact",
+    "CacheError",
+    "CacheLockTimeout",
+    "ChecksumError",
+    "DownloadError",
     "DuplicateModelError",
+    "ExportError",
+    "Model",
     "ModelSpec",
+    "OfflineError",
     "PluginError",
     "PluginInfo",
     "PluginNotInstalledError",
     "Preprocess",
     "SpecError",
     "UnknownModelError",
+    "WeightsError",
     "ZooError",
+    "get",
     "get_spec",
     "hookimpl",
     "list_models",
+    "load_state_dict",
     "plugins",
 ]
+
+# Imported on first use, so that `import zoo` (and `zoo list`) stays free of numpy and onnxruntime.
+_LAZY = {"get": "zoo.model", "Model": "zoo.model", "load_state_dict": "zoo.weights"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
 def list_models(pattern: str | Iterable[str] | None = None, *, task: str | None = None,

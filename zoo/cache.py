@@ -1,36 +1,53 @@
-"""Where the zoo keeps its files.
+"""Where the zoo keeps its files, and how they are written, checked and removed.
 
 The cache root is ``ZOO_CACHE_DIR`` when set, else the user cache directory that
 platformdirs gives for ``onnx-zoo`` (``~/.cache/onnx-zoo`` on Linux,
-``~/Library/Caches/onnx-zoo`` on macOS, ``%LOCALAPPDATA%\\onnx-zoo\\Cache`` on Windows).
-Each model has a folder of its own under ``models/``, named after its canonical name, which
-:func:`zoo.spec.ModelSpec` restricts to characters that are safe in a file name::
+``~/Library/Caches/onnx-zoo`` on macOS, ``%LOCALAPPDATA%\\onnx-zoo\\Cache`` on Windows)::
 
     <root>/
-      models/<name>/...          converted models and their metadata
-      downloads/<sha256>-<file>  fetched weights and prebuilt files, named by their hash
-      locks/<...>.lock           one lock file per thing being built (never deleted)
+      models/<name>/<key>/model.onnx        a converted model
+      models/<name>/<key>/model.onnx.data   its weights, for models over 2 GB (ONNX external data)
+      models/<name>/<key>/metadata.json     size and sha256 of each file, versions, parity report, time
+      models/<name>/<key>/.tmp-<pid>-<hex>/ a build in progress (or left by a killed one)
+      downloads/<sha256>-<file>             fetched weights, named by their hash
+      downloads/<sha256>-<file>.part        an interrupted download, resumed by the next fetch
+      locks/<hash>-<name>.lock              one lock per thing being built (never deleted)
 
-Writers hold the lock of what they build, write a temporary file beside the target and
-commit it with :func:`os.replace`, so that a reader sees a whole file or none. The locks
-are ``fcntl``/``LockFileEx`` locks (through filelock): the operating system releases them
-when their process dies, so a killed process never blocks a later one.
+``<name>`` is the model's canonical name, which :class:`zoo.spec.ModelSpec` restricts to
+characters that are safe in a file name; ``<key>`` is 16 hex digits of a hash over
+everything the file depends on (see :mod:`zoo.convert`), so a new library version or other
+weights give a new entry instead of a stale hit.
+
+Writers hold the lock of what they build, build it in a per-process temporary folder
+beside the target and move each file in with :func:`os.replace`, ``metadata.json`` last:
+an entry without valid metadata is incomplete and is never used. The locks are
+``fcntl``/``LockFileEx`` locks (through filelock): the operating system releases them when
+their process dies, so a killed process never blocks a later one, and whatever it left
+is cleaned by the next writer. Readers check each file's size and modification time
+against the metadata (and its sha256 when those differ), so a truncated or replaced file
+is rebuilt; ``zoo cache verify`` hashes everything.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import secrets
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
 
 from filelock import FileLock, Timeout
 from platformdirs import user_cache_path
 
-from zoo.errors import CacheLockTimeout
+from zoo._fields import NAME_PATTERN
+from zoo.errors import CacheError, CacheLockTimeout
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +55,10 @@ log = logging.getLogger(__name__)
 LOCK_TIMEOUT = 600.0
 #: Seconds between "still waiting" messages.
 LOCK_LOG_INTERVAL = 10.0
+MODEL_FILE = "model.onnx"
+METADATA_FILE = "metadata.json"
+TEMP_PREFIX = ".tmp-"
+KEY_LENGTH = 16
 
 
 def cache_root() -> Path:
@@ -47,19 +68,40 @@ def cache_root() -> Path:
 
 
 def model_dir(name: str) -> Path:
-    """The folder that holds the cached files of the model with canonical ``name``."""
+    """The folder that holds the cached entries of the model with canonical ``name``.
+
+    Raises :class:`~zoo.errors.CacheError` for a name that is not a model name (``..``,
+    ``/``, an absolute path), so that no caller can reach outside the cache.
+    """
+    if not isinstance(name, str) or len(name) > 100 or not NAME_PATTERN.fullmatch(name):
+        raise CacheError(f"{name!r} is not a model name (lowercase letters, digits and . _ - between them); "
+                         f"'zoo cache list' shows the cached models")
     return cache_root() / "models" / name
 
 
-def cached_files(name: str) -> list[Path]:
-    """The files cached for ``name``, sorted; empty if none."""
-    folder = model_dir(name)
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+def entry_dir(name: str, key: str) -> Path:
+    """The folder of one cached build of ``name``."""
+    if len(key) != KEY_LENGTH or any(c not in "0123456789abcdef" for c in key):
+        raise CacheError(f"{key!r} is not a cache key ({KEY_LENGTH} hex digits)")
+    return model_dir(name) / key
 
 
 def download_path(filename: str, sha256: str) -> Path:
     """Where a fetched file with this name and (prefix of a) sha256 is kept."""
     return cache_root() / "downloads" / f"{sha256}-{Path(filename).name}"
+
+
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file's contents."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _lock_for(target: Path) -> FileLock:
+    digest = hashlib.sha256(target.resolve().as_posix().encode()).hexdigest()[:16]
+    lock_file = cache_root() / "locks" / f"{digest}-{target.name}.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(lock_file)
 
 
 @contextmanager
@@ -71,10 +113,7 @@ def locked(target: Path, timeout: float | None = None) -> Iterator[None]:
     """
     if timeout is None:
         timeout = float(os.environ.get("ZOO_LOCK_TIMEOUT", LOCK_TIMEOUT))
-    digest = hashlib.sha256(target.resolve().as_posix().encode()).hexdigest()[:16]
-    lock_file = cache_root() / "locks" / f"{digest}-{target.name}.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_file)
+    lock = _lock_for(target)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -86,8 +125,237 @@ def locked(target: Path, timeout: float | None = None) -> Iterator[None]:
                     f"another process has held the lock on {target} for over {timeout:.0f} s; if no other zoo "
                     f"process is running, try again, or raise ZOO_LOCK_TIMEOUT"
                 ) from None
-            log.warning("waiting for another process to finish %s (lock %s)", target.name, lock_file)
+            log.warning("waiting for another process to finish %s (lock %s)", target.name, lock.lock_file)
     try:
         yield
     finally:
         lock.release()
+
+
+@contextmanager
+def try_locked(target: Path) -> Iterator[bool]:
+    """Like :func:`locked` without waiting: yields whether the lock was free (and is now held)."""
+    lock = _lock_for(target)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+# -- entries -----------------------------------------------------------------------------
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """What the metadata remembers of one file, to detect later damage."""
+    stat = path.stat()
+    return {"size": stat.st_size, "sha256": sha256_of(path), "mtime_ns": stat.st_mtime_ns}
+
+
+def read_entry(folder: Path, *, full: bool = False) -> dict[str, Any] | None:
+    """The metadata of a complete, undamaged entry, or None.
+
+    Each file must have its recorded size; its sha256 is computed when ``full`` is set or
+    its modification time differs from the record (a replaced file; a moved cache).
+    """
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+        records = metadata["files"]
+        if MODEL_FILE not in records:
+            return None
+        for name, record in records.items():
+            stat = (folder / name).stat()
+            if stat.st_size != record["size"]:
+                log.warning("cached %s is %d bytes instead of %d", folder / name, stat.st_size, record["size"])
+                return None
+            if (full or stat.st_mtime_ns != record["mtime_ns"]) and sha256_of(folder / name) != record["sha256"]:
+                log.warning("cached %s is not the file that was built (sha256 differs)", folder / name)
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return metadata
+
+
+def new_temp_dir(folder: Path) -> Path:
+    """A fresh per-process folder inside ``folder`` to build in; the caller holds its lock."""
+    temp = folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    temp.mkdir(parents=True)
+    return temp
+
+
+def discard_leftovers(folder: Path) -> None:
+    """Remove what an earlier writer left in ``folder``: temporary folders and stale metadata.
+
+    The caller holds the folder's lock, so whoever wrote them is gone.
+    """
+    for path in folder.glob(f"{TEMP_PREFIX}*"):
+        log.info("removing %s, left by an interrupted build", path)
+        shutil.rmtree(path, ignore_errors=True)
+    (folder / METADATA_FILE).unlink(missing_ok=True)
+
+
+def commit(folder: Path, temp: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Move the files built in ``temp`` into ``folder``, the model file last, then the metadata.
+
+    Returns the metadata as written, with a record of each file.
+    """
+    names = sorted((p.name for p in temp.iterdir()), key=lambda n: n == MODEL_FILE)
+    metadata = {**metadata, "files": {name: file_record(temp / name) for name in names}}
+    (temp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+    for name in [*names, METADATA_FILE]:
+        os.replace(temp / name, folder / name)
+    temp.rmdir()
+    return metadata
+
+
+def refresh_records(folder: Path, metadata: dict[str, Any]) -> None:
+    """Rewrite the modification times in ``metadata`` after the files were verified by hash."""
+    for name, record in metadata["files"].items():
+        record["mtime_ns"] = (folder / name).stat().st_mtime_ns
+    temp = folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.json"
+    temp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(temp, folder / METADATA_FILE)
+
+
+def check_external_data(model_path: Path) -> list[str]:
+    """The external-data files a model refers to; :class:`CacheError` if one lies outside its folder.
+
+    ONNX stores the location of external tensors as a path relative to the model file;
+    an absolute path or one that climbs out with ``..`` could make a runtime read (or a
+    copy carry) any file on the machine.
+    """
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    locations = set()
+    for tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            locations.add(ExternalDataInfo(tensor).location)
+    folder = model_path.parent.resolve()
+    for location in sorted(locations):
+        escapes = (PurePosixPath(location).is_absolute() or PureWindowsPath(location).is_absolute()
+                   or ".." in PurePosixPath(location.replace("\\", "/")).parts)
+        if escapes or not (folder / location).resolve().is_relative_to(folder):
+            raise CacheError(f"{model_path.name} refers to external data at {location!r}, outside its folder; "
+                             f"refusing to use it (an ONNX model may only refer to files beside it)")
+        if not (folder / location).is_file():
+            raise CacheError(f"{model_path.name} refers to external data {location!r}, which is missing")
+    return sorted(locations)
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor stored in a graph: initializers and attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
+
+
+# -- listing and removal -----------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One cached build, as ``zoo cache list`` shows it."""
+
+    name: str
+    key: str
+    folder: Path
+    size: int
+    metadata: dict[str, Any] | None  # None: incomplete or damaged
+
+    @property
+    def ok(self) -> bool:
+        return self.metadata is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        meta = self.metadata or {}
+        return {"name": self.name, "key": self.key, "path": str(self.folder / MODEL_FILE), "size": self.size,
+                "ok": self.ok, "created": meta.get("created"), "exporter": meta.get("exporter"),
+                "opset": meta.get("opset"), "source": meta.get("source")}
+
+
+def folder_size(path: Path) -> int:
+    """Bytes in the files under ``path`` (or of ``path`` itself)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def entries(name: str | None = None, *, full: bool = False) -> list[Entry]:
+    """The cached builds (of ``name``, or of every model), each checked (``full``: by hash)."""
+    base = cache_root() / "models"
+    folders = [model_dir(name)] if name is not None else sorted(p for p in base.glob("*") if p.is_dir())
+    found = []
+    for model in folders:
+        for folder in sorted(p for p in model.glob("*") if p.is_dir()):
+            found.append(Entry(name=model.name, key=folder.name, folder=folder, size=folder_size(folder),
+                               metadata=read_entry(folder, full=full)))
+    return found
+
+
+def downloads() -> list[Path]:
+    """Fetched files (and partial ones) in the cache, sorted."""
+    folder = cache_root() / "downloads"
+    return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def remove(path: Path, *, wait: bool = True) -> int:
+    """Delete a cache entry or download under its lock; returns the bytes freed (0 if busy and not ``wait``)."""
+    target = path.with_name(path.name.removesuffix(".part"))
+    if wait:
+        with locked(target):
+            return _delete(path)
+    with try_locked(target) as free:
+        return _delete(path) if free else 0
+
+
+def _delete(path: Path) -> int:
+    if not path.exists():
+        return 0
+    size = folder_size(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+        if path.parent != cache_root() / "models" and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    else:
+        path.unlink()
+    return size
+
+
+def prune(is_current: Callable[[dict[str, Any]], bool], *, downloads_too: bool = False,
+          dry_run: bool = False) -> list[tuple[Path, int]]:
+    """Remove what can never be used again; returns ``(path, bytes)`` for each removal.
+
+    That is: entries that are incomplete, damaged or not ``is_current`` (built with other
+    library versions), temporary folders and ``.part`` files whose writer is gone, and with
+    ``downloads_too`` every downloaded file. Entries in use by another process are skipped.
+    """
+    removed = []
+    candidates: list[Path] = []
+    for entry in entries():
+        if entry.metadata is None or not is_current(entry.metadata):
+            candidates.append(entry.folder)
+        else:
+            candidates += entry.folder.glob(f"{TEMP_PREFIX}*")
+    candidates += [p for p in downloads() if downloads_too or p.name.endswith(".part")]
+    for path in candidates:
+        if dry_run:
+            removed.append((path, folder_size(path)))
+            continue
+        lock_target = path.parent if path.name.startswith(TEMP_PREFIX) else path
+        with try_locked(lock_target.with_name(lock_target.name.removesuffix(".part"))) as free:
+            if free:
+                removed.append((path, _delete(path)))
+    return removed

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -62,20 +61,12 @@ def source_url(artifact: Artifact) -> str:
     return artifact.url
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path: Path, artifact: Artifact) -> None:
     """Raise :class:`ChecksumError` unless ``path`` has the artifact's size and sha256 (or prefix)."""
     size = path.stat().st_size
     if artifact.size is not None and size != artifact.size:
         raise ChecksumError(f"{artifact.filename}: expected {artifact.size} bytes, got {size} ({path})")
-    actual = sha256_of(path)
+    actual = cache.sha256_of(path)
     if not actual.startswith(artifact.sha256):
         raise ChecksumError(
             f"{artifact.filename}: sha256 is {actual}, expected {artifact.sha256}"

@@ -127,3 +127,11 @@ class CacheLockTimeout(ZooError, TimeoutError):
 
 class ExportError(ZooError, RuntimeError):
     """The export failed, or the ONNX model does not reproduce PyTorch within tolerance."""
+
+
+class WeightsError(ZooError, ValueError):
+    """Weights are missing, unsafe to load (a pickle that is not plain tensors) or not a checkpoint."""
+
+
+class CacheError(ZooError, ValueError):
+    """A cache path or a model file is unsafe (a name that escapes the cache, external data outside its folder)."""

@@ -10,7 +10,8 @@
 3. ``onnx.checker`` full check;
 4. onnxsim, best effort: if it fails or changes the numbers beyond tolerance, the checked,
    unsimplified model is kept and the report says why;
-5. parity: PyTorch against onnxruntime on random inputs (a batch of several); the report
+5. parity: PyTorch against onnxruntime on random inputs and the given ``images`` (already
+   preprocessed, e.g. a photo: random inputs alone can hide a divergence); the report
    holds the largest absolute and relative difference per output and, for outputs with a
    class axis, top-1 agreement. Beyond ``|onnx - torch| <= atol + rtol * |torch|``:
    :class:`~zoo.errors.ExportError` naming the output and the numbers.
@@ -72,8 +73,12 @@ def versions() -> dict[str, str]:
 
 
 def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str = DEFAULT_EXPORTER,
-           opset: int | None = None, simplify: bool = True, samples: int = 4, seed: int = 0) -> ExportReport:
-    """Export ``spec`` (with ``weights``) to ``path`` and return the parity report."""
+           opset: int | None = None, simplify: bool = True, samples: int = 4, seed: int = 0,
+           images: np.ndarray | None = None) -> ExportReport:
+    """Export ``spec`` (with ``weights``) to ``path`` and return the parity report.
+
+    ``samples`` random inputs, and the batch ``images`` if given, are compared.
+    """
     import onnx
     import torch
 
@@ -85,6 +90,8 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     module = spec.build(spec, weights)
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn((samples, *spec.preprocess.input_shape), generator=generator)
+    if images is not None:
+        inputs = torch.cat([inputs, torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))])
     with torch.inference_mode():
         expected = _as_outputs(module(inputs), spec)
     dummy = inputs[:1]
@@ -111,7 +118,7 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     else:
         simplified_parity = None
     return ExportReport(exporter=exporter, opset=opset, simplified=simplified_parity is not None,
-                        simplify_note=note, samples=samples, parity=simplified_parity or parity,
+                        simplify_note=note, samples=len(inputs), parity=simplified_parity or parity,
                         versions=versions())
 
 

@@ -19,16 +19,21 @@ exact resize, so that images can be batched and a model exported with a known sh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo._fields import check_choice, check_number, check_numbers, check_size, from_mapping, set_field
 from zoo.errors import SpecError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 CHANNELS = ("RGB", "BGR", "GRAY")
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32",)
+_CV2_FLAGS = {"nearest": "INTER_NEAREST", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "area": "INTER_AREA"}
 
 #: ImageNet statistics used by torchvision and most classifiers, for inputs scaled to [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,6 +98,58 @@ class Preprocess:
         h, w = self.input_size
         c = self.num_channels
         return (c, h, w) if self.layout == "NCHW" else (h, w, c)
+
+    def apply(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The input batch for RGB ``uint8`` images of shape ``(height, width, 3)``."""
+        import numpy as np
+
+        h, w = self.input_size
+        c = self.num_channels
+        batch = np.empty((len(images), h, w, c), np.float32)
+        scale = np.float32(self.scale) / np.asarray(self.std, np.float32)
+        shift = np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
+        for i, image in enumerate(images):
+            pixels = self._geometry(self._channels(image))
+            np.multiply(pixels.reshape(h, w, c), scale, out=batch[i], casting="unsafe")
+            batch[i] -= shift
+        return batch.transpose(0, 3, 1, 2).copy() if self.layout == "NCHW" else batch
+
+    def _channels(self, rgb: np.ndarray) -> np.ndarray:
+        if self.channels == "BGR":
+            return rgb[:, :, ::-1]
+        if self.channels == "GRAY":
+            import cv2
+
+            return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)[:, :, None]
+        return rgb
+
+    def _geometry(self, pixels: np.ndarray) -> np.ndarray:
+        """Resize, then centre crop (padding with zeros where the image is smaller)."""
+        import cv2
+        import numpy as np
+
+        height, width = pixels.shape[:2]
+        if isinstance(self.resize, int):
+            short, long = sorted((height, width))
+            new_long = int(self.resize * long / short)
+            size = (self.resize, new_long) if height <= width else (new_long, self.resize)
+        else:
+            size = self.resize or (height, width)
+        if size != (height, width):
+            shrinking = size[0] < height or size[1] < width
+            flag = _CV2_FLAGS["area" if self.antialias and shrinking and self.interpolation != "nearest"
+                              else self.interpolation]
+            pixels = cv2.resize(np.ascontiguousarray(pixels), (size[1], size[0]), interpolation=getattr(cv2, flag))
+            pixels = pixels.reshape(size[0], size[1], -1)
+        if self.crop is None:
+            return pixels
+        (ch, cw), (height, width) = self.crop, pixels.shape[:2]
+        if height < ch or width < cw:
+            pad_h, pad_w = max(ch - height, 0), max(cw - width, 0)
+            pixels = np.pad(pixels, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+            height, width = pixels.shape[:2]
+        top, left = int(round((height - ch) / 2)), int(round((width - cw) / 2))
+        return pixels[top:top + ch, left:left + cw]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON- and TOML-ready dict; :meth:`from_dict` reads it back."""

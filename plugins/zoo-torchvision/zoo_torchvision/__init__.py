@@ -23,14 +23,13 @@ TASK = "image-classification"
 
 def build(spec: zoo.ModelSpec, weights: Path | None) -> Any:
     """The torchvision model for ``spec`` in eval mode, with ``weights`` (a state-dict file) loaded."""
-    import torch
     import torchvision
 
     info = spec.extra["torchvision"]
     model = torchvision.models.get_model(info["arch"], weights=None, num_classes=len(spec.labels),
                                          **info["builder_kwargs"])
     if weights is not None:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(zoo.load_state_dict(weights))
     return model.eval()
 
 
