@@ -54,7 +54,7 @@ def test_info_text_and_json():
     assert data["preprocess"]["resize"] == 256 and data["num_labels"] == 1000
     assert data["variants"] == ["resnet50", "resnet50.imagenet1k_v1"]
     assert data["weights"]["url"].endswith("resnet50-0676ba61.pth") and data["weights"]["sha256"] == "0676ba61"
-    assert data["cache"]["files"] == []
+    assert data["cache"]["entries"] == []
 
 
 def test_unknown_model_is_one_line_and_nonzero():

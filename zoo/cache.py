@@ -97,6 +97,11 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
+def verify_download(path: Path) -> bool:
+    """Whether a file in ``downloads/`` still has the sha256 (prefix) its name starts with."""
+    return sha256_of(path).startswith(path.name.partition("-")[0])
+
+
 def _lock_for(target: Path) -> FileLock:
     digest = hashlib.sha256(target.resolve().as_posix().encode()).hexdigest()[:16]
     lock_file = cache_root() / "locks" / f"{digest}-{target.name}.lock"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import zoo
@@ -37,6 +39,16 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         if room is not None and len(last) > max(room, 10):
             last = last[: max(room, 10) - 1] + "…"
         print("  ".join([*cells, last]).rstrip())
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 4.7 MiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _warn_failed_plugins(registry: Registry) -> None:
@@ -82,13 +94,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     registry = default_registry()
     spec = registry.get(args.name)
-    files = cache.cached_files(spec.name)
+    entries = cache.entries(spec.name)
     data = spec.to_dict()
     data["variants"] = registry.variants(spec.name)
-    data["cache"] = {
-        "dir": str(cache.model_dir(spec.name)),
-        "files": [{"path": str(p), "size": p.stat().st_size} for p in files],
-    }
+    data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in entries]}
     if args.json:
         _print_json(data)
         return 0
@@ -115,11 +124,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
     ]
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
-    if files:
-        size = sum(f["size"] for f in data["cache"]["files"])
-        lines.append(("cache", f"{len(files)} file(s), {size / 1e6:.1f} MB in {data['cache']['dir']}"))
-    else:
-        lines.append(("cache", f"not cached ({data['cache']['dir']})"))
+    for entry in entries:
+        meta = entry.metadata or {}
+        state = (f"{meta.get('exporter') or 'prebuilt'}, {_size(entry.size)}, {meta.get('created')}" if entry.ok
+                 else "incomplete or damaged: rebuilt on next use")
+        lines.append(("cache", f"{entry.folder / cache.MODEL_FILE} ({state})"))
+    if not entries:
+        lines.append(("cache", f"not cached yet ({data['cache']['dir']})"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}")
@@ -144,6 +155,147 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    if "parity" not in meta:
+        return [("source", f"prebuilt ONNX {meta['key_inputs']['source']['url']} (sha256 verified)")]
+    lines = [("export", f"{meta['exporter']} exporter, opset {meta['opset']}, {meta['simplify_note']}")]
+    for output, p in meta["parity"].items():
+        top1 = f", top-1 agreement {p['top1_agreement']:.0%}" if p["top1_agreement"] is not None else ""
+        detail = f"max abs diff {p['max_abs']:.3g}, max rel diff {p['max_rel']:.3g}{top1}"
+        lines.append(("parity", f"{output}: {detail} ({meta['samples']} inputs: random and a photo)"))
+    return lines
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from zoo.model import prepare
+
+    spec, converted = prepare(args.name, weights=args.weights, sha256=args.sha256, opset=args.opset,
+                              exporter=args.exporter, simplify=not args.no_simplify)
+    meta = converted.metadata
+    path = converted.path
+    if args.output:
+        path = _copy_model(converted.path, args.output, spec.name)
+    if args.json:
+        _print_json({"name": spec.name, "path": str(path), "cache_path": str(converted.path), **meta})
+        return 0
+    record = meta["files"][cache.MODEL_FILE]
+    lines = [("model", spec.name), ("file", str(path)),
+             ("size", f"{_size(record['size'])}, sha256 {record['sha256']}"), *_parity_lines(meta)]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _copy_model(source: Path, output: str, name: str) -> Path:
+    """Copy a cached model (and its external data, whose names the model refers to) to ``output``.
+
+    ``output`` is a folder (existing, or written with a trailing slash) or a file name.
+    """
+    is_folder = Path(output).is_dir() or output.endswith(("/", os.sep))
+    target = Path(output) / f"{name}.onnx" if is_folder else Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for data in cache.check_external_data(source):
+        shutil.copyfile(source.parent / data, target.parent / data)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, temp)
+    os.replace(temp, target)
+    return target
+
+
+def cmd_cache_dir(args: argparse.Namespace) -> int:
+    print(cache.cache_root())
+    return 0
+
+
+def cmd_cache_list(args: argparse.Namespace) -> int:
+    entries = cache.entries()
+    files = cache.downloads()
+    if args.json:
+        _print_json({"dir": str(cache.cache_root()), "models": [e.to_dict() for e in entries],
+                     "downloads": [{"path": str(p), "size": p.stat().st_size} for p in files]})
+        return 0
+    total = sum(e.size for e in entries) + sum(p.stat().st_size for p in files)
+    if entries:
+        rows = [[e.name, e.key, _size(e.size), (e.metadata or {}).get("created") or "-",
+                 (e.metadata or {}).get("exporter") or ("prebuilt" if e.ok else "-"),
+                 "ok" if e.ok else "incomplete or damaged"] for e in entries]
+        _print_table(["MODEL", "KEY", "SIZE", "CREATED", "SOURCE", "STATE"], rows)
+    if files:
+        print()
+        _print_table(["DOWNLOAD", "SIZE"], [[p.name, _size(p.stat().st_size)] for p in files])
+    print(f"{len(entries)} model(s), {len(files)} download(s), {_size(total)} in {cache.cache_root()}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_cache_verify(args: argparse.Namespace) -> int:
+    entries = [e for name in args.names for e in cache.entries(_cached_name(name))] if args.names \
+        else cache.entries(full=True)
+    results = [{"path": str(e.folder / cache.MODEL_FILE), "ok": cache.read_entry(e.folder, full=True) is not None}
+               for e in entries]
+    if not args.names:
+        results += [{"path": str(p), "ok": cache.verify_download(p)} for p in cache.downloads()
+                    if not p.name.endswith(".part")]
+    bad = [r for r in results if not r["ok"]]
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            print(f"{'ok     ' if r['ok'] else 'DAMAGED'}  {r['path']}")
+        print(f"{len(results)} file(s) checked by sha256, {len(bad)} damaged"
+              + ("; 'zoo cache prune' removes them, and the next use rebuilds them" if bad else ""), file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cached_name(name: str) -> str:
+    """The canonical name of an installed model, else ``name`` itself (a model whose plugin is gone)."""
+    registry = default_registry()
+    return registry.get(name).name if name in registry else name.strip().lower()
+
+
+def cmd_cache_rm(args: argparse.Namespace) -> int:
+    freed = 0
+    for name in args.names:
+        entries = cache.entries(_cached_name(name))
+        if not entries:
+            raise ZooError(f"{name!r} has nothing in the cache; 'zoo cache list' shows what has")
+        for entry in entries:
+            freed += cache.remove(entry.folder)
+            print(f"removed {entry.folder}")
+    print(f"freed {_size(freed)}", file=sys.stderr)
+    return 0
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    from zoo.convert import is_current
+
+    removed = cache.prune(is_current, downloads_too=args.downloads, dry_run=args.dry_run)
+    if args.json:
+        _print_json([{"path": str(p), "size": n} for p, n in removed])
+        return 0
+    for path, size in removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {path} ({_size(size)})")
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{verb} {_size(sum(n for _, n in removed))}", file=sys.stderr)
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    root = cache.cache_root()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ZooError(f"'zoo cache clear' deletes every cached model and download in {root}; "
+                           f"pass --yes to confirm when not at a terminal")
+        if input(f"delete every cached model and download in {root}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    freed = sum(cache.remove(e.folder) for e in cache.entries())
+    freed += sum(cache.remove(p) for p in cache.downloads())
+    print(f"freed {_size(freed)} in {root}", file=sys.stderr)
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 
 
@@ -151,13 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo",
         description="Vision models by name, as verified and cached ONNX files.",
-        epilog="Environment: ZOO_CACHE_DIR (cache location), ZOO_LOAD_PLUGINS=a,b (load only these plugins), "
-        "ZOO_DISABLE_PLUGIN_AUTOLOAD=1 (load no plugin by entry point). 'zoo COMMAND --help' explains a command.",
+        epilog="Environment: ZOO_CACHE_DIR (cache location), ZOO_OFFLINE=1 (no network), ZOO_MIRROR=URL (fetch "
+        "files from this base URL), ZOO_LOAD_PLUGINS=a,b (load only these plugins), ZOO_DISABLE_PLUGIN_AUTOLOAD=1 "
+        "(load no plugin by entry point). 'zoo COMMAND --help' explains a command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {zoo.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str, description: str) -> argparse.ArgumentParser:
+    def command(name: str, func: Callable[[argparse.Namespace], int] | None, help: str,
+                description: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=description)
         sub.set_defaults(func=func)
         return sub
@@ -177,6 +331,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="model name or alias")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
+    p = command("export", cmd_export, "convert a model to ONNX (or fetch its prebuilt file) and show its parity report",
+                "Convert NAME to a verified ONNX file in the cache (or reuse the cached one) and print where it is, "
+                "its size and sha256, and how closely it reproduces PyTorch.")
+    p.add_argument("name", metavar="NAME", help="model name or alias")
+    p.add_argument("-o", "--output", metavar="PATH", help="also copy the file here (a folder or a file name)")
+    p.add_argument("--weights", metavar="W", help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
+    p.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
+    p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the model's, else 17)")
+    p.add_argument("--exporter", choices=("torchscript", "dynamo"), help="torch.onnx exporter (default: torchscript)")
+    p.add_argument("--no-simplify", action="store_true", help="keep the model as exported, without onnxsim")
+    p.add_argument("--json", action="store_true", help="print the cache metadata as JSON")
+
+    p = command("cache", None, "show, verify and clean the cache",
+                "Manage the cache of converted models and downloads. Its location is ZOO_CACHE_DIR, else the "
+                "user cache directory ('zoo cache dir').")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        sub.set_defaults(func=func)
+        return sub
+
+    action("dir", cmd_cache_dir, "print the cache directory")
+    a = action("list", cmd_cache_list, "list cached models and downloads with their sizes")
+    a.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    a = action("verify", cmd_cache_verify, "check every cached file against its sha256 (exit status 1 if one is damaged)")
+    a.add_argument("names", nargs="*", metavar="NAME", help="only these models (default: everything)")
+    a.add_argument("--json", action="store_true", help="print JSON instead of text")
+    a = action("rm", cmd_cache_rm, "remove the cached files of models")
+    a.add_argument("names", nargs="+", metavar="NAME", help="model name or alias")
+    a = action("prune", cmd_cache_prune, "remove damaged or outdated entries and leftovers of interrupted work")
+    a.add_argument("--downloads", action="store_true", help="also remove downloaded weights (fetched again if needed)")
+    a.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    a.add_argument("--json", action="store_true", help="print JSON instead of text")
+    a = action("clear", cmd_cache_clear, "remove everything in the cache")
+    a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
     p = command("plugins", cmd_plugins, "list plugins with their distribution, version, hooks and errors",
                 "List every plugin that was tried, including those that failed to import or register, with the reason.")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -186,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zoo`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="zoo: %(message)s")
     try:
         return args.func(args)
     except ZooError as error:

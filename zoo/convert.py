@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from importlib.resources import files
 from pathlib import Path
@@ -173,7 +173,7 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
         cache.check_external_data(model_path)
         metadata = {
             "name": spec.name,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 3),
             "key_inputs": inputs,
             "weights": weights.url if isinstance(weights, Artifact) else str(weights) if weights else None,
@@ -182,6 +182,9 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
         metadata = cache.commit(folder, temp, metadata)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+        for empty in (folder, folder.parent):  # a failed first build leaves no trace
+            if not any(empty.iterdir()):
+                empty.rmdir()
     log.info("cached %s in %s", spec.name, folder)
     return metadata
 
@@ -200,6 +203,7 @@ def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: d
     from zoo.download import fetch
 
     local = fetch(weights) if isinstance(weights, Artifact) else weights
+    log.info("exporting %s to ONNX (%s exporter, opset %d)", spec.name, source["exporter"], source["opset"])
     report = export.export(spec, local, model_path, exporter=source["exporter"], opset=source["opset"],
                            simplify=source["simplify"], images=sample_inputs(spec))
     return report.to_dict()
@@ -211,4 +215,5 @@ def sample_inputs(spec: ModelSpec) -> np.ndarray:
 
     data = np.frombuffer((files("zoo") / "data" / SAMPLE_IMAGE).read_bytes(), np.uint8)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    assert bgr is not None, f"the packaged {SAMPLE_IMAGE} does not decode"
     return spec.preprocess.apply([bgr[:, :, ::-1]])

@@ -22,13 +22,14 @@ Models over 2 GB are saved with external data beside the file.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo.errors import ExportError
+from zoo.errors import ExportError, ZooError
 from zoo.spec import ModelSpec
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -87,7 +88,13 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     if spec.build is None:
         raise ExportError(f"model {spec.name!r} has no build function to export from; it ships a prebuilt ONNX file")
     opset = opset or spec.opset or DEFAULT_OPSET
-    module = spec.build(spec, weights)
+    try:
+        module = spec.build(spec, weights)
+    except ZooError:
+        raise
+    except Exception as error:
+        raise ExportError(f"building the PyTorch model {spec.name!r} (plugin {spec.plugin or '-'}) with weights "
+                          f"{weights} failed: {type(error).__name__}: {error}") from error
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn((samples, *spec.preprocess.input_shape), generator=generator)
     if images is not None:
@@ -103,9 +110,11 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
                               output_names=list(spec.outputs), dynamic_shapes=({0: torch.export.Dim("batch")},),
                               external_data=large)
         else:
-            torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                              output_names=list(spec.outputs),
-                              dynamic_axes={name: {0: "batch"} for name in ("input", *spec.outputs)})
+            with warnings.catch_warnings():  # its deprecation notice is for torch users, not ours
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
+                                  output_names=list(spec.outputs),
+                                  dynamic_axes={name: {0: "batch"} for name in ("input", *spec.outputs)})
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as error:
         raise ExportError(f"exporting {spec.name!r} with the {exporter} exporter (opset {opset}) failed: "

@@ -45,6 +45,18 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     (``"torchscript"`` or ``"dynamo"``) choose the export; ``providers`` and ``threads``
     configure onnxruntime.
     """
+    spec, converted = prepare(name, weights=weights, sha256=sha256, opset=opset, exporter=exporter,
+                              simplify=simplify)
+    return Model(spec, converted, providers=providers, threads=threads)
+
+
+def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
+            sha256: str | None = None, opset: int | None = None, exporter: str | None = None,
+            simplify: bool = True) -> tuple[ModelSpec, Converted]:
+    """Resolve the name and the weights and return the cached ONNX file (built if needed), without a session.
+
+    The arguments are those of :func:`get`; ``zoo export`` uses this directly.
+    """
     registry = default_registry()
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
     variant = _variant(registry, spec, weights)
@@ -54,7 +66,7 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     info = registry.plugin_manager.infos.get(spec.plugin)
     converted = convert(spec, source, prebuilt=opset is None and exporter is None, exporter=exporter, opset=opset,
                         simplify=simplify, plugin_version=info.version if info else None)
-    return Model(spec, converted, providers=providers, threads=threads)
+    return spec, converted
 
 
 def _variant(registry: Registry, spec: ModelSpec, weights: object) -> ModelSpec | None:

@@ -119,6 +119,7 @@ class Preprocess:
             return rgb[:, :, ::-1]
         if self.channels == "GRAY":
             import cv2
+            import numpy as np
 
             return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)[:, :, None]
         return rgb
@@ -148,7 +149,7 @@ class Preprocess:
             pad_h, pad_w = max(ch - height, 0), max(cw - width, 0)
             pixels = np.pad(pixels, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
             height, width = pixels.shape[:2]
-        top, left = int(round((height - ch) / 2)), int(round((width - cw) / 2))
+        top, left = round((height - ch) / 2), round((width - cw) / 2)
         return pixels[top:top + ch, left:left + cw]
 
     def to_dict(self) -> dict[str, Any]:

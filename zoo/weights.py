@@ -81,7 +81,10 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = _unpickler_reason(str(error))
+        if "global" not in reason.lower():
+            raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({reason}); is it truncated, an HTML "
+                               f"page, or another format?") from None
         raise WeightsError(
             f"refusing to load {path}: it holds Python objects other than tensors ({reason}), and unpickling it "
             f"could run arbitrary code. If you trust its origin, re-save its state_dict with torch.save or as "
@@ -95,3 +98,13 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise WeightsError(f"{path} holds a {type(data).__name__}, not a state dict (a mapping of tensors)")
     return dict(data)
+
+
+def _unpickler_reason(message: str) -> str:
+    """The line of torch's weights-only error that says what it met, e.g. ``Unsupported global: ...``."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("WeightsUnpickler error:"):
+            rest = line.removeprefix("WeightsUnpickler error:").strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else "unknown")
+    return lines[0] if lines else "unknown"
