@@ -6,11 +6,18 @@ The steps run in this order:
 
 1. convert to the channel order the model expects (``RGB``, ``BGR`` or ``GRAY``);
 2. ``resize``: an integer resizes the *shorter* side to that length and keeps the aspect
-   ratio (torchvision's ``Resize(256)``); a ``[height, width]`` pair resizes to exactly that
-   size (``cv2.resize``); with ``interpolation`` and ``antialias`` (smoothing when
-   shrinking, as PIL does);
-3. ``crop``: a centre crop to ``[height, width]`` (an integer means a square);
-4. ``value = (pixel * scale - mean) / std`` per channel, in ``float32``;
+   ratio (torchvision's ``Resize(256)``, long side truncated as torchvision does); a
+   ``[height, width]`` pair resizes to exactly that size; ``"cover"`` scales the image so
+   that it covers the crop, as ``cv2.dnn.blobFromImage(..., crop=True)`` does (its
+   rounding included). ``interpolation`` is nearest, bilinear, bicubic or area;
+   ``antialias`` (bilinear and bicubic) widens the filter when shrinking and reproduces
+   Pillow's ``Image.resize``, which torchvision's transforms use on PIL images; without
+   it, ``cv2.resize`` runs (what OpenCV pipelines do);
+3. ``crop``: a centre crop to ``[height, width]`` (an integer means a square), offsets
+   rounded as torchvision rounds them, zero padding where the image is smaller;
+4. ``value = (pixel * scale - mean) / std`` per channel, in ``float32``, computed as
+   ``(pixel - mean / scale) * (scale / std)``: OpenCV's order (mean subtracted before
+   scaling), so that a blobFromImage pipeline is reproduced to the bit;
 5. ``layout``: ``NCHW`` or ``NHWC``, with a leading batch axis.
 
 The final spatial size (:attr:`Preprocess.input_size`) must be fixed by the crop or by an
@@ -33,7 +40,7 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 CHANNELS = ("RGB", "BGR", "GRAY")
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32",)
-_CV2_FLAGS = {"nearest": "INTER_NEAREST", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "area": "INTER_AREA"}
+_CV2_FLAGS = {"nearest": "INTER_NEAREST_EXACT", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "area": "INTER_AREA"}
 
 #: ImageNet statistics used by torchvision and most classifiers, for inputs scaled to [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,7 +51,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Preprocess:
     """How an image is turned into a model input. See the module docstring for the order."""
 
-    resize: int | tuple[int, int] | None = None
+    resize: int | tuple[int, int] | str | None = None
     crop: tuple[int, int] | None = None
     interpolation: str = "bilinear"
     antialias: bool = True
@@ -56,7 +63,10 @@ class Preprocess:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.resize is not None:
+        if self.resize == "cover":
+            if self.crop is None:
+                raise SpecError("resize", "'cover' scales the image to cover the crop: give a crop too")
+        elif self.resize is not None:
             if isinstance(self.resize, int) and not isinstance(self.resize, bool):
                 check_size("resize", self.resize)
             else:
@@ -106,51 +116,57 @@ class Preprocess:
         h, w = self.input_size
         c = self.num_channels
         batch = np.empty((len(images), h, w, c), np.float32)
-        scale = np.float32(self.scale) / np.asarray(self.std, np.float32)
-        shift = np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
+        offset = np.float32(np.asarray(self.mean) / self.scale)
+        factor = np.float32(self.scale / np.asarray(self.std))
         for i, image in enumerate(images):
             pixels = self._geometry(self._channels(image))
-            np.multiply(pixels.reshape(h, w, c), scale, out=batch[i], casting="unsafe")
-            batch[i] -= shift
-        return batch.transpose(0, 3, 1, 2).copy() if self.layout == "NCHW" else batch
+            np.subtract(pixels, offset, out=batch[i], dtype=np.float32)
+            batch[i] *= factor
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else batch
 
     def _channels(self, rgb: np.ndarray) -> np.ndarray:
         if self.channels == "BGR":
             return rgb[:, :, ::-1]
         if self.channels == "GRAY":
             import cv2
-            import numpy as np
 
-            return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)[:, :, None]
+            return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
         return rgb
 
     def _geometry(self, pixels: np.ndarray) -> np.ndarray:
-        """Resize, then centre crop (padding with zeros where the image is smaller)."""
+        """Resize, then centre crop; only the kept pixels are computed by the antialiased resize."""
         import cv2
         import numpy as np
 
-        height, width = pixels.shape[:2]
+        from zoo import _resample
+
+        height, width, channels = pixels.shape
+        if self.resize == "cover":
+            return _cover(pixels, self.input_size, _CV2_FLAGS[self.interpolation])
         if isinstance(self.resize, int):
             short, long = sorted((height, width))
             new_long = int(self.resize * long / short)
             size = (self.resize, new_long) if height <= width else (new_long, self.resize)
         else:
             size = self.resize or (height, width)
-        if size != (height, width):
-            shrinking = size[0] < height or size[1] < width
-            flag = _CV2_FLAGS["area" if self.antialias and shrinking and self.interpolation != "nearest"
-                              else self.interpolation]
-            pixels = cv2.resize(np.ascontiguousarray(pixels), (size[1], size[0]), interpolation=getattr(cv2, flag))
-            pixels = pixels.reshape(size[0], size[1], -1)
-        if self.crop is None:
-            return pixels
-        (ch, cw), (height, width) = self.crop, pixels.shape[:2]
-        if height < ch or width < cw:
-            pad_h, pad_w = max(ch - height, 0), max(cw - width, 0)
-            pixels = np.pad(pixels, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
-            height, width = pixels.shape[:2]
-        top, left = round((height - ch) / 2), round((width - cw) / 2)
-        return pixels[top:top + ch, left:left + cw]
+        ch, cw = self.crop or size
+        top, left = round((size[0] - ch) / 2), round((size[1] - cw) / 2)
+        rows = (max(top, 0), min(top + ch, size[0]))
+        cols = (max(left, 0), min(left + cw, size[1]))
+        if size == (height, width):
+            kept = pixels[rows[0]:rows[1], cols[0]:cols[1]]
+        elif self.antialias and self.interpolation in _resample.FILTERS:
+            kept = _resample.resize(np.ascontiguousarray(pixels), size, self.interpolation, rows, cols)
+        else:
+            flag = getattr(cv2, _CV2_FLAGS[self.interpolation])
+            resized = cv2.resize(np.ascontiguousarray(pixels), (size[1], size[0]), interpolation=flag)
+            kept = resized.reshape(size[0], size[1], channels)[rows[0]:rows[1], cols[0]:cols[1]]
+        if kept.shape[:2] != (ch, cw):  # the image is smaller than the crop: pad with zeros, centred
+            pad_top, pad_left = rows[0] - top, cols[0] - left
+            padded = np.zeros((ch, cw, channels), np.uint8)
+            padded[pad_top:pad_top + kept.shape[0], pad_left:pad_left + kept.shape[1]] = kept
+            kept = padded
+        return kept
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON- and TOML-ready dict; :meth:`from_dict` reads it back."""
@@ -164,3 +180,17 @@ class Preprocess:
     def from_dict(cls, data: Any, field: str = "preprocess") -> Preprocess:
         """Read a TOML table or a dict; unknown keys and bad values raise :class:`SpecError`."""
         return from_mapping(cls, data, field)
+
+
+def _cover(pixels: np.ndarray, size: tuple[int, int], flag: str) -> np.ndarray:
+    """``cv2.dnn.blobFromImage(crop=True)``: scale by one factor to cover ``size``, crop the centre."""
+    import cv2
+    import numpy as np
+
+    height, width, channels = pixels.shape
+    factor = max(np.float32(size[1]) / np.float32(width), np.float32(size[0]) / np.float32(height))  # as OpenCV
+    resized = cv2.resize(np.ascontiguousarray(pixels), None, fx=float(factor), fy=float(factor),
+                         interpolation=getattr(cv2, flag))
+    resized = resized.reshape(resized.shape[0], resized.shape[1], channels)
+    top, left = int(0.5 * (resized.shape[0] - size[0])), int(0.5 * (resized.shape[1] - size[1]))
+    return resized[top:top + size[0], left:left + size[1]]
