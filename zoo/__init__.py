@@ -6,6 +6,7 @@ The public API, for users and for plugin authors::
     zoo.list_models("resnet*")         # names, naturally sorted
     spec = zoo.get_spec("ResNet50")    # case-insensitive, follows aliases
     model = zoo.get("resnet50")        # converted to ONNX, verified and cached on first use
+    model.predict("cat.jpg")           # Classification(label='tabby', score=0.62, topk=(...))
 
 Plugin authors implement the hooks in :mod:`zoo.hookspecs` with :data:`hookimpl` and
 register :class:`ModelSpec` objects.
@@ -30,6 +31,7 @@ from zoo.errors import (
     UnknownModelError,
     WeightsError,
     ZooError,
+    ZooInputError,
 )
 from zoo.hookspecs import hookimpl
 from zoo.plugins import PluginInfo
@@ -39,6 +41,7 @@ from zoo.spec import Artifact, ModelSpec
 
 if TYPE_CHECKING:
     from zoo.model import Model, get
+    from zoo.results import Classification, Prediction, Regression
     from zoo.weights import load_state_dict
 
 __version__ = "0.1.0"
@@ -50,6 +53,7 @@ __all__ = [
     "CacheError",
     "CacheLockTimeout",
     "ChecksumError",
+    "Classification",
     "DownloadError",
     "DuplicateModelError",
     "ExportError",
@@ -59,11 +63,14 @@ __all__ = [
     "PluginError",
     "PluginInfo",
     "PluginNotInstalledError",
+    "Prediction",
     "Preprocess",
+    "Regression",
     "SpecError",
     "UnknownModelError",
     "WeightsError",
     "ZooError",
+    "ZooInputError",
     "get",
     "get_spec",
     "hookimpl",
@@ -73,7 +80,8 @@ __all__ = [
 ]
 
 # Imported on first use, so that `import zoo` (and `zoo list`) stays free of numpy and onnxruntime.
-_LAZY = {"get": "zoo.model", "Model": "zoo.model", "load_state_dict": "zoo.weights"}
+_LAZY = {"get": "zoo.model", "Model": "zoo.model", "load_state_dict": "zoo.weights",
+         "Classification": "zoo.results", "Prediction": "zoo.results", "Regression": "zoo.results"}
 
 
 def __getattr__(name: str) -> Any:

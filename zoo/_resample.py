@@ -8,7 +8,7 @@ computes the same weights and applies them in the same order as banded matrix pr
 (BLAS), for only the output rows and columns that the centre crop keeps.
 
 For large reductions (a 12 MP photo to 256 pixels) the image is first averaged over
-``k x k`` blocks with OpenCV's area resize, ``k`` at most a quarter of the scale factor, and
+``k x k`` blocks with OpenCV's area resize, ``k`` at most a fifth of the scale factor, and
 the filter is then evaluated at the block centres: the effective kernel widens by a box
 of ``k`` pixels, which moves values by a fraction of a grey level (the tests measure it)
 and cuts the work by ``k * k``.
@@ -27,7 +27,7 @@ BLOCK = 16
 #: Pillow's fixed-point unit for 8-bit images (PRECISION_BITS = 22).
 ONE = float(1 << 22)
 #: The pre-reduction factor is at most the scale factor divided by this.
-PREREDUCE_RATIO = 4
+PREREDUCE_RATIO = 5
 
 
 def _triangle(x: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ output on stdout; warnings and errors always go to stderr.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -203,6 +204,76 @@ def _copy_model(source: Path, output: str, name: str) -> Path:
     return target
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pbm", ".pgm", ".ppm")
+
+
+def _expand_images(patterns: Sequence[str]) -> list[str]:
+    """Paths from the command line: folders give their image files, globs their matches, sorted."""
+    found: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif not path.exists() and any(c in pattern for c in "*?["):
+            found += sorted(glob.glob(pattern, recursive=True)) or [pattern]  # no match: reported as missing
+        else:
+            found.append(pattern)
+    return found
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from zoo import images
+    from zoo.errors import ZooInputError
+
+    model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, runtime=args.runtime,
+                    batch_size=args.batch_size)
+    paths = _expand_images(args.images)
+    if not paths:
+        raise ZooInputError(f"no image files in {' '.join(args.images)}")
+    loaded: list[tuple[str, Any, str | None]] = []  # (path, pixels, error)
+    for path in paths:
+        try:
+            loaded.append((path, images.load(path), None))
+        except ZooInputError as error:
+            print(f"zoo: error: {error}", file=sys.stderr)
+            loaded.append((path, None, str(error)))
+    good = [pixels for _, pixels, error in loaded if error is None]
+    results = iter(model.predict(good, topk=args.topk) if good else [])
+    rows = [{"image": path, "error": error} if error else {"image": path, "result": next(results)}
+            for path, _, error in loaded]
+    if args.json:
+        _print_json([{**row, "result": _jsonable(row["result"])} if "result" in row else row for row in rows])
+    else:
+        for row in rows:
+            if "result" in row:
+                _print_result(row["image"], row["result"])
+    failed = len(paths) - len(good)
+    if failed:
+        print(f"zoo: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _jsonable(result: Any) -> Any:
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if isinstance(result, dict):
+        return {k: v.tolist() if hasattr(v, "tolist") else v for k, v in result.items()}
+    return result
+
+
+def _print_result(image: str, result: Any) -> None:
+    from zoo.results import Classification, Regression
+
+    if isinstance(result, Classification):
+        print(f"{image}")
+        for p in result.topk:
+            print(f"  {p.score:7.2%}  {p.label} ({p.class_id})")
+    elif isinstance(result, Regression):
+        print(f"{image}: {result.value:.1f}{result.unit} [{result.low:.1f}, {result.high:.1f}]")
+    else:
+        print(f"{image}: {json.dumps(_jsonable(result))}")
+
+
 def cmd_cache_dir(args: argparse.Namespace) -> int:
     print(cache.cache_root())
     return 0
@@ -342,6 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), help="torch.onnx exporter (default: torchscript)")
     p.add_argument("--no-simplify", action="store_true", help="keep the model as exported, without onnxsim")
     p.add_argument("--json", action="store_true", help="print the cache metadata as JSON")
+
+    p = command("predict", cmd_predict, "predict images with a model (top-k classes, ages, ...)",
+                "Run NAME on images: files, folders (their image files) and globs. An image that cannot be read is "
+                "reported on stderr and the others go on; the exit status is 1 if any failed.")
+    p.add_argument("name", metavar="NAME", help="model name or alias")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob")
+    p.add_argument("-k", "--topk", type=int, default=5, metavar="K", help="classes to show per image (default 5)")
+    p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
+                   help="inference engine (default onnxruntime)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
+    p.add_argument("--weights", metavar="W", help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
+    p.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")
 
     p = command("cache", None, "show, verify and clean the cache",
                 "Manage the cache of converted models and downloads. Its location is ZOO_CACHE_DIR, else the "

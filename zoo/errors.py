@@ -135,3 +135,7 @@ class WeightsError(ZooError, ValueError):
 
 class CacheError(ZooError, ValueError):
     """A cache path or a model file is unsafe (a name that escapes the cache, external data outside its folder)."""
+
+
+class ZooInputError(ZooError, ValueError):
+    """An image (or other input) cannot be used: missing, not an image, damaged, or of the wrong shape."""

@@ -148,6 +148,7 @@ class Preprocess:
             new_long = int(self.resize * long / short)
             size = (self.resize, new_long) if height <= width else (new_long, self.resize)
         else:
+            assert not isinstance(self.resize, str)
             size = self.resize or (height, width)
         ch, cw = self.crop or size
         top, left = round((size[0] - ch) / 2), round((size[1] - cw) / 2)

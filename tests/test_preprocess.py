@@ -1,0 +1,122 @@
+"""Preprocessing against its references: torchvision's transforms on real photos, and cv2.dnn.blobFromImage."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+skimage_data = pytest.importorskip("skimage.data")
+from PIL import Image
+
+import zoo
+from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+
+def photos() -> dict[str, np.ndarray]:
+    found = {name: getattr(skimage_data, name)() for name in ("chelsea", "coffee", "astronaut", "rocket")}
+    found["chelsea-4000x3000"] = cv2.resize(found["chelsea"], (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    return found
+
+
+PHOTOS = photos()
+
+
+def torchvision_specs() -> list[zoo.ModelSpec]:
+    """One torchvision spec per distinct preprocessing (resize, crop, interpolation)."""
+    unique = {}
+    for name in zoo.list_models(plugin="torchvision"):
+        spec = zoo.get_spec(name)
+        unique.setdefault(spec.preprocess, spec)
+    return list(unique.values())
+
+
+SPECS = torchvision_specs()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_matches_torchvision_transforms_within_one_grey_level(spec):
+    info = spec.extra["torchvision"]
+    transforms = torchvision.models.get_weight(f"{info['arch']}_Weights.{info['weights']}".replace(
+        info["arch"], _weights_enum_prefix(info["arch"]), 1)).transforms()
+    std = np.asarray(IMAGENET_STD, np.float32)[:, None, None]
+    for name, pixels in PHOTOS.items():
+        expected = transforms(Image.fromarray(pixels)).numpy()
+        actual = spec.preprocess.apply([pixels])[0]
+        assert actual.shape == expected.shape, name
+        grey_levels = np.abs(actual - expected) * std * 255
+        assert grey_levels.max() <= 1.0 + 1e-3, (name, float(grey_levels.max()))
+        if not name.startswith("chelsea-"):  # no pre-averaging under 10x reduction: Pillow to the bit
+            assert grey_levels.max() < 1e-3, (name, float(grey_levels.max()))
+
+
+def _weights_enum_prefix(arch: str) -> str:
+    """torchvision's weights enum name for an architecture (ResNet50_Weights for resnet50)."""
+    builder = torchvision.models.get_model_builder(arch)
+    return torchvision.models.get_model_weights(builder).__name__.removesuffix("_Weights")
+
+
+def test_classifier_top1_is_the_same_as_with_torchvision():
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18()
+    with torch.no_grad():  # random but not degenerate: perturbed, BatchNorm calibrated
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        net.train()
+        for pixels in PHOTOS.values():
+            net(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()(Image.fromarray(pixels))[None])
+    net.eval()
+    spec = zoo.get_spec("resnet18")
+    transforms = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    ours = torch.from_numpy(spec.preprocess.apply(list(PHOTOS.values())))
+    theirs = torch.stack([transforms(Image.fromarray(p)) for p in PHOTOS.values()])
+    with torch.no_grad():
+        assert torch.equal(net(ours).argmax(1), net(theirs).argmax(1))
+
+
+@pytest.mark.parametrize("crop", [True, False])
+@pytest.mark.parametrize("name", list(PHOTOS))
+def test_blob_from_image_semantics_are_reproduced_exactly(name, crop):
+    rgb = PHOTOS[name]
+    mean = tuple(m * 255 for m in IMAGENET_MEAN)  # pixel units: subtracted before scaling
+    blob = cv2.dnn.blobFromImage(rgb[:, :, ::-1].copy(), 1 / 255, (224, 224), mean, swapRB=True, crop=crop)
+    spec = Preprocess(resize="cover" if crop else (224, 224), crop=224 if crop else None, antialias=False,
+                      scale=1 / 255, mean=IMAGENET_MEAN, std=(1.0,))
+    assert np.array_equal(spec.apply([rgb]), blob)
+
+
+def test_opencv_tutorial_pipeline():
+    """Seed 1: resize to 256x256, then blobFromImage(224, crop=True): on the 256x256 image, a spec equals it."""
+    for rgb in PHOTOS.values():
+        resized = cv2.resize(rgb, (256, 256))
+        blob = cv2.dnn.blobFromImage(resized[:, :, ::-1].copy(), 1 / 255, (224, 224),
+                                     tuple(m * 255 for m in IMAGENET_MEAN), swapRB=True, crop=True)
+        spec = Preprocess(resize="cover", crop=224, antialias=False, scale=1 / 255, mean=IMAGENET_MEAN, std=(1.0,))
+        assert np.array_equal(spec.apply([resized]), blob)
+        # blobFromImage's crop=True rescales a square image instead of cropping it: a second resize.
+        assert np.array_equal(blob, Preprocess(resize=(224, 224), antialias=False, scale=1 / 255,
+                                               mean=IMAGENET_MEAN, std=(1.0,)).apply([resized]))
+
+
+def test_channels_layout_and_padding():
+    rgb = PHOTOS["coffee"]
+    base = Preprocess(resize=(64, 96), scale=1.0)
+    nchw = base.apply([rgb])
+    bgr = Preprocess(resize=(64, 96), scale=1.0, channels="BGR").apply([rgb])
+    assert np.array_equal(bgr, nchw[:, ::-1])
+    nhwc = Preprocess(resize=(64, 96), scale=1.0, layout="NHWC").apply([rgb])
+    assert np.array_equal(nhwc, nchw.transpose(0, 2, 3, 1))
+    gray = Preprocess(resize=(64, 96), scale=1.0, channels="GRAY").apply([rgb])
+    assert gray.shape == (1, 1, 64, 96)
+    small = np.full((10, 20, 3), 200, np.uint8)  # smaller than the crop: zero padding around it, centred
+    padded = Preprocess(crop=(16, 24), scale=1.0).apply([small])[0, 0]
+    assert padded.shape == (16, 24) and padded[3:13, 2:22].min() == 200 and padded[:3].max() == 0
+
+
+def test_nearest_and_area():
+    rgb = PHOTOS["rocket"]
+    for interpolation, flag in (("nearest", cv2.INTER_NEAREST_EXACT), ("area", cv2.INTER_AREA)):
+        out = Preprocess(resize=(50, 70), interpolation=interpolation, scale=1.0, layout="NHWC").apply([rgb])[0]
+        assert np.array_equal(out, cv2.resize(rgb, (70, 50), interpolation=flag).astype(np.float32))

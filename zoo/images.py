@@ -1,0 +1,204 @@
+"""Turning what a user passes to ``predict`` into RGB pixels, or a clear :class:`ZooInputError`.
+
+Accepted: a path (``str`` or :class:`os.PathLike`, any characters), encoded bytes, a
+numpy array (``uint8``, ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``, channel
+order given by the caller, ``RGB`` unless said), or a PIL image. The result is always a
+``(H, W, 3)`` ``uint8`` RGB array:
+
+* encoded images are decoded by OpenCV (fast) and, for what OpenCV cannot read, by Pillow;
+  the header is read first, so that an image over the pixel cap (a decompression bomb)
+  is refused before any pixel is decoded: :data:`MAX_PIXELS`, or ``ZOO_MAX_PIXELS``;
+* the EXIF orientation is applied in the same way to paths, bytes and PIL images (arrays
+  carry none);
+* grey, grey+alpha, palette, RGBA (alpha dropped, as ``PIL.Image.convert("RGB")`` does),
+  CMYK and 16-bit images (scaled to 8 bits) are converted;
+* a JPEG whose end marker is missing (a truncated download) is refused rather than
+  returned with a grey bottom half.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ZooInputError
+
+#: Largest image, in pixels, that is decoded (100 megapixels); ``ZOO_MAX_PIXELS`` overrides it.
+MAX_PIXELS = 100_000_000
+CHANNEL_ORDERS = ("RGB", "BGR")
+_ORIENTATION_TAG = 0x0112
+
+
+def max_pixels() -> int:
+    """The pixel cap in force."""
+    value = os.environ.get("ZOO_MAX_PIXELS", "").strip()
+    return int(value) if value.isdigit() else MAX_PIXELS
+
+
+def describe(source: Any) -> str:
+    """How an input is named in messages: its path, or its kind and size."""
+    if isinstance(source, (str, os.PathLike)):
+        return repr(os.fspath(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, np.ndarray):
+        return f"<array of shape {source.shape}, {source.dtype}>"
+    return f"<{type(source).__module__}.{type(source).__qualname__}>"
+
+
+def load(source: Any, *, channels: str = "RGB", limit: int | None = None) -> np.ndarray:
+    """Decode or convert ``source`` to a ``(H, W, 3)`` uint8 RGB array.
+
+    ``channels`` is the order of a numpy array's channels (``RGB`` or ``BGR``); ``limit``
+    overrides the pixel cap. Raises :class:`~zoo.errors.ZooInputError` naming the input.
+    """
+    if channels not in CHANNEL_ORDERS:
+        raise ZooInputError(f"channels must be one of {', '.join(CHANNEL_ORDERS)}, got {channels!r}")
+    name = describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        return decode(_read(Path(os.fspath(source)), name), name, limit)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode(bytes(source), name, limit)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, channels, name)
+    if _is_pil_image(source):
+        return _from_pil(source, name, limit)
+    raise ZooInputError(f"cannot use {name} as an image: pass a path, bytes, a uint8 numpy array or a PIL image")
+
+
+def _read(path: Path, name: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ZooInputError(f"image {name} does not exist") from None
+    except IsADirectoryError:
+        raise ZooInputError(f"image {name} is a directory; pass the image files in it") from None
+    except PermissionError:
+        raise ZooInputError(f"image {name} cannot be read: permission denied") from None
+    except OSError as error:
+        raise ZooInputError(f"image {name} cannot be read: {error.strerror or error}") from None
+    return data
+
+
+def decode(data: bytes, name: str = "<bytes>", limit: int | None = None) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, WebP, TIFF, BMP, GIF, ...) to RGB, oriented."""
+    import cv2
+
+    if not data:
+        raise ZooInputError(f"image {name} is empty (0 bytes)")
+    header = _header(data, name, limit)
+    if header is not None and header[1] in ("JPEG", "MPO") and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        raise ZooInputError(f"image {name} is a truncated JPEG (its end marker is missing); download it again")
+    buffer = np.frombuffer(data, np.uint8)
+    pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    if pixels is None or pixels.ndim != 3:
+        return _decode_with_pillow(data, name, limit)
+    orientation = header[2] if header is not None else 1
+    return _orient(pixels, orientation)
+
+
+def _header(data: bytes, name: str, limit: int | None) -> tuple[tuple[int, int], str, int] | None:
+    """Size, format and EXIF orientation from the header, without decoding pixels (None: unknown to Pillow)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            size, fmt = image.size, image.format or ""
+            orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Image.DecompressionBombError as error:
+        raise ZooInputError(f"image {name} is too large to decode safely ({error})") from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for what it cannot parse; OpenCV may still
+        return None
+    _check_size(size, name, limit)
+    return size, fmt, orientation
+
+
+def _check_size(size: tuple[int, int], name: str, limit: int | None) -> None:
+    cap = max_pixels() if limit is None else limit
+    if size[0] * size[1] > cap:
+        raise ZooInputError(
+            f"image {name} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} megapixels), over the limit of "
+            f"{cap / 1e6:.0f}; if you trust it, raise ZOO_MAX_PIXELS"
+        )
+
+
+def _decode_with_pillow(data: bytes, name: str, limit: int | None) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            _check_size(image.size, name, limit)
+            image.load()
+    except ZooInputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure to decode is the input's fault
+        if _looks_like_image(data):
+            raise ZooInputError(f"image {name} is damaged or truncated ({type(error).__name__}: {error})") from None
+        start = data[:16].lstrip()
+        what = "an HTML page" if start[:1] == b"<" else f"not an image (it starts with {data[:12]!r})"
+        raise ZooInputError(f"image {name} is {what}: neither OpenCV nor Pillow can decode it") from None
+    return _from_pil(image, name, limit)
+
+
+def _looks_like_image(data: bytes) -> bool:
+    signatures = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+    return data.startswith(signatures)
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an ``(H, W, C)`` array."""
+    if orientation in (5, 6, 7, 8):
+        pixels = pixels.transpose(1, 0, 2)
+    flips = {2: (slice(None), slice(None, None, -1)), 3: (slice(None, None, -1), slice(None, None, -1)),
+             4: (slice(None, None, -1), slice(None)), 6: (slice(None), slice(None, None, -1)),
+             7: (slice(None, None, -1), slice(None, None, -1)), 8: (slice(None, None, -1), slice(None))}
+    if orientation in flips:
+        pixels = pixels[flips[orientation]]
+    return np.ascontiguousarray(pixels)
+
+
+def _from_array(array: np.ndarray, channels: str, name: str) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise ZooInputError(f"image {name} must be uint8 (0..255); convert it, e.g. with "
+                            f"(array * 255).clip(0, 255).astype('uint8') for values in [0, 1]")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or 0 in array.shape:
+        raise ZooInputError(f"image {name} must have shape (height, width) or (height, width, 1, 3 or 4 channels)")
+    if array.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(array, 3, axis=2))
+    array = array[:, :, :3]
+    return np.ascontiguousarray(array[:, :, ::-1] if channels == "BGR" else array)
+
+
+def _is_pil_image(source: Any) -> bool:
+    import sys
+
+    pil = sys.modules.get("PIL.Image")  # a PIL image implies PIL was imported
+    return pil is not None and isinstance(source, pil.Image)
+
+
+def _from_pil(image: Any, name: str, limit: int | None) -> np.ndarray:
+    from PIL import ImageOps
+
+    _check_size(image.size, name, limit)
+    try:
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I;16") or image.mode in ("I", "F"):  # 16-bit grey: keep the high byte, as OpenCV
+            values = np.asarray(image, dtype=np.float64)
+            if values.max(initial=0) > 255:
+                values = values / 256
+            gray = np.clip(np.floor(values), 0, 255).astype(np.uint8)
+            return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    except Exception as error:  # noqa: BLE001 - a lazily loaded PIL image may fail only now
+        raise ZooInputError(f"image {name} cannot be converted to RGB ({type(error).__name__}: {error})") from None

@@ -1,0 +1,74 @@
+"""Typed results of ``Model.predict``, each with ``to_dict()`` for JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class and its probability."""
+
+    label: str
+    class_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The top class of one image and the ``k`` most probable ones, best first."""
+
+    label: str
+    class_id: int
+    score: float
+    topk: tuple[Prediction, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A value with an interval, such as an age estimate (SSRNet: ``[age - 2, age + 3]``)."""
+
+    value: float
+    low: float
+    high: float
+    unit: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def are_probabilities(values: np.ndarray) -> bool:
+    """Whether every row is non-negative and sums to one (within 1e-3)."""
+    return bool((values >= 0).all() and np.allclose(values.sum(axis=-1), 1.0, atol=1e-3))
+
+
+def classify(outputs: np.ndarray, labels: tuple[str, ...], k: int = 5, *, logits: bool | None = None) -> list[Classification]:
+    """Classifications for a batch of scores of shape ``(batch, classes)``.
+
+    ``logits=None`` decides per batch: rows that already are probabilities are kept,
+    anything else gets a softmax.
+    """
+    scores = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    if logits or (logits is None and not are_probabilities(scores)):
+        scores = softmax(scores)
+    k = max(1, min(k, scores.shape[1]))
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    results = []
+    for row, indices in zip(scores, best):
+        top = tuple(Prediction(label=labels[i] if i < len(labels) else str(i), class_id=int(i), score=float(row[i]))
+                    for i in indices)
+        results.append(Classification(label=top[0].label, class_id=top[0].class_id, score=top[0].score, topk=top))
+    return results
