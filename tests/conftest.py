@@ -46,9 +46,9 @@ def registry_with(**plugins: object) -> Registry:
 
 
 def run_zoo(*args: str, env: dict[str, str] | None = None, code: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``zoo ARGS`` (or Python ``code``) in a fresh interpreter of this environment."""
+    """Run ``zoo ARGS`` (or Python ``code``, with ARGS as its ``sys.argv[1:]``) in a fresh interpreter."""
     full_env = {**os.environ, **(env or {})}
-    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "zoo.cli", *args]
+    command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "zoo.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=120, check=False)
 
 

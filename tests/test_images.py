@@ -144,3 +144,11 @@ def test_fuzz_damaged_images_raise_only_zoo_errors(original, cut, flips):
     except ZooError:
         return
     assert result.dtype == np.uint8 and result.ndim == 3 and result.shape[2] == 3
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([JPEG, PNG]), st.integers(0, 10_000), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                                         max_size=32))
+def test_fuzz_damaged_images_long(original, cut, flips):
+    test_fuzz_damaged_images_raise_only_zoo_errors.hypothesis.inner_test(original, cut, flips)

@@ -130,6 +130,11 @@ def test_zoo_predict_command(squeezenet_weights, tmp_path):
     assert all(len(r["result"]["topk"]) == 2 for r in rows[1:4])
     assert "2 of 5 image(s) failed" in result.stderr and "broken.jpg" in result.stderr
 
+    code = ("import sys, zoo.cli; zoo.cli.main(sys.argv[1:]); "
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    warm = run_zoo(*args, str(folder / "photo 0.jpg"), code=code)
+    assert warm.returncode == 0 and warm.stdout.strip().endswith("no torch"), warm.stderr  # cache warm: no torch
+
     text = run_zoo(*args, str(folder / "photo*.jpg"), "--runtime", "opencv", "-k", "1")
     assert text.returncode == 0, text.stderr
     assert text.stdout.count("photo ") == 3 and "%" in text.stdout
