@@ -138,3 +138,10 @@ def test_zoo_predict_command(squeezenet_weights, tmp_path):
     text = run_zoo(*args, str(folder / "photo*.jpg"), "--runtime", "opencv", "-k", "1")
     assert text.returncode == 0, text.stderr
     assert text.stdout.count("photo ") == 3 and "%" in text.stdout
+
+
+def test_regression_result_is_json_ready():
+    from zoo.results import Regression
+
+    age = Regression(value=31.5, low=29.5, high=34.5, unit=" years")
+    assert json.loads(json.dumps(age.to_dict())) == {"value": 31.5, "low": 29.5, "high": 34.5, "unit": " years"}
