@@ -57,7 +57,8 @@ def test_cache_list_verify_rm(squeezenet_weights, capsys):
     assert exported["opset"] == 18 and exported["parity"]["logits"]["top1_agreement"] == 1.0
 
     listing = zoo_json(capsys, "cache", "list")
-    assert [(m["name"], m["ok"], m["opset"]) for m in listing["models"]] == [("squeezenet1_1", True, 18)]
+    assert [(m["name"], m["ok"], m["opset"], m["source"]) for m in listing["models"]] == [
+        ("squeezenet1_1", True, 18, "export")]
     assert listing["dir"] == str(cache.cache_root())
 
     assert main(["cache", "verify"]) == 0

@@ -288,7 +288,7 @@ class Entry:
         meta = self.metadata or {}
         return {"name": self.name, "key": self.key, "path": str(self.folder / MODEL_FILE), "size": self.size,
                 "ok": self.ok, "created": meta.get("created"), "exporter": meta.get("exporter"),
-                "opset": meta.get("opset"), "source": meta.get("source")}
+                "opset": meta.get("opset"), "source": meta.get("key_inputs", {}).get("source", {}).get("kind")}
 
 
 def folder_size(path: Path) -> int:
