@@ -10,35 +10,21 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
+from tinymodels import make_net, perturbed
+
 import zoo
 from zoo import export
 from zoo.errors import ExportError
 
 
-def perturbed(module):
-    """Random weights that make parity meaningful: every parameter perturbed, BatchNorm statistics calibrated."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-        module.train()
-        for _ in range(3):
-            module(torch.randn(4, 3, 64, 64, generator=generator))
-    return module.eval()
-
-
 def build_tiny(spec, weights):
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5),
-    )
-    return perturbed(net)
+    return make_net()
 
 
 def build_resnet18(spec, weights):
     import torchvision
 
-    return perturbed(torchvision.models.resnet18(num_classes=10))
+    return perturbed(torchvision.models.resnet18(num_classes=10), size=64)
 
 
 def spec_for(build, **fields):

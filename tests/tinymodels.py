@@ -16,22 +16,28 @@ import zoo
 LABELS = ("cat", "dog", "bird", "fish", "frog")
 
 
+def perturbed(module, size: int = 32):
+    """Random weights that make parity meaningful: every parameter perturbed, BatchNorm statistics calibrated."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
+        module.train()
+        for _ in range(3):
+            module(torch.randn(4, 3, size, size, generator=generator))
+    return module.eval()
+
+
 def make_net():
     import torch
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
+    return perturbed(torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, len(LABELS)),
-    )
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # random weights that make parity meaningful
-        for p in net.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-        net.train()
-        for _ in range(3):
-            net(torch.randn(4, 3, 32, 32, generator=generator))
-    return net.eval()
+    ))
 
 
 def build(spec: zoo.ModelSpec, weights: Path | None):

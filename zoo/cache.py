@@ -199,21 +199,21 @@ def discard_leftovers(folder: Path) -> None:
     """
     for path in folder.glob(f"{TEMP_PREFIX}*"):
         log.info("removing %s, left by an interrupted build", path)
-        shutil.rmtree(path, ignore_errors=True)
+        _delete(path)
     (folder / METADATA_FILE).unlink(missing_ok=True)
 
 
 def commit(folder: Path, temp: Path, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Move the files built in ``temp`` into ``folder``, the model file last, then the metadata.
+    """Move the files built in ``temp`` into ``folder``, the model file last, then write the metadata.
 
     Returns the metadata as written, with a record of each file.
     """
     names = sorted((p.name for p in temp.iterdir()), key=lambda n: n == MODEL_FILE)
     metadata = {**metadata, "files": {name: file_record(temp / name) for name in names}}
-    (temp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-    for name in [*names, METADATA_FILE]:
+    for name in names:
         os.replace(temp / name, folder / name)
     temp.rmdir()
+    _write_metadata(folder, metadata)
     return metadata
 
 
@@ -221,6 +221,11 @@ def refresh_records(folder: Path, metadata: dict[str, Any]) -> None:
     """Rewrite the modification times in ``metadata`` after the files were verified by hash."""
     for name, record in metadata["files"].items():
         record["mtime_ns"] = (folder / name).stat().st_mtime_ns
+    _write_metadata(folder, metadata)
+
+
+def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
+    """Replace ``folder``'s metadata in one step (a temporary file, then :func:`os.replace`)."""
     temp = folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.json"
     temp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
     os.replace(temp, folder / METADATA_FILE)
@@ -316,9 +321,16 @@ def downloads() -> list[Path]:
     return sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
 
 
+def _lock_target(path: Path) -> Path:
+    """What a cache path is locked as: a temporary item by its entry, a ``.part`` file by its download."""
+    if path.name.startswith(TEMP_PREFIX):
+        return path.parent
+    return path.with_name(path.name.removesuffix(".part"))
+
+
 def remove(path: Path, *, wait: bool = True) -> int:
     """Delete a cache entry or download under its lock; returns the bytes freed (0 if busy and not ``wait``)."""
-    target = path.with_name(path.name.removesuffix(".part"))
+    target = _lock_target(path)
     if wait:
         with locked(target):
             return _delete(path)
@@ -359,8 +371,7 @@ def prune(is_current: Callable[[dict[str, Any]], bool], *, downloads_too: bool =
         if dry_run:
             removed.append((path, folder_size(path)))
             continue
-        lock_target = path.parent if path.name.startswith(TEMP_PREFIX) else path
-        with try_locked(lock_target.with_name(lock_target.name.removesuffix(".part"))) as free:
+        with try_locked(_lock_target(path)) as free:
             if free:
                 removed.append((path, _delete(path)))
     return removed

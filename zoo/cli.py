@@ -288,9 +288,8 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
         return 0
     total = sum(e.size for e in entries) + sum(p.stat().st_size for p in files)
     if entries:
-        rows = [[e.name, e.key, _size(e.size), (e.metadata or {}).get("created") or "-",
-                 (e.metadata or {}).get("exporter") or ("prebuilt" if e.ok else "-"),
-                 "ok" if e.ok else "incomplete or damaged"] for e in entries]
+        rows = [[e.name, e.key, _size(e.size), d["created"] or "-", d["exporter"] or d["source"] or "-",
+                 "ok" if e.ok else "incomplete or damaged"] for e, d in ((e, e.to_dict()) for e in entries)]
         _print_table(["MODEL", "KEY", "SIZE", "CREATED", "SOURCE", "STATE"], rows)
     if files:
         print()
@@ -301,10 +300,9 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_verify(args: argparse.Namespace) -> int:
-    entries = [e for name in args.names for e in cache.entries(_cached_name(name))] if args.names \
+    entries = [e for name in args.names for e in cache.entries(_cached_name(name), full=True)] if args.names \
         else cache.entries(full=True)
-    results = [{"path": str(e.folder / cache.MODEL_FILE), "ok": cache.read_entry(e.folder, full=True) is not None}
-               for e in entries]
+    results = [{"path": str(e.folder / cache.MODEL_FILE), "ok": e.ok} for e in entries]
     if not args.names:
         results += [{"path": str(p), "ok": cache.verify_download(p)} for p in cache.downloads()
                     if not p.name.endswith(".part")]
@@ -370,6 +368,12 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 # -- parser ------------------------------------------------------------------------------
 
 
+def _weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="W",
+                        help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
+    parser.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo",
@@ -407,8 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "its size and sha256, and how closely it reproduces PyTorch.")
     p.add_argument("name", metavar="NAME", help="model name or alias")
     p.add_argument("-o", "--output", metavar="PATH", help="also copy the file here (a folder or a file name)")
-    p.add_argument("--weights", metavar="W", help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
-    p.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
+    _weights_arguments(p)
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the model's, else 17)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), help="torch.onnx exporter (default: torchscript)")
     p.add_argument("--no-simplify", action="store_true", help="keep the model as exported, without onnxsim")
@@ -423,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
                    help="inference engine (default onnxruntime)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
-    p.add_argument("--weights", metavar="W", help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
-    p.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
+    _weights_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")
 
     p = command("cache", None, "show, verify and clean the cache",

@@ -211,9 +211,7 @@ def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: d
 
 def sample_inputs(spec: ModelSpec) -> np.ndarray:
     """The sample photo, preprocessed for ``spec`` (a batch of one)."""
-    import cv2
+    from zoo import images
 
-    data = np.frombuffer((files("zoo") / "data" / SAMPLE_IMAGE).read_bytes(), np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    assert bgr is not None, f"the packaged {SAMPLE_IMAGE} does not decode"
-    return spec.preprocess.apply([bgr[:, :, ::-1]])
+    photo = images.decode((files("zoo") / "data" / SAMPLE_IMAGE).read_bytes(), SAMPLE_IMAGE)
+    return spec.preprocess.apply([photo])

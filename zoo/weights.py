@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from zoo.cache import sha256_of
-from zoo.errors import ChecksumError, SpecError, WeightsError
+from zoo.errors import SpecError, WeightsError
 from zoo.spec import URL_SCHEMES, Artifact
 
 #: What ``weights=`` resolves to: a file to fetch, a local file, or nothing.
@@ -44,21 +43,24 @@ def resolve(weights: str | os.PathLike[str] | Artifact | None, sha256: str | Non
         if not sha256:
             raise WeightsError(f"weights URL {weights!r} needs its sha256: pass sha256='<hex digest>' so that "
                                f"what arrives can be verified")
-        try:
-            return Artifact(url=weights, sha256=sha256)
-        except SpecError as error:
-            raise WeightsError(f"weights {weights!r}: {error}") from None
+        return _artifact(weights, sha256)
     path = Path(os.fspath(weights)).expanduser()
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
         raise WeightsError(f"weights file {str(path)!r} {what}; pass a checkpoint file, a URL with its sha256, "
                            f"or the tag of a weights variant ('zoo info NAME' lists them)")
     if sha256:
-        actual = sha256_of(path)
-        expected = sha256.lower().removeprefix("sha256:")
-        if not actual.startswith(expected):
-            raise ChecksumError(f"weights file {str(path)!r} has sha256 {actual}, not {expected}")
+        from zoo.download import verify
+
+        verify(path, _artifact(path.resolve().as_uri(), sha256))
     return path.resolve()
+
+
+def _artifact(url: str, sha256: str) -> Artifact:
+    try:
+        return Artifact(url=url, sha256=sha256)
+    except SpecError as error:
+        raise WeightsError(f"weights {url!r}: {error}") from None
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
