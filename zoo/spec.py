@@ -126,7 +126,8 @@ class ModelSpec:
     outputs: tuple[str, ...] = ("output",)
     #: ONNX opset to export with (None: the zoo's default).
     opset: int | None = None
-    #: Parity tolerance between PyTorch and ONNX outputs: ``|onnx - torch| <= atol + rtol * |torch|``.
+    #: Parity tolerance between PyTorch and ONNX outputs: ``|onnx - torch| <= atol + rtol * scale``,
+    #: ``scale`` being the largest ``|torch|`` in that sample's output.
     atol: float = 1e-4
     rtol: float = 1e-3
     #: Published figures: ``acc@1``, ``acc@5``, ``params``, ``gflops``, ...

@@ -1,0 +1,169 @@
+"""Export every torchvision classifier with random weights and check the ONNX file.
+
+    python plugins/zoo-torchvision/check_exports.py                 # all, results in exports.jsonl
+    python plugins/zoo-torchvision/check_exports.py resnet50 vit_b_16
+    python plugins/zoo-torchvision/check_exports.py --table         # the Markdown table of the results
+
+One export per distinct ONNX graph: weights variants of an architecture that share its
+constructor arguments and input size give the same graph, so the default variant stands for
+them (86 exports cover the 114 variants). For each: build through the plugin, perturb the
+weights and calibrate BatchNorm (:func:`zoo.testing.randomize`), export as ``zoo.get`` does
+(TorchScript exporter, opset 17, onnxsim, PyTorch-vs-onnxruntime parity on random inputs
+and a photo), then load the file with OpenCV DNN and compare with onnxruntime, and time
+onnxruntime at batch 1. Results are appended to a JSON-lines file, so an interrupted run
+resumes where it stopped. ``tests/test_torchvision_exports.py`` runs the same check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zoo_torchvision
+
+from zoo import export, testing
+from zoo.convert import sample_inputs
+from zoo.runtime import OnnxRuntimeSession, OpenCvSession
+from zoo.spec import ModelSpec
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "exports.jsonl"
+
+
+def graph_key(spec: ModelSpec) -> tuple[Any, ...]:
+    info = spec.extra["torchvision"]
+    return info["arch"], tuple(sorted(info["builder_kwargs"].items())), spec.preprocess.crop
+
+
+def representatives() -> dict[str, list[str]]:
+    """Default-variant-first: one spec name per distinct graph, with the variant names it stands for."""
+    specs = sorted(zoo_torchvision.load_specs(), key=lambda s: (s.tag is not None, s.name))
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for spec in specs:
+        groups.setdefault(graph_key(spec), []).append(spec.name)
+    return {names[0]: names for names in sorted(groups.values())}
+
+
+def randomized(spec: ModelSpec) -> ModelSpec:
+    """``spec`` whose build is the plugin's, with perturbed random weights."""
+
+    def build(spec: ModelSpec, weights: Path | None) -> Any:
+        import torch
+
+        torch.manual_seed(0)  # the initialisation before the perturbation: the same model every run
+        return testing.randomize(zoo_torchvision.build(spec, None), spec.preprocess.input_shape)
+
+    return dataclasses.replace(spec, build=build)
+
+
+def _median_ms(run: Any, batch: np.ndarray, budget_s: float = 5.0, repeats: int = 5) -> float:
+    run(batch)  # warm-up
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        run(batch)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
+    """Export ``name`` with random weights into ``workdir`` and return its row of results."""
+    spec = next(s for s in zoo_torchvision.load_specs() if s.name == name)
+    row: dict[str, Any] = {"model": name, "input": list(spec.preprocess.input_shape),
+                           "params_m": round(spec.metrics["params"] / 1e6, 1), "gflops": spec.metrics["gflops"]}
+    path = workdir / f"{name}.onnx"
+    start = time.perf_counter()
+    try:
+        report = export.export(randomized(spec), None, path, samples=samples, images=sample_inputs(spec))
+    except Exception as error:  # noqa: BLE001 - the row records why
+        row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
+        return row
+    parity = report.parity["logits"]
+    row.update(exported=True, export_s=round(time.perf_counter() - start, 1), simplified=report.simplified,
+               simplify_note=report.simplify_note, max_abs=parity.max_abs, max_rel=parity.max_rel,
+               top1=parity.top1_agreement, size_mb=round(sum(f.stat().st_size for f in workdir.iterdir()) / 1e6, 1))
+    batch = sample_inputs(spec)
+    ort = OnnxRuntimeSession(path, providers=["CPUExecutionProvider"])
+    reference = ort.run(batch)["logits"]
+    row["ort_ms"] = round(_median_ms(ort.run, batch), 1)
+    try:
+        got = OpenCvSession(path, spec.outputs).run(batch)["logits"]
+    except Exception as error:  # noqa: BLE001 - the row records why
+        row.update(opencv="fails", opencv_error=f"{type(error).__name__}: {error}"[:300])
+    else:
+        diff, scale = export.differences(got, reference)
+        row.update(opencv="agrees" if export.within_tolerance(got, reference, spec) else "differs",
+                   opencv_max_rel=float((diff / scale).max()),
+                   opencv_top1=bool((got.argmax(1) == reference.argmax(1)).all()))
+    return row
+
+
+def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
+    """The Markdown table of ``rows`` (in the order of ``variants``)."""
+    lines = ["| model | also stands for | input | exported | onnxsim | parity: max diff / output scale, top-1 | OpenCV DNN "
+             "| onnxruntime ms/image |", "|---|---|---|---|---|---|---|---|"]
+    by_name = {row["model"]: row for row in rows}
+    for name, names in variants.items():
+        row = by_name.get(name)
+        also = ", ".join(n.split(".", 1)[1] for n in names[1:]) or ""
+        if row is None:
+            lines.append(f"| {name} | {also} | | not run | | | | |")
+            continue
+        size = "x".join(str(n) for n in row["input"][1:])
+        if not row["exported"]:
+            lines.append(f"| {name} | {also} | {size} | **no**: {row['error']} | | | | |")
+            continue
+        opencv = row["opencv"]
+        if opencv != "fails":
+            opencv += f" ({row['opencv_max_rel']:.1e})"
+        lines.append(f"| {name} | {also} | {size} | yes | {'yes' if row['simplified'] else 'no'} "
+                     f"| {row['max_rel']:.1e}, {row['top1']:.0%} | {opencv} | {row['ort_ms']:g} |")
+    return "\n".join(lines)
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="models to check (default: one per distinct graph, all 86)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file of results (appended)")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of the results and exit")
+    parser.add_argument("--again", action="store_true", help="re-check models that already have a result")
+    args = parser.parse_args(argv)
+    variants = representatives()
+    if args.table:
+        rows = load(args.results)
+        print(table(rows, variants))
+        return 0
+    done = set() if args.again else {row["model"] for row in load(args.results)}
+    todo = [n for n in (args.names or variants) if n not in done]
+    failures = 0
+    for i, name in enumerate(todo, 1):
+        with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
+            t0 = time.perf_counter()
+            row = check(name, Path(folder))
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        failures += not row["exported"] or row.get("opencv") != "agrees"
+        with args.results.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(row) + "\n")
+        status = "ok" if row["exported"] else "FAILED " + row["error"][:200]
+        print(f"[{i}/{len(todo)}] {name}: {status}, opencv {row.get('opencv', '-')}, {row['seconds']} s",
+              flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
