@@ -10,11 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from tinymodels import make_net, perturbed
+from tinymodels import make_net
 
 import zoo
 from zoo import export
 from zoo.errors import ExportError
+from zoo.testing import randomize
 
 
 def build_tiny(spec, weights):
@@ -24,7 +25,7 @@ def build_tiny(spec, weights):
 def build_resnet18(spec, weights):
     import torchvision
 
-    return perturbed(torchvision.models.resnet18(num_classes=10), size=64)
+    return randomize(torchvision.models.resnet18(num_classes=10), (3, 64, 64))
 
 
 def spec_for(build, **fields):
@@ -83,7 +84,7 @@ def test_a_trace_that_froze_values_is_caught_by_parity(tmp_path):
         def forward(self, x):
             return torch.from_numpy(x.numpy().copy())  # the tracer records the dummy input as a constant
 
-    with pytest.warns(torch.jit.TracerWarning), pytest.raises(ExportError, match="onnxruntime cannot run"):
+    with pytest.raises(ExportError, match="onnxruntime cannot run"):  # the tracer's warning is silenced
         export.export(spec_for(lambda s, w: Frozen().eval(), outputs=("y",)), None, tmp_path / "m.onnx")
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 import zoo
 from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from zoo.testing import randomize
 
 
 def photos() -> dict[str, np.ndarray]:
@@ -60,14 +61,7 @@ def _weights_enum_prefix(arch: str) -> str:
 
 def test_classifier_top1_is_the_same_as_with_torchvision():
     torch.manual_seed(0)
-    net = torchvision.models.resnet18()
-    with torch.no_grad():  # random but not degenerate: perturbed, BatchNorm calibrated
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-        net.train()
-        for pixels in PHOTOS.values():
-            net(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()(Image.fromarray(pixels))[None])
-    net.eval()
+    net = randomize(torchvision.models.resnet18(), zoo.get_spec("resnet18"))  # random but not degenerate
     spec = zoo.get_spec("resnet18")
     transforms = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
     ours = torch.from_numpy(spec.preprocess.apply(list(PHOTOS.values())))

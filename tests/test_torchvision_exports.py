@@ -30,7 +30,7 @@ import zoo
 from zoo import cache, testing
 
 sys.path.insert(0, str(ROOT / "plugins" / "zoo-torchvision"))
-import check_exports  # noqa: E402
+import check_exports
 
 SPECS = {spec.name: spec for spec in zoo_torchvision.load_specs()}
 GRAPHS = check_exports.representatives()
@@ -102,7 +102,7 @@ def server():
 
 def serve_random_weights(server: FileServer, spec: zoo.ModelSpec, filename: str) -> tuple[str, str, torch.nn.Module]:
     """Perturbed random weights for ``spec`` served as ``filename``: (url, sha256, the PyTorch model)."""
-    net = testing.randomize(zoo_torchvision.build(spec, None), spec.preprocess.input_shape)
+    net = testing.randomize(zoo_torchvision.build(spec, None), spec)
     buffer = io.BytesIO()
     torch.save(net.state_dict(), buffer)
     data = buffer.getvalue()
@@ -155,7 +155,7 @@ def test_tutorial_model_predicts_like_torchvision(name, server):
     spec = SPECS[name]
     url, sha256, net = serve_random_weights(server, spec, f"{name}-random.pth")
     model = zoo.get(name, weights=url, sha256=sha256)
-    assert model.metadata["export"]["parity"]["logits"]["top1_agreement"] == 1.0
+    assert model.metadata["parity"]["logits"]["top1_agreement"] == 1.0
     results = model.predict(list(PHOTOS.values()))
     for result, photo in zip(results, PHOTOS.values()):
         ids, probabilities = torchvision_top5(net, spec, photo)

@@ -12,32 +12,19 @@ import time
 from pathlib import Path
 
 import zoo
+from zoo.testing import randomize
 
 LABELS = ("cat", "dog", "bird", "fish", "frog")
-
-
-def perturbed(module, size: int = 32):
-    """Random weights that make parity meaningful: every parameter perturbed, BatchNorm statistics calibrated."""
-    import torch
-
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=generator) * 0.05)
-        module.train()
-        for _ in range(3):
-            module(torch.randn(4, 3, size, size, generator=generator))
-    return module.eval()
 
 
 def make_net():
     import torch
 
     torch.manual_seed(0)
-    return perturbed(torch.nn.Sequential(
+    return randomize(torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, len(LABELS)),
-    ))
+    ), (3, 32, 32))
 
 
 def build(spec: zoo.ModelSpec, weights: Path | None):

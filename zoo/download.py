@@ -90,13 +90,13 @@ def fetch(artifact: Artifact, *, policy: Policy | None = None, progress: bool | 
                 log.warning("cached file is damaged, fetching it again: %s", error)
                 dest.unlink()
         url = source_url(artifact)
-        if is_offline():
+        parts = urlsplit(url)
+        if is_offline() and parts.scheme != "file":  # a file a plugin ships needs no network
             raise OfflineError(
                 f"ZOO_OFFLINE is set and {artifact.filename} is not in the cache ({dest}); unset ZOO_OFFLINE "
                 f"to download it from {url}, or copy the file there"
             )
         part = dest.with_name(dest.name + ".part")
-        parts = urlsplit(url)
         if parts.scheme == "file":
             _copy_local(Path(unquote(parts.path)), part)
         else:

@@ -1,38 +1,253 @@
-"""Helpers for testing models with random weights (torch is imported inside, never at import).
+"""``zoo.testing``: the plugin author's test kit, loaded by pytest as a plugin.
 
-Random initialisation can make a parity check prove nothing: torchvision leaves a ViT's
-head at zero (every output 0) and an EfficientNet's outputs near 1e-20. :func:`randomize`
-perturbs every parameter and calibrates BatchNorm statistics so that outputs are large,
-varied and input-dependent.
+Installing onnx-zoo registers this module under pytest's ``pytest11`` entry point, so any
+plugin's test suite gets, with no import:
+
+* the fixture ``zoo_cache_dir``: an empty cache directory (``ZOO_CACHE_DIR``) for the
+  test, and a process-wide registry rebuilt from the test's environment;
+* the fixture ``zoo_plugin_manager``: a fresh plugin manager with nothing loaded; pass
+  it to :func:`registered_specs` or add plugins to it yourself.
+
+And, to import from ``zoo.testing``:
+
+* :func:`registered_specs` runs one plugin's registration hook in isolation and fails
+  with the plugin's own error if it breaks;
+* :func:`randomize` gives a PyTorch module perturbed random weights that make a parity
+  check meaningful;
+* :func:`check_model` is the conformance check every model should pass: spec valid and
+  serialisable, preprocessing sane on awkward images, export (or prebuilt download)
+  verified with PyTorch parity, predictions consistent between single images and batches
+  and serialisable to JSON.
+
+torch is imported only by the functions that need it.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
 
-def randomize(module: Any, input_shape: tuple[int, ...], *, seed: int = 1, scale: float = 0.5,
+from zoo.plugins import PluginManager
+from zoo.registry import Registry, reset_default_registry
+from zoo.spec import Artifact, ModelSpec
+
+__all__ = ["Conformance", "check_model", "randomize", "registered_specs", "sample_images"]
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def zoo_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty cache directory for this test (``ZOO_CACHE_DIR``); the registry is rebuilt around it."""
+    folder = tmp_path_factory.mktemp("zoo-cache")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(folder))
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    reset_default_registry()
+    yield folder
+    reset_default_registry()
+
+
+@pytest.fixture
+def zoo_plugin_manager() -> PluginManager:
+    """A fresh plugin manager: no entry points loaded, no plugins registered."""
+    return PluginManager()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def registered_specs(plugin: object, name: str = "plugin", manager: PluginManager | None = None) -> list[ModelSpec]:
+    """The specs ``plugin`` (a module or object with hook implementations) registers under ``name``.
+
+    Raises the plugin's :class:`~zoo.errors.PluginError` if loading or registering fails,
+    so a test shows the plugin's own traceback.
+    """
+    manager = manager if manager is not None else PluginManager()
+    info = manager.add_plugin(plugin, name)
+    registry = Registry.from_plugins(manager)
+    if info.error is not None:
+        raise info.error
+    return [spec for spec in registry if spec.plugin == name]
+
+
+def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, scale: float = 0.5,
               batches: int = 3, batch_size: int = 2) -> Any:
     """Perturb every parameter of ``module`` in place and return it in eval mode.
 
-    Each parameter gets Gaussian noise of ``scale`` times its own standard deviation (0.02
-    for constant tensors such as zero biases or unit norm weights); then, if the module has
-    BatchNorm layers, ``batches`` forward passes of random ``input_shape`` (C, H, W) inputs
-    in training mode recompute their running statistics.
+    Random initialisation can make a parity check prove nothing: torchvision leaves a
+    ViT's head at zero (every output 0) and an EfficientNet's outputs near 1e-20. Each
+    parameter gets Gaussian noise of ``scale`` times its own standard deviation (0.02 for
+    constant tensors such as zero biases or unit norm weights). Then, if the module has
+    BatchNorm layers, ``batches`` forward passes recompute their running statistics, with
+    only those layers in training mode (dropout and stochastic depth would skew them). The
+    passes see ``batch_size`` Gaussian inputs and, when ``spec`` is a spec rather than an
+    input shape (C, H, W), the sample photo preprocessed by it and its mirror image:
+    statistics from noise alone let a deep network's activations on a real photo grow
+    without bound (10^6 at EfficientNet-B4's last block), and parity on such numbers is
+    chaos, not a test.
     """
     import torch
 
+    shape = tuple(spec.preprocess.input_shape) if isinstance(spec, ModelSpec) else tuple(spec)
+    photos = None
+    if isinstance(spec, ModelSpec):
+        photo = torch.from_numpy(spec.preprocess.apply([sample_images()["photo"]]))
+        photos = torch.cat([photo, photo.flip(-1)])
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
             spread = float(p.std()) if p.numel() > 1 else 0.0
             p.add_(torch.randn(p.shape, generator=generator) * (scale * spread or 0.02))
         norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        if norms:
-            for m in norms:
-                m.reset_running_stats()
-                m.momentum = None  # a cumulative average over the calibration batches
-            module.train()
-            for _ in range(batches):
-                module(torch.randn((batch_size, *input_shape), generator=generator))
+        module.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the calibration batches
+            m.train()
+        for _ in range(batches if norms else 0):
+            noise = torch.randn((batch_size, *shape), generator=generator)
+            module(noise if photos is None else torch.cat([noise, photos]))
     return module.eval()
+
+
+def sample_images() -> dict[str, np.ndarray]:
+    """RGB uint8 images that catch preprocessing mistakes: a photo, a tall strip, a wide
+    strip, a tiny image, a flat grey one."""
+    from importlib.resources import files
+
+    from zoo import images
+    from zoo.convert import SAMPLE_IMAGE
+
+    photo = images.decode((files("zoo") / "data" / SAMPLE_IMAGE).read_bytes(), SAMPLE_IMAGE)
+    ramp = np.linspace(0, 255, 600, dtype=np.float32)
+    tall = np.stack([np.tile(ramp[:, None], (1, 40))] * 3, axis=-1).astype(np.uint8)
+    return {"photo": photo, "tall": tall, "wide": np.ascontiguousarray(tall.transpose(1, 0, 2)),
+            "tiny": photo[::40, ::40].copy(), "grey": np.full((50, 70, 3), 128, np.uint8)}
+
+
+@dataclass
+class Conformance:
+    """What :func:`check_model` found (every check passed, or it raised)."""
+
+    name: str
+    source: str  # "export" or "prebuilt"
+    path: Path
+    input_shape: tuple[int, ...]
+    parity: dict[str, Any] = field(default_factory=dict)  # the export's report (empty for prebuilt files)
+    results: list[dict[str, Any]] = field(default_factory=list)  # to_dict() of each sample's result
+    opencv: str = "not tried"  # "agrees", "differs", "fails: ..."
+
+
+def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None = None, sha256: str | None = None,
+                images: dict[str, np.ndarray] | None = None, opencv: bool = True) -> Conformance:
+    """Run the conformance checks on ``model`` (a registered name or a spec); raise ``AssertionError``.
+
+    Use it in a test with the ``zoo_cache_dir`` fixture, and random weights from
+    :func:`randomize` saved with ``torch.save`` (or the spec's prebuilt ONNX)::
+
+        def test_my_model_conforms(zoo_cache_dir, tmp_path):
+            net = zoo.testing.randomize(MyNet(), (3, 64, 64))
+            torch.save(net.state_dict(), tmp_path / "random.pth")
+            report = zoo.testing.check_model(spec, weights=tmp_path / "random.pth")
+
+    Checks, in order: the spec's description is JSON-serialisable and its preprocessing
+    turns each of :func:`sample_images` (or ``images``) into a finite float32 batch of
+    the input shape within the range its normalisation allows; ``zoo.get`` converts it
+    (export with parity within the spec's tolerance, or the verified prebuilt file); the
+    ONNX input matches the spec; predicting a list equals predicting each image alone;
+    every result's ``to_dict()`` is strict JSON; OpenCV DNN, if ``opencv``, loads the file
+    and agrees with onnxruntime (reported, not required: OpenCV lacks some operators).
+    """
+    import onnx
+
+    from zoo import export
+    from zoo.model import get
+    from zoo.registry import default_registry
+    from zoo.runtime import OpenCvSession
+
+    spec = model if isinstance(model, ModelSpec) else default_registry().get(model)
+    where = f"model {spec.name!r}"
+    try:
+        json.dumps(spec.to_dict(), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise AssertionError(f"{where}: the spec's description is not JSON-serialisable ({error}); "
+                             f"keep `extra` to plain data") from error
+    if spec.task.endswith("classification"):
+        assert spec.labels, f"{where}: a classifier needs labels"
+    samples = images if images is not None else sample_images()
+    pre = spec.preprocess
+    low, high = _normalised_range(spec)
+    for label, image in samples.items():
+        batch = pre.apply([image])
+        shape = (1, *pre.input_shape)
+        assert batch.shape == shape, f"{where}: preprocessing {label!r} gave shape {batch.shape}, expected {shape}"
+        assert batch.dtype == np.float32, f"{where}: preprocessing {label!r} gave {batch.dtype}, expected float32"
+        assert np.isfinite(batch).all(), f"{where}: preprocessing {label!r} gave non-finite values"
+        assert low - 1e-4 <= batch.min() and batch.max() <= high + 1e-4, (
+            f"{where}: preprocessing {label!r} gave values in [{batch.min():.3g}, {batch.max():.3g}], outside "
+            f"[{low:.3g}, {high:.3g}] that scale, mean and std allow")
+
+    loaded = get(spec, weights=weights, sha256=sha256)
+    source = loaded.metadata["key_inputs"]["source"]["kind"]
+    dims = onnx.load(str(loaded.path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    onnx_input = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims)
+    assert onnx_input[1:] == tuple(pre.input_shape), (
+        f"{where}: the ONNX input is {onnx_input}, the preprocessing gives {tuple(pre.input_shape)}")
+    names = list(samples)
+    together = loaded.predict([samples[n] for n in names])
+    assert isinstance(together, list) and len(together) == len(names), f"{where}: predict(list) must return a list"
+    results = []
+    for name, result in zip(names, together):
+        alone = loaded.predict(samples[name])
+        data, data_alone = _plain(result, where), _plain(alone, where)
+        assert _close(data, data_alone), (f"{where}: image {name!r} predicted alone gives {data_alone}, "
+                                          f"in a batch {data}")
+        results.append(data)
+    verdict = "not tried"
+    if opencv:
+        batch = pre.apply([samples[names[0]]])
+        want = loaded.run(batch)
+        try:
+            got = OpenCvSession(loaded.path, spec.outputs).run(batch)
+        except Exception as error:  # noqa: BLE001 - reported, not required
+            verdict = f"fails: {type(error).__name__}: {str(error)[:200]}"
+        else:
+            agree = all(export.within_tolerance(got[n], want[n], spec) for n in spec.outputs)
+            verdict = "agrees" if agree else "differs"
+    return Conformance(name=spec.name, source=source, path=loaded.path, input_shape=tuple(pre.input_shape),
+                       parity=loaded.metadata.get("parity", {}), results=results, opencv=verdict)
+
+
+def _normalised_range(spec: ModelSpec) -> tuple[float, float]:
+    """The smallest and largest values the preprocessing can produce (0 for padding included)."""
+    pre = spec.preprocess
+    ends = [(value * pre.scale - m) / s for value in (0, 255) for m, s in zip(pre.mean, pre.std)]
+    return min(0.0, *ends), max(0.0, *ends)
+
+
+def _plain(result: Any, where: str) -> Any:
+    data = result.to_dict() if hasattr(result, "to_dict") else result
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise AssertionError(f"{where}: a result is not strict JSON ({error}): {data!r}") from error
+    return data
+
+
+def _close(a: Any, b: Any, tolerance: float = 1e-4) -> bool:
+    """Equal, with floats compared to ``tolerance`` of their magnitude."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tolerance) for k in a)
+    if isinstance(a, Sequence) and isinstance(b, Sequence) and not isinstance(a, str):
+        return len(a) == len(b) and all(_close(x, y, tolerance) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=tolerance, abs_tol=tolerance)
+    return bool(a == b)

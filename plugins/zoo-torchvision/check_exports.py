@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,7 +60,7 @@ def randomized(spec: ModelSpec) -> ModelSpec:
         import torch
 
         torch.manual_seed(0)  # the initialisation before the perturbation: the same model every run
-        return testing.randomize(zoo_torchvision.build(spec, None), spec.preprocess.input_shape)
+        return testing.randomize(zoo_torchvision.build(spec, None), spec)
 
     return dataclasses.replace(spec, build=build)
 
@@ -82,6 +83,7 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
                            "params_m": round(spec.metrics["params"] / 1e6, 1), "gflops": spec.metrics["gflops"]}
     path = workdir / f"{name}.onnx"
     start = time.perf_counter()
+    print("stage: export", flush=True)
     try:
         report = export.export(randomized(spec), None, path, samples=samples, images=sample_inputs(spec))
     except Exception as error:  # noqa: BLE001 - the row records why
@@ -91,10 +93,12 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     row.update(exported=True, export_s=round(time.perf_counter() - start, 1), simplified=report.simplified,
                simplify_note=report.simplify_note, max_abs=parity.max_abs, max_rel=parity.max_rel,
                top1=parity.top1_agreement, size_mb=round(sum(f.stat().st_size for f in workdir.iterdir()) / 1e6, 1))
+    print("stage: onnxruntime", flush=True)
     batch = sample_inputs(spec)
     ort = OnnxRuntimeSession(path, providers=["CPUExecutionProvider"])
     reference = ort.run(batch)["logits"]
     row["ort_ms"] = round(_median_ms(ort.run, batch), 1)
+    print("partial: " + json.dumps(row), flush=True)  # what a crash in OpenCV must not lose
     try:
         got = OpenCvSession(path, spec.outputs).run(batch)["logits"]
     except Exception as error:  # noqa: BLE001 - the row records why
@@ -109,8 +113,9 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
     """The Markdown table of ``rows`` (in the order of ``variants``)."""
-    lines = ["| model | also stands for | input | exported | onnxsim | parity: max diff / output scale, top-1 | OpenCV DNN "
-             "| onnxruntime ms/image |", "|---|---|---|---|---|---|---|---|"]
+    header = ("| model | also stands for | input | exported | onnxsim | parity: max diff / output scale, top-1 "
+              "| OpenCV DNN | onnxruntime ms/image |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     by_name = {row["model"]: row for row in rows}
     for name, names in variants.items():
         row = by_name.get(name)
@@ -123,7 +128,7 @@ def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
             lines.append(f"| {name} | {also} | {size} | **no**: {row['error']} | | | | |")
             continue
         opencv = row["opencv"]
-        if opencv != "fails":
+        if opencv in ("agrees", "differs"):
             opencv += f" ({row['opencv_max_rel']:.1e})"
         lines.append(f"| {name} | {also} | {size} | yes | {'yes' if row['simplified'] else 'no'} "
                      f"| {row['max_rel']:.1e}, {row['top1']:.0%} | {opencv} | {row['ort_ms']:g} |")
@@ -136,25 +141,46 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def check_in_child(name: str) -> dict[str, Any]:
+    """:func:`check` in a fresh interpreter, so that a crash (an abort in a native library) is one row."""
+    command = [sys.executable, "-W", "ignore", __file__, "--one", name]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    tail = " ".join(done.stderr.strip().splitlines()[-2:])[-300:]
+    partial = [line for line in lines if line.startswith("partial: ")]
+    if partial:  # exported and timed; OpenCV took the process down
+        row = json.loads(partial[-1].removeprefix("partial: "))
+        row.update(opencv="crashes", opencv_error=f"process died ({done.returncode}): {tail}")
+        return row
+    stage = next((line for line in reversed(lines) if line.startswith("stage:")), "stage: start")
+    return {"model": name, "exported": False, "input": [], "error": f"process died ({done.returncode}) in "
+            f"{stage.removeprefix('stage: ')}: {tail}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="models to check (default: one per distinct graph, all 86)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file of results (appended)")
     parser.add_argument("--table", action="store_true", help="print the Markdown table of the results and exit")
     parser.add_argument("--again", action="store_true", help="re-check models that already have a result")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: check one model, print its row
     args = parser.parse_args(argv)
+    if args.one:
+        with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
+            print(json.dumps(check(args.one, Path(folder))), flush=True)
+        return 0
     variants = representatives()
     if args.table:
-        rows = load(args.results)
-        print(table(rows, variants))
+        print(table(load(args.results), variants))
         return 0
     done = set() if args.again else {row["model"] for row in load(args.results)}
     todo = [n for n in (args.names or variants) if n not in done]
     failures = 0
     for i, name in enumerate(todo, 1):
-        with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
-            t0 = time.perf_counter()
-            row = check(name, Path(folder))
+        t0 = time.perf_counter()
+        row = check_in_child(name)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         failures += not row["exported"] or row.get("opencv") != "agrees"
         with args.results.open("a", encoding="utf-8") as file:
