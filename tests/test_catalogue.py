@@ -32,4 +32,4 @@ def test_registry_toml_is_exactly_what_the_script_writes():
 
 def test_every_first_party_plugin_is_listed():
     plugins = update_catalogue.first_party_plugins()
-    assert plugins == {"torchvision": "zoo-torchvision"}
+    assert plugins == {"digits": "zoo-digits", "ssrnet": "zoo-ssrnet", "torchvision": "zoo-torchvision"}

@@ -269,7 +269,8 @@ def _print_result(image: str, result: Any) -> None:
         for p in result.topk:
             print(f"  {p.score:7.2%}  {p.label} ({p.class_id})")
     elif isinstance(result, Regression):
-        print(f"{image}: {result.value:.1f}{result.unit} [{result.low:.1f}, {result.high:.1f}]")
+        unit = f" {result.unit}" if result.unit else ""
+        print(f"{image}: {result.value:.1f}{unit} [{result.low:.1f}, {result.high:.1f}]")
     else:
         print(f"{image}: {json.dumps(_jsonable(result))}")
 
