@@ -115,14 +115,21 @@ class Preprocess:
 
         h, w = self.input_size
         c = self.num_channels
-        batch = np.empty((len(images), h, w, c), np.float32)
         offset = np.float32(np.asarray(self.mean) / self.scale)
         factor = np.float32(self.scale / np.asarray(self.std))
-        for i, image in enumerate(images):
+        if self.layout == "NHWC":
+            batch = np.empty((len(images), h, w, c), np.float32)
+            for i, image in enumerate(images):
+                np.subtract(self._geometry(self._channels(image)), offset, out=batch[i], dtype=np.float32)
+                batch[i] *= factor
+            return batch
+        batch = np.empty((len(images), c, h, w), np.float32)
+        for i, image in enumerate(images):  # written plane by plane: no transposed copy of the batch
             pixels = self._geometry(self._channels(image))
-            np.subtract(pixels, offset, out=batch[i], dtype=np.float32)
-            batch[i] *= factor
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else batch
+            for k in range(c):
+                np.subtract(pixels[:, :, k], offset[k % len(offset)], out=batch[i, k], dtype=np.float32)
+                batch[i, k] *= factor[k % len(factor)]
+        return batch
 
     def _channels(self, rgb: np.ndarray) -> np.ndarray:
         if self.channels == "BGR":
