@@ -314,3 +314,21 @@ def test_build_that_fails_leaves_no_entry(tmp_path):
     with pytest.raises(zoo.ExportError, match="the plugin has a bug"):
         zoo.get(tiny_spec(name="broken", build=broken))
     assert not (cache.cache_root() / "models").exists() or not any((cache.cache_root() / "models").iterdir())
+
+
+def test_a_model_with_external_data_is_committed_verified_and_reopened(monkeypatch, capsys):
+    """Models over 2 GB keep their weights beside the graph; the threshold is lowered to exercise that path."""
+    monkeypatch.setattr(export, "PROTOBUF_LIMIT", 1000)
+    model = zoo.get(tiny_spec(), exporter="dynamo")
+    assert sorted(p.name for p in model.path.parent.iterdir()) == ["metadata.json", "model.onnx", "model.onnx.data"]
+    assert set(model.metadata["files"]) == {"model.onnx", "model.onnx.data"}
+    assert model.metadata["simplify_note"] == "skipped: the model is over 2 GB"
+    assert capsys.readouterr().out == ""  # the dynamo exporter's progress lines went to stderr
+    [entry] = cache.entries(full=True)
+    assert entry.ok
+    data = model.path.with_name("model.onnx.data")
+    data.write_bytes(data.read_bytes()[:-4])  # damaged weights file: rebuilt on the next open
+    again = zoo.get(tiny_spec(), exporter="dynamo")
+    assert again.path == model.path and data.stat().st_size == again.metadata["files"]["model.onnx.data"]["size"]
+    batch = again.preprocess(np.zeros((40, 40, 3), np.uint8))
+    assert again.run(batch)["logits"].shape == (1, 5)

@@ -23,7 +23,9 @@ Models over 2 GB are saved with external data beside the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,9 +110,10 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     large = sum(t.numel() * t.element_size() for t in tensors) >= PROTOBUF_LIMIT
     try:
         if exporter == "dynamo":
-            torch.onnx.export(module, (dummy,), str(path), dynamo=True, opset_version=opset, input_names=["input"],
-                              output_names=list(spec.outputs), dynamic_shapes=({0: torch.export.Dim("batch")},),
-                              external_data=large)
+            with contextlib.redirect_stdout(sys.stderr):  # its progress lines must not mix with --json output
+                torch.onnx.export(module, (dummy,), str(path), dynamo=True, opset_version=opset,
+                                  input_names=["input"], output_names=list(spec.outputs),
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=large)
         else:
             with warnings.catch_warnings():
                 # The deprecation notice is for torch users, not ours; tracer warnings (a Python
