@@ -59,7 +59,7 @@ def main() -> None:
     print(f"{'image':22s} {'zoo ms':>8s} {'torchvision ms':>15s} {'speed-up':>9s} {'max diff (grey levels)':>23s}")
     for label, (width, height) in (("12 MP JPEG 4000x3000", (4000, 3000)), ("0.3 MP JPEG 640x480", (640, 480))):
         pixels = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
-        ok, encoded = cv2.imencode(".jpg", pixels[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        _, encoded = cv2.imencode(".jpg", pixels[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
         data = encoded.tobytes()
 
         def ours(data: bytes = data) -> np.ndarray:

@@ -31,6 +31,8 @@ class UnknownModelError(ZooError, KeyError):
         message = f"unknown model {name!r}"
         if self.suggestions:
             message += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        else:
+            message += "."
         message += " Run 'zoo list' to see every installed model."
         super().__init__(message)
 
