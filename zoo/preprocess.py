@@ -115,8 +115,8 @@ class Preprocess:
 
         h, w = self.input_size
         c = self.num_channels
-        offset = np.float32(np.asarray(self.mean) / self.scale)
-        factor = np.float32(self.scale / np.asarray(self.std))
+        offset = np.broadcast_to(np.asarray(self.mean, np.float64) / self.scale, (c,)).astype(np.float32)
+        factor = np.broadcast_to(self.scale / np.asarray(self.std, np.float64), (c,)).astype(np.float32)
         if self.layout == "NHWC":
             batch = np.empty((len(images), h, w, c), np.float32)
             for i, image in enumerate(images):
@@ -127,8 +127,8 @@ class Preprocess:
         for i, image in enumerate(images):  # written plane by plane: no transposed copy of the batch
             pixels = self._geometry(self._channels(image))
             for k in range(c):
-                np.subtract(pixels[:, :, k], offset[k % len(offset)], out=batch[i, k], dtype=np.float32)
-                batch[i, k] *= factor[k % len(factor)]
+                np.subtract(pixels[:, :, k], offset[k], out=batch[i, k], dtype=np.float32)
+                batch[i, k] *= factor[k]
         return batch
 
     def _channels(self, rgb: np.ndarray) -> np.ndarray:
