@@ -130,7 +130,9 @@ def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
         opencv = row["opencv"]
         if opencv in ("agrees", "differs"):
             opencv += f" ({row['opencv_max_rel']:.1e})"
-        lines.append(f"| {name} | {also} | {size} | yes | {'yes' if row['simplified'] else 'no'} "
+        over = row["size_mb"] * 1e6 >= export.PROTOBUF_LIMIT  # protobuf cannot hold it: onnxsim cannot either
+        simplified = "yes" if row["simplified"] else "no (over 2 GB)" if over else "no"
+        lines.append(f"| {name} | {also} | {size} | yes | {simplified} "
                      f"| {row['max_rel']:.1e}, {row['top1']:.0%} | {opencv} | {row['ort_ms']:g} |")
     return "\n".join(lines)
 
