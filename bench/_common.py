@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -110,24 +111,30 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def measure(cases: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds of each case over ``runs`` rounds, after ``warmup`` calls of each.
+def measure(cases: dict[str, Callable[[], object]], runs: int, warmup: int = 2, block: int = 1) -> dict[str, float]:
+    """Median seconds of each case over ``runs`` timed calls, after ``warmup`` calls of each.
 
-    Each round calls every case once, starting from a different case each round: cases
-    compared with each other see the same machine load, even when it drifts (another
-    job, frequency changes), and none always runs right after the same neighbour.
+    Calls are made in rounds, each round calling every case, starting from a different case
+    each round: cases compared with each other see the same machine load, even when it
+    drifts (another job, frequency changes). With ``block`` > 1 a round calls each case
+    ``block`` times in a row and times all but the first: a runtime's worker threads keep
+    spinning for a while after a call (onnxruntime, PyTorch's OpenMP pool), and on 2 cores
+    they slow whatever runs next, so a case right after another engine is not timed.
     """
     for function in cases.values():
         for _ in range(warmup):
             function()
     names = list(cases)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(runs):
+    skip = 1 if block > 1 else 0
+    for round_ in range(math.ceil(runs / (block - skip))):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            cases[name]()
-            times[name].append(time.perf_counter() - start)
+            for call in range(block):
+                start = time.perf_counter()
+                cases[name]()
+                if call >= skip:
+                    times[name].append(time.perf_counter() - start)
     return {name: median(values) for name, values in times.items()}
 
 

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 #: Block of output rows computed by one matrix product.
-BLOCK = 16
+BLOCK = 8
 #: Pillow's fixed-point unit for 8-bit images (PRECISION_BITS = 22).
 ONE = float(1 << 22)
 #: The pre-reduction factor is at most the scale factor divided by this.
