@@ -14,10 +14,9 @@ of ``--runs`` fresh processes:
   ``onnxsim.simplify``, ``onnx.save``.
 
 Target: zoo export at most 1.3x the reference. zoo does more than the reference: it
-copies and hashes the weights into its cache, runs the network in PyTorch on 5 inputs for
-the parity check, runs ``onnx.checker`` (full check) on the exported and the simplified
-file, compares onnxruntime against PyTorch, hashes and commits the file, and copies it to
-``-o``. The second table says how much each of those costs: ``zoo export`` runs in-process
+copies and hashes the weights into its cache, runs the network in PyTorch on 3 inputs for
+the parity check, runs ``onnx.checker`` (full check) on the file it keeps, compares
+onnxruntime against PyTorch, hashes and commits the file, and copies it to ``-o``. The second table says how much each of those costs: ``zoo export`` runs in-process
 (``--breakdown-runs`` times, before the timed runs, which also warms the file cache) with
 timers wrapped around the library functions it calls (torch.onnx.export, onnx.checker,
 onnxsim.simplify, ...; each stage's time excludes the stages nested in it), next to the
@@ -59,7 +58,7 @@ BUILD = "build + load weights"
 EXPORT = "torch.onnx.export (TorchScript)"
 SAVE_LOAD = "onnx.load / onnx.save"
 SIMPLIFY = "onnxsim.simplify"
-FORWARD = "PyTorch forward on 5 inputs (parity reference)"
+FORWARD = "PyTorch forward on the parity inputs (reference)"
 STAGE_ORDER = ("import zoo.cli", IMPORT_TORCH, IMPORT_ONNX,
                "fetch weights into the cache (copy + sha256)", BUILD, FORWARD, EXPORT, "onnx.checker (full_check)",
                SAVE_LOAD, SIMPLIFY, "onnxruntime parity (session + run)", "commit to the cache (sha256 + move)",

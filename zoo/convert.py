@@ -209,9 +209,13 @@ def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: d
     return report.to_dict()
 
 
-def sample_inputs(spec: ModelSpec) -> np.ndarray:
-    """The sample photo, preprocessed for ``spec`` (a batch of one)."""
+def sample_photo() -> np.ndarray:
+    """The sample photo, decoded: an RGB ``uint8`` array."""
     from zoo import images
 
-    photo = images.decode((files("zoo") / "data" / SAMPLE_IMAGE).read_bytes(), SAMPLE_IMAGE)
-    return spec.preprocess.apply([photo])
+    return images.decode((files("zoo") / "data" / SAMPLE_IMAGE).read_bytes(), SAMPLE_IMAGE)
+
+
+def sample_inputs(spec: ModelSpec) -> np.ndarray:
+    """The sample photo, preprocessed for ``spec`` (a batch of one)."""
+    return spec.preprocess.apply([sample_photo()])

@@ -96,10 +96,12 @@ def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, 
     """
     import torch
 
+    from zoo.convert import sample_inputs
+
     shape = tuple(spec.preprocess.input_shape) if isinstance(spec, ModelSpec) else tuple(spec)
     photos = None
     if isinstance(spec, ModelSpec):
-        photo = torch.from_numpy(spec.preprocess.apply([sample_images()["photo"]]))
+        photo = torch.from_numpy(sample_inputs(spec))
         photos = torch.cat([photo, photo.flip(-1)])
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -121,12 +123,9 @@ def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, 
 def sample_images() -> dict[str, np.ndarray]:
     """RGB uint8 images that catch preprocessing mistakes: a photo, a tall strip, a wide
     strip, a tiny image, a flat grey one."""
-    from importlib.resources import files
+    from zoo.convert import sample_photo
 
-    from zoo import images
-    from zoo.convert import SAMPLE_IMAGE
-
-    photo = images.decode((files("zoo") / "data" / SAMPLE_IMAGE).read_bytes(), SAMPLE_IMAGE)
+    photo = sample_photo()
     ramp = np.linspace(0, 255, 600, dtype=np.float32)
     tall = np.stack([np.tile(ramp[:, None], (1, 40))] * 3, axis=-1).astype(np.uint8)
     return {"photo": photo, "tall": tall, "wide": np.ascontiguousarray(tall.transpose(1, 0, 2)),

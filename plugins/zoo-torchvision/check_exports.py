@@ -82,10 +82,11 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     row: dict[str, Any] = {"model": name, "input": list(spec.preprocess.input_shape),
                            "params_m": round(spec.metrics["params"] / 1e6, 1), "gflops": spec.metrics["gflops"]}
     path = workdir / f"{name}.onnx"
+    batch = sample_inputs(spec)  # the photo: in the export's parity inputs, then timed and run in OpenCV
     start = time.perf_counter()
     print("stage: export", flush=True)
     try:
-        report = export.export(randomized(spec), None, path, samples=samples, images=sample_inputs(spec))
+        report = export.export(randomized(spec), None, path, samples=samples, images=batch)
     except Exception as error:  # noqa: BLE001 - the row records why
         row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
         return row
@@ -94,7 +95,6 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
                simplify_note=report.simplify_note, max_abs=parity.max_abs, max_rel=parity.max_rel,
                top1=parity.top1_agreement, size_mb=round(sum(f.stat().st_size for f in workdir.iterdir()) / 1e6, 1))
     print("stage: onnxruntime", flush=True)
-    batch = sample_inputs(spec)
     ort = OnnxRuntimeSession(path, providers=["CPUExecutionProvider"])
     reference = ort.run(batch)["logits"]
     row["ort_ms"] = round(_median_ms(ort.run, batch), 1)
