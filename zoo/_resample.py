@@ -4,8 +4,10 @@ Pillow resamples each axis with a filter stretched by the scale factor when shri
 (triangle for bilinear, Keys cubic with a = -0.5 for bicubic), evaluated at the centres of
 the source pixels and normalised to sum to one; the horizontal pass runs first and its
 result is rounded and clipped to 8 bits (which matters for bicubic overshoot). This module
-computes the same weights and applies them in the same order as banded matrix products
-(BLAS), for only the output rows and columns that the centre crop keeps.
+computes the same weights and applies them in the same order as banded float64 matrix
+products (BLAS), for only the output rows and columns that the centre crop keeps. (Pillow 13
+runs the vertical pass first for some tall images, python-pillow/Pillow#9549; the shorter-side
+resizes of portrait photos that the tests try still run horizontal first.)
 
 For large reductions (a 12 MP photo to 256 pixels) the image is first averaged over
 ``k x k`` blocks with OpenCV's area resize, ``k`` at most a fifth of the scale factor, and
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +29,8 @@ import numpy as np
 BLOCK = 8
 #: Pillow's fixed-point unit for 8-bit images (PRECISION_BITS = 22).
 ONE = float(1 << 22)
+#: Half of the weights' quantum: see _apply.
+HALF_STEP = 0.5 / ONE
 #: The pre-reduction factor is at most the scale factor divided by this.
 PREREDUCE_RATIO = 5
 
@@ -48,9 +53,18 @@ FILTERS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
 }
 
 
+class Band(NamedTuple):
+    """A banded resampling matrix restricted to the source samples that some output reads."""
+
+    matrix: np.ndarray  #: ``(outputs, last - first)`` weights, each a multiple of 2**-22
+    first: int  #: the first source sample read
+    last: int  #: one past the last source sample read
+    blocks: tuple[tuple[int, int, int], ...]  #: (first output row, lo, hi): the columns that block reads
+
+
 @lru_cache(maxsize=64)
-def weights(in_size: int, out_size: int, lo: int, hi: int, kernel: str, step: int = 1) -> np.ndarray:
-    """The ``(hi - lo, in_size // step)`` matrix mapping source samples to outputs ``lo..hi``, times 2**22.
+def weights(in_size: int, out_size: int, lo: int, hi: int, kernel: str, step: int = 1) -> Band:
+    """The weights mapping source samples to outputs ``lo..hi``, as Pillow quantises them.
 
     Source sample ``i`` sits at ``step * (i + 0.5)`` in the original pixel coordinates;
     output ``j`` is centred at ``(j + 0.5) * in_size / out_size``, as in Pillow.
@@ -65,30 +79,33 @@ def weights(in_size: int, out_size: int, lo: int, hi: int, kernel: str, step: in
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = matrix / np.where(totals == 0.0, 1.0, totals)
     # Pillow's fixed point: each weight rounded (half away from zero) to a multiple of 2**-22.
-    result = np.trunc(normalised * ONE + np.copysign(0.5, normalised))
-    result.flags.writeable = False  # shared through the cache
-    return result
+    quantised = np.trunc(normalised * ONE + np.copysign(0.5, normalised)) / ONE
+    used = np.flatnonzero(quantised.any(axis=0))
+    first, last = int(used[0]), int(used[-1]) + 1
+    quantised = np.ascontiguousarray(quantised[:, first:last])
+    nonzero = quantised != 0
+    starts = nonzero.argmax(axis=1)
+    ends = quantised.shape[1] - nonzero[:, ::-1].argmax(axis=1)
+    blocks = tuple((b, int(starts[b:b + BLOCK].min()), int(ends[b:b + BLOCK].max()))
+                   for b in range(0, quantised.shape[0], BLOCK))
+    quantised.flags.writeable = False  # shared through the cache
+    return Band(quantised, first, last, blocks)
 
 
-def _apply(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``matrix @ x`` for a banded ``matrix``, one block of rows at a time.
+def _apply(band: Band, x: np.ndarray) -> np.ndarray:
+    """``band.matrix @ x``, one block of output rows at a time, rounded to 8 bits as Pillow rounds.
 
-    In float64, the products of 8-bit pixels and 22-bit weights and their sums are exact.
+    In float64, the products of 8-bit pixels and weights that are multiples of 2**-22, and
+    their sums, are exact; Pillow's ``clip8`` rounds half up and clips to 0..255.
     """
-    out = np.empty((matrix.shape[0], x.shape[1]), np.float64)
-    nonzero = matrix != 0
-    first = nonzero.argmax(axis=1)
-    last = matrix.shape[1] - nonzero[:, ::-1].argmax(axis=1)
-    for b in range(0, matrix.shape[0], BLOCK):
-        lo, hi = int(first[b:b + BLOCK].min()), int(last[b:b + BLOCK].max())
-        np.matmul(matrix[b:b + BLOCK, lo:hi], x[lo:hi], out=out[b:b + BLOCK])
-    return out
+    import cv2
 
-
-def _used(matrix: np.ndarray) -> tuple[int, int]:
-    """The range of source samples that some output reads."""
-    used = np.flatnonzero(matrix.any(axis=0))
-    return int(used[0]), int(used[-1]) + 1
+    out = np.empty((band.matrix.shape[0], x.shape[1]), np.float64)
+    for row, lo, hi in band.blocks:
+        np.matmul(band.matrix[row:row + BLOCK, lo:hi], x[lo:hi], out=out[row:row + BLOCK])
+    # floor(v + 0.5) for a multiple v of 2**-22 is OpenCV's round-half-even of v + 2**-23,
+    # which cv2.add computes, clips and converts to uint8 in one pass.
+    return cv2.add(out, HALF_STEP, dtype=cv2.CV_8U)  # type: ignore[call-overload]  # a scalar src2 is valid
 
 
 def resize(image: np.ndarray, size: tuple[int, int], kernel: str,
@@ -113,13 +130,11 @@ def resize(image: np.ndarray, size: tuple[int, int], kernel: str,
     # As Pillow: the horizontal pass first, rounded and clipped to 8 bits, then the vertical one;
     # each on the source rows and columns that the kept outputs read, with the axis being reduced
     # first in memory (cv2.transpose on 8-bit pixels is cheap; on floats it would not be).
-    top, bottom = _used(wy)
-    left, right = _used(wx)
-    columns = _transpose(image[top:bottom, left:right])
-    horizontal = _to_uint8(_apply(wx[:, left:right], columns.reshape(right - left, -1).astype(np.float64)))
-    rows_first = _transpose(horizontal.reshape(c1 - c0, bottom - top, channels))
-    vertical = _apply(wy[:, top:bottom], rows_first.reshape(bottom - top, -1).astype(np.float64))
-    return _to_uint8(vertical).reshape(r1 - r0, c1 - c0, channels)
+    columns = _transpose(image[wy.first:wy.last, wx.first:wx.last])
+    horizontal = _apply(wx, columns.reshape(wx.last - wx.first, -1).astype(np.float64))
+    rows_first = _transpose(horizontal.reshape(c1 - c0, wy.last - wy.first, channels))
+    vertical = _apply(wy, rows_first.reshape(wy.last - wy.first, -1).astype(np.float64))
+    return vertical.reshape(r1 - r0, c1 - c0, channels)
 
 
 def _transpose(pixels: np.ndarray) -> np.ndarray:
@@ -128,11 +143,3 @@ def _transpose(pixels: np.ndarray) -> np.ndarray:
 
     swapped = cv2.transpose(np.ascontiguousarray(pixels))
     return swapped.reshape(pixels.shape[1], pixels.shape[0], pixels.shape[2])
-
-
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Pillow's ``clip8((sum + 2**21) >> 22)``: round half up, clip to 0..255."""
-    values += ONE / 2
-    values /= ONE
-    np.floor(values, out=values)
-    return np.clip(values, 0, 255, out=values).astype(np.uint8)

@@ -222,7 +222,8 @@ def _expand_images(patterns: Sequence[str]) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from zoo import images
+    import numpy as np
+
     from zoo.errors import ZooInputError
 
     model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, runtime=args.runtime,
@@ -230,24 +231,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = _expand_images(args.images)
     if not paths:
         raise ZooInputError(f"no image files in {' '.join(args.images)}")
-    loaded: list[tuple[str, Any, str | None]] = []  # (path, pixels, error)
-    for path in paths:
-        try:
-            loaded.append((path, images.load(path), None))
-        except ZooInputError as error:
-            print(f"zoo: error: {error}", file=sys.stderr)
-            loaded.append((path, None, str(error)))
-    good = [pixels for _, pixels, error in loaded if error is None]
-    results = iter(model.predict(good, topk=args.topk) if good else [])
-    rows = [{"image": path, "error": error} if error else {"image": path, "result": next(results)}
-            for path, _, error in loaded]
+    rows: list[dict[str, Any]] = []
+    failed = 0
+    for start in range(0, len(paths), model.batch_size):  # a batch at a time: memory stays flat
+        chunk: list[dict[str, Any]] = []
+        inputs = []
+        for path in paths[start:start + model.batch_size]:
+            try:
+                inputs.append(model.preprocess(path))
+                chunk.append({"image": path})
+            except ZooInputError as error:
+                print(f"zoo: error: {error}", file=sys.stderr)
+                chunk.append({"image": path, "error": str(error)})
+                failed += 1
+        results = iter(model.postprocess(model.run(np.concatenate(inputs)), topk=args.topk) if inputs else [])
+        for row in chunk:
+            if "error" not in row:
+                row["result"] = next(results)
+                if not args.json:
+                    _print_result(row["image"], row["result"])
+        rows += chunk
     if args.json:
         _print_json([{**row, "result": _jsonable(row["result"])} if "result" in row else row for row in rows])
-    else:
-        for row in rows:
-            if "result" in row:
-                _print_result(row["image"], row["result"])
-    failed = len(paths) - len(good)
     if failed:
         print(f"zoo: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0

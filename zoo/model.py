@@ -40,9 +40,17 @@ class Model:
         return self.session.name
 
     def preprocess(self, x: Any, *, channels: str = "RGB") -> np.ndarray:
-        """The input batch for one image or a list of them (see :func:`zoo.images.load`)."""
+        """The input batch for one image or a list of them (see :func:`zoo.images.load`).
+
+        Images are decoded one at a time, each preprocessed before the next is decoded, so a
+        batch of photos never holds more than one of them decoded.
+        """
         items = list(x) if isinstance(x, (list, tuple)) else [x]
-        return self.spec.preprocess.apply([images.load(item, channels=channels) for item in items])
+        spec = self.spec.preprocess
+        batch = np.empty((len(items), *spec.input_shape), np.float32)
+        for i, item in enumerate(items):
+            batch[i] = spec.apply([images.load(item, channels=channels)])[0]
+        return batch
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs, by name, for an already preprocessed input batch."""

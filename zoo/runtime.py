@@ -46,10 +46,10 @@ class OnnxRuntimeSession:
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        # Worker threads sleep between runs instead of spinning: spinning bought no latency here
-        # (resnet50, 2 cores: 41.3 ms without, 42.2 ms with) and two spinning sessions in one
-        # process, run in turn, slowed each other to 81 ms (bench/bench_predict.py).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Worker threads spin inside a run (onnxruntime's default; turning it off cost resnet50
+        # 2 ms of 42 here) but stop when the run ends: two sessions that kept spinning after
+        # their runs, called in turn, slowed each other from 41 to 81 ms (bench/bench_predict.py).
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         available = onnxruntime.get_available_providers()
         chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
