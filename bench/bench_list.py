@@ -1,6 +1,6 @@
 """`zoo list` wall time in a fresh process, with a plugin that registers many models.
 
-    python bench/bench_list.py [--models 500] [--runs 15]
+    python bench/bench_list.py [--models 500] [--runs 15] [--json PATH]
 
 Builds a throwaway plugin distribution (a dist-info folder with an entry point, as pip
 installs it) whose hook reads a TOML file of N model entries, each with 1000 labels, the
@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import Row, header, results_table, write_json
 
 PLUGIN = '''
 import tomllib
@@ -77,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=500)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for plot.py)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         make_plugin(Path(tmp), args.models)
@@ -94,12 +97,13 @@ def main() -> None:
         ]
         results = [(label, statistics.median(time_command(cmd, e, args.runs))) for label, cmd, e in cases]
     reference = results[0][1]
-    print(f"median of {args.runs} fresh processes on {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"{'case':<44} {'median s':>9} {'vs python':>10}")
-    for label, median in results:
-        print(f"{label:<44} {median:>9.3f} {median / reference:>9.1f}x")
-    verdict = "met" if results[-1][1] < 0.5 else "MISSED"
-    print(f"target: zoo list under 0.5 s with {total} models: {verdict} ({results[-1][1]:.3f} s)")
+    rows = [Row(label, median, "s", "python -c pass", reference, median / reference, "time / reference",
+                *((0.5 / reference, "<=", "<= 0.5 s") if label.startswith("zoo list, all") else ()))
+            for label, median in results[1:]]
+    print(header(f"## zoo list with a {args.models}-model plugin", f"; median of {args.runs} fresh processes"))
+    print()
+    print(results_table(rows))
+    write_json(args.json, "bench_list", args, rows)
 
 
 if __name__ == "__main__":

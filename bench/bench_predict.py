@@ -29,6 +29,10 @@ measured in the same run:
   is 4.09 G multiply-adds per image (torchvision's ``_ops`` metadata counts multiply-adds),
   so 8.18 GFLOP.
 
+* Two sessions run in turn (a two-model pipeline in one process): two ``zoo.get`` models
+  against two ``InferenceSession`` with onnxruntime's default options, time per run;
+  reported, no target. The zoo's sessions stop their threads spinning after each run.
+
 A second table splits predict's time (preprocessing, inference, postprocessing) against
 the hand-written code, to explain the overhead.
 """
@@ -244,16 +248,26 @@ def main() -> None:
                          max(50, 10 * args.runs))
         peak, blas = gemm_peak(threads, max(3, args.runs // 3))
 
+        second = zoo.get(spec.name, weights=weights, threads=threads)
+        raw2 = onnxruntime.InferenceSession(str(model.path), sess_options=options, providers=["CPUExecutionProvider"])
+        name = raw.get_inputs()[0].name
+        pairs = measure({"zoo": lambda: (model.run(batch), second.run(batch)),
+                         "raw": lambda: (raw.run(None, {name: batch}), raw2.run(None, {name: batch}))},
+                        args.runs // 2, block=BLOCK)
+
         images = photo_set(32)
         batch32 = model.preprocess(images)
         multi = measure({"one batch of 32": lambda: model.predict(images, batch_size=32),
                          "batches of 8": lambda: model.predict(images),
                          "32 single calls": lambda: [model.predict(image) for image in images],
+                         "preprocess 32": lambda: model.preprocess(images),
                          "run 32": lambda: model.run(batch32)}, batch_runs, warmup=1)
 
     ort, torch_s, opencv_s = engines["onnxruntime"], engines["torch"], engines.get("opencv")
     singles = multi["32 single calls"]
     sizes = sorted(image.shape[0] * image.shape[1] for image in images)
+    pre32, run32 = multi["preprocess 32"] / 32, multi["run 32"] / 32
+    ceiling = (ort + pre32) / (run32 + pre32)  # single predicts need at least run + preprocess per image
     rows = [
         Row("model.predict(array), batch 1", overhead["zoo"], "s", "hand-written cv2/numpy + InferenceSession",
             overhead["hand"], overhead["zoo"] / overhead["hand"], "time / reference", 1.05, "<=", "overhead <= 5%",
@@ -273,9 +287,17 @@ def main() -> None:
             note=f"logits agree with onnxruntime to {opencv_diff:.2g} (max abs diff)" if opencv else opencv_error),
         Row("predict(32 images, batch_size=32)", 32 / multi["one batch of 32"], "img/s", "32 x predict(image)",
             32 / singles, singles / multi["one batch of 32"], "throughput / reference", 1.2, ">=", ">= 1.2x",
-            note=f"32 different images of {sizes[0] / 1e6:.2f} to {sizes[-1] / 1e6:.2f} megapixels"),
+            note=f"32 different images of {sizes[0] / 1e6:.2f} to {sizes[-1] / 1e6:.2f} megapixels; the most batching "
+                 f"can give here is {ceiling:.3f}x: per image, onnxruntime takes {fmt(ort, 's')} at batch 1 and "
+                 f"{fmt(run32, 's')} at batch 32, and preprocessing {fmt(pre32, 's')}, so even with no other cost "
+                 f"32 single predicts need ({fmt(ort, 's')} + {fmt(pre32, 's')}) / ({fmt(run32, 's')} + "
+                 f"{fmt(pre32, 's')}) of the batch's time"),
         Row("predict(32 images), default batch_size 8", 32 / multi["batches of 8"], "img/s", "32 x predict(image)",
             32 / singles, singles / multi["batches of 8"], "throughput / reference"),
+        Row("2 models run in turn, per run", pairs["zoo"] / 2, "s", "2 default InferenceSessions in turn",
+            pairs["raw"] / 2, pairs["raw"] / pairs["zoo"], "speed-up (ref. time / time)",
+            note="a two-model pipeline in one process; onnxruntime's default threads keep spinning after a run "
+                 "and slow the other session's run"),
         Row("onnxruntime GFLOP/s, batch 1", flop / ort / 1e9, "GFLOP/s", f"numpy float32 GEMM {GEMM_SIZE}^3",
             peak, flop / ort / 1e9 / peak, "fraction of GEMM peak",
             note=f"{macs:.2f} G multiply-adds = {flop / 1e9:.2f} GFLOP per image; numpy's GEMM: {blas} (set with "

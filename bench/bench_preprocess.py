@@ -1,16 +1,17 @@
 """Preprocessing, decode included: the zoo against torchvision's PIL pipeline, on the same JPEG bytes.
 
-    python bench/bench_preprocess.py [--model resnet50] [--runs 15]
+    python bench/bench_preprocess.py [--model resnet50] [--runs 15] [--json PATH]
 
 Two JPEGs are made from scikit-image's chelsea photo: a 4000x3000 (12 MP) upscale and a
 640x480 (0.3 MP) one. For each, the median of ``--runs`` timings of
 
-* zoo: ``zoo.images.load(bytes)`` then ``spec.preprocess.apply`` (OpenCV decode, Pillow-exact
-  antialiased resize computed only for the cropped pixels, normalisation in numpy);
+* zoo: ``zoo.images.load(bytes)`` then ``spec.preprocess.apply`` (OpenCV decode, Pillow's
+  antialiased resize recomputed for the cropped pixels only, normalisation in numpy);
 * torchvision (reference): ``PIL.Image.open(bytes).convert("RGB")`` then the weights'
   ``transforms()`` (what torchvision users run).
 
-The table also gives the largest difference between the two tensors, in grey levels.
+Target: faster than the reference, at most one grey level apart (the inference issue's
+fidelity); each row's note gives the largest difference between the two tensors.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import skimage.data
 import torch
 import torchvision
+from _common import Row, header, results_table, write_json
 from PIL import Image
 
 import zoo
@@ -45,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for plot.py)")
     args = parser.parse_args()
 
     torch.set_num_threads(torch.get_num_threads())
@@ -54,9 +57,7 @@ def main() -> None:
     transforms = torchvision.models.get_model_weights(builder)[info["weights"]].transforms()
     std = np.asarray(spec.preprocess.std, np.float32)[:, None, None]
     photo = skimage.data.chelsea()
-    print(f"{args.model}: {spec.preprocess.resize} -> crop {spec.preprocess.crop}, {spec.preprocess.interpolation}; "
-          f"median of {args.runs} runs, torch threads {torch.get_num_threads()}, OpenCV threads {cv2.getNumThreads()}")
-    print(f"{'image':22s} {'zoo ms':>8s} {'torchvision ms':>15s} {'speed-up':>9s} {'max diff (grey levels)':>23s}")
+    rows = []
     for label, (width, height) in (("12 MP JPEG 4000x3000", (4000, 3000)), ("0.3 MP JPEG 640x480", (640, 480))):
         pixels = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
         _, encoded = cv2.imencode(".jpg", pixels[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -70,7 +71,18 @@ def main() -> None:
 
         diff = float((np.abs(ours() - reference().numpy()) * std * 255).max())
         zoo_s, tv_s = median_seconds(ours, args.runs), median_seconds(reference, args.runs)
-        print(f"{label:22s} {zoo_s * 1e3:8.1f} {tv_s * 1e3:15.1f} {tv_s / zoo_s:8.2f}x {diff:23.2f}")
+        rows.append(Row(f"preprocess {label}, decode included", zoo_s, "s", "torchvision transforms on PIL", tv_s,
+                        tv_s / zoo_s, "speed-up (ref. time / time)", 1.0, ">=", "faster",
+                        note=f"largest difference {diff:.2f} grey levels"))
+    pre = spec.preprocess
+    print(header(f"## {args.model}: preprocessing ({pre.resize} -> crop {pre.crop}, {pre.interpolation})",
+                 f"; median of {args.runs} runs, torch threads {torch.get_num_threads()}, "
+                 f"OpenCV threads {cv2.getNumThreads()}"))
+    print()
+    print(results_table(rows))
+    print()
+    print("\n".join(f"- {r.measure}: {r.note}" for r in rows))
+    write_json(args.json, "bench_preprocess", args, rows)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
     python bench/run_all.py [--quick] [--only predict cold ...]
 
-Runs ``bench_list.py``, ``bench_preprocess.py`` (these two print text only), then
-``bench_predict.py``, ``bench_cold.py`` and ``bench_export.py`` with ``--json
-bench/results/NAME.json``, with the interpreter running this script. Each script's
+Runs ``bench_list.py``, ``bench_preprocess.py``, ``bench_predict.py``, ``bench_cold.py``
+and ``bench_export.py`` with ``--json bench/results/NAME.json``, with the interpreter running this script. Each script's
 stdout is shown and saved as ``bench/results/NAME.md``; the first failure stops the run
-with its exit status. Then ``plot.py`` draws ``bench/results.png`` from the JSON files.
+with its exit status. Then every row goes into one table, ``bench/results/summary.md`` (the
+README's), and ``plot.py`` draws ``bench/results.png`` from the JSON files.
 ``--quick`` passes small ``--runs`` to check that everything works (the numbers are not
 worth reporting); the default settings take several minutes on 2 cores. Run it on a quiet
 machine: every number is a wall time.
@@ -15,6 +15,7 @@ machine: every number is a wall time.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -23,20 +24,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
-#: (name, script, writes JSON, --quick arguments)
+#: (name, script, --quick arguments)
 BENCHMARKS = (
-    ("list", "bench_list.py", False, ["--runs", "3"]),
-    ("preprocess", "bench_preprocess.py", False, ["--runs", "3"]),
-    ("predict", "bench_predict.py", True, ["--runs", "3"]),
-    ("cold", "bench_cold.py", True, ["--runs", "2"]),
-    ("export", "bench_export.py", True, ["--runs", "1"]),
+    ("list", "bench_list.py", ["--runs", "3"]),
+    ("preprocess", "bench_preprocess.py", ["--runs", "3"]),
+    ("predict", "bench_predict.py", ["--runs", "3"]),
+    ("cold", "bench_cold.py", ["--runs", "2"]),
+    ("export", "bench_export.py", ["--runs", "1"]),
 )
 
 
-def run(name: str, script: str, json_out: bool, extra: list[str]) -> None:
-    command = [sys.executable, str(HERE / script), *extra]
-    if json_out:
-        command += ["--json", str(RESULTS / f"{name}.json")]
+def run(name: str, script: str, extra: list[str]) -> None:
+    command = [sys.executable, str(HERE / script), *extra, "--json", str(RESULTS / f"{name}.json")]
     print(f"\n$ python bench/{script} {' '.join(command[2:])}", flush=True)
     started = time.perf_counter()
     lines = []
@@ -65,12 +64,30 @@ def main() -> None:
     for name, *_ in chosen:  # no stale result survives a failed run
         for stale in (RESULTS / f"{name}.json", RESULTS / f"{name}.md"):
             stale.unlink(missing_ok=True)
-    for name, script, json_out, quick in chosen:
-        run(name, script, json_out, quick if args.quick else [])
+    for name, script, quick in chosen:
+        run(name, script, quick if args.quick else [])
+    summary = summary_table()
+    (RESULTS / "summary.md").write_text(summary + "\n", encoding="utf-8")
+    print(f"\n## Every measure (bench/results/summary.md)\n\n{summary}", flush=True)
     print("\n$ python bench/plot.py", flush=True)
     status = subprocess.run([sys.executable, str(HERE / "plot.py"), "--results", str(RESULTS),
                              "--output", str(HERE / "results.png")], check=False).returncode
     raise SystemExit(status)
+
+
+def summary_table() -> str:
+    """One table of every row in bench/results/*.json, in the order of BENCHMARKS."""
+    sys.path.insert(0, str(HERE))
+    from _common import Row, results_table
+
+    rows = []
+    for name, *_ in BENCHMARKS:
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            for data in json.loads(path.read_text(encoding="utf-8"))["rows"]:
+                data.pop("met", None)
+                rows.append(Row(**data))
+    return results_table(rows)
 
 
 if __name__ == "__main__":
