@@ -148,6 +148,14 @@ def run_checked(command: Sequence[str], env: dict[str, str] | None = None,
     return result
 
 
+def zoo_command() -> tuple[list[str], str]:
+    """The ``zoo`` console script beside this interpreter, else ``python -m zoo.cli``: (command, label)."""
+    script = Path(sys.executable).with_name("zoo")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)], "zoo (the console script beside this Python)"
+    return [sys.executable, "-m", "zoo.cli"], "python -m zoo.cli"
+
+
 def time_process(command: Sequence[str], env: dict[str, str] | None = None, what: str = "") -> float:
     """Wall seconds of one fresh process (start to exit), which must succeed."""
     start = time.perf_counter()
@@ -268,8 +276,12 @@ def write_json(path: str | None, script: str, args: Any, rows: Sequence[Row],
     """Write the rows (and any extra tables) for ``plot.py``; nothing if ``path`` is None."""
     if not path:
         return
-    data = {"script": script, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": sys.argv[1:],
-            "args": vars(args), "machine": machine(), "rows": [asdict(r) for r in rows], "tables": tables or {}}
+    argv = sys.argv[1:]
+    if "--json" in argv:  # where the file went is no result (and names a folder of this machine)
+        del argv[argv.index("--json"):argv.index("--json") + 2]
+    settings = {key: value for key, value in vars(args).items() if key != "json"}
+    data = {"script": script, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": argv,
+            "args": settings, "machine": machine(), "rows": [asdict(r) for r in rows], "tables": tables or {}}
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from _common import (
     results_table,
     run_checked,
     write_json,
+    zoo_command,
 )
 
 HEAVY = ("torch", "torchvision", "onnxsim", "onnxscript")
@@ -105,17 +105,6 @@ def tagged(stderr: str, tag: str) -> dict:
             return json.loads(line[len(tag) + 1:])
     fail(f"the child process printed no {tag} line; its stderr ends with:\n" + "\n".join(stderr.splitlines()[-10:]))
     raise AssertionError("unreachable")
-
-
-def zoo_command() -> tuple[list[str], str]:
-    """The ``zoo`` console script beside this interpreter, else ``python -m zoo.cli``."""
-    script = Path(sys.executable).with_name("zoo")
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)], str(script)
-    found = shutil.which("zoo")
-    if found and Path(found).resolve().parent == Path(sys.executable).resolve().parent:
-        return [found], found
-    return [sys.executable, "-m", "zoo.cli"], "python -m zoo.cli"
 
 
 def main() -> None:
