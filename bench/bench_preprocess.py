@@ -26,7 +26,7 @@ import numpy as np
 import skimage.data
 import torch
 import torchvision
-from _common import Row, header, results_table, write_json
+from _common import Row, header, notes, results_table, write_json
 from PIL import Image
 
 import zoo
@@ -81,7 +81,7 @@ def main() -> None:
     print()
     print(results_table(rows))
     print()
-    print("\n".join(f"- {r.measure}: {r.note}" for r in rows))
+    print(notes(rows))
     write_json(args.json, "bench_preprocess", args, rows)
 
 
