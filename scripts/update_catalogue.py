@@ -1,4 +1,4 @@
-"""Rewrite zoo/registry.toml from the first-party plugins in plugins/ (installed in this environment).
+"""Rewrite registry.toml (at the top of the repository; zoo/registry.toml links to it) from the first-party plugins in plugins/ (installed in this environment).
 
     python scripts/update_catalogue.py
 """
@@ -45,7 +45,7 @@ def first_party_catalogue() -> list[CatalogueEntry]:
 
 def main() -> None:
     entries = first_party_catalogue()
-    path = ROOT / "zoo" / "registry.toml"
+    path = ROOT / "registry.toml"
     path.write_text(dump_catalogue(entries), encoding="utf-8")
     print(f"wrote {len(entries)} models to {path.relative_to(ROOT)}")
 

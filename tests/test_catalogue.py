@@ -26,10 +26,25 @@ def test_registry_toml_matches_the_first_party_plugins():
 
 
 def test_registry_toml_is_exactly_what_the_script_writes():
-    text = (ROOT / "zoo" / "registry.toml").read_text(encoding="utf-8")
+    text = (ROOT / "registry.toml").read_text(encoding="utf-8")
     assert text == dump_catalogue(update_catalogue.first_party_catalogue())
 
 
 def test_every_first_party_plugin_is_listed():
     plugins = update_catalogue.first_party_plugins()
     assert plugins == {"digits": "zoo-digits", "ssrnet": "zoo-ssrnet", "torchvision": "zoo-torchvision"}
+
+
+def test_the_wheel_carries_the_top_level_registry_toml(tmp_path):
+    """registry.toml lives at the top of the repository; the wheel must still hold it as package data."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("onnx_zoo-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = archive.read("zoo/registry.toml").decode("utf-8")
+    assert packaged == (ROOT / "registry.toml").read_text(encoding="utf-8")
+    assert "[models." in packaged

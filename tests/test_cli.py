@@ -34,7 +34,7 @@ def test_list_json_is_machine_readable():
 def test_list_available_shows_what_to_install():
     result = run_zoo("list", "--available", "squeezenet*", env={"ZOO_LOAD_PLUGINS": ""})
     assert result.returncode == 0, result.stderr
-    assert "squeezenet1_0" in result.stdout and "pip install zoo-torchvision" in result.stdout
+    assert "squeezenet1_0" in result.stdout and "pip install ./plugins/zoo-torchvision" in result.stdout
     plain = run_zoo("list", "squeezenet*", env={"ZOO_LOAD_PLUGINS": ""})
     assert "squeezenet1_0" not in plain.stdout and "--available" in plain.stderr
 
@@ -84,8 +84,9 @@ def test_version_and_help_on_every_command():
         assert result.returncode == 0 and "--json" in result.stdout, command
 
 
-def test_usage_errors_exit_2():
-    assert run_zoo().returncode == 2
+def test_usage_errors_exit_2_and_a_bare_zoo_prints_the_help():
+    bare = run_zoo()
+    assert bare.returncode == 0 and "COMMAND" in bare.stdout and "predict" in bare.stdout
     assert run_zoo("frobnicate").returncode == 2
 
 

@@ -159,7 +159,7 @@ def test_the_public_api_uses_the_installed_plugins():
     # zoo-torchvision is installed in the test environment (see the README's test command).
     assert "resnet50" in zoo.list_models("resnet*")
     assert zoo.get_spec("ResNet50.IMAGENET1K_V1").name == "resnet50.imagenet1k_v1"
-    assert any(p.name == "torchvision" and p.error is None for p in zoo.plugins())
+    assert any(p.name == "torchvision" and p.error is None for p in zoo.list_plugins())
 
 
 def test_env_selection_applies_to_the_default_registry(monkeypatch):

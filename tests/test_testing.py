@@ -54,7 +54,8 @@ def test_an_onnx_file_whose_input_disagrees_with_the_spec_is_caught(zoo_cache_di
     export.export(tiny_spec(), None, path)  # 32x32 input
     artifact = zoo.Artifact(url=path.as_uri(), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     spec = tiny_spec(name="misfit", onnx=artifact, build=None, preprocess=zoo.Preprocess(resize=(16, 16)))
-    with pytest.raises(AssertionError, match=r"ONNX input is .*16, 16"):
+    with pytest.raises(AssertionError, match=r"shape \['N', 3, 16, 16\], but the ONNX file's input 'input' has shape "
+                                             r"\['N', 3, 32, 32\]"):
         check_model(spec)
 
 

@@ -29,6 +29,7 @@ from zoo.errors import (
     PluginNotInstalledError,
     SpecError,
     UnknownModelError,
+    UsageError,
     WeightsError,
     ZooError,
     ZooInputError,
@@ -42,7 +43,7 @@ from zoo.spec import Artifact, ModelSpec
 if TYPE_CHECKING:
     from zoo.model import Model, get
     from zoo.results import Classification, Prediction, Regression
-    from zoo.weights import load_state_dict
+    from zoo.weights import load_state_dict, load_weights
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,7 @@ __all__ = [
     "Regression",
     "SpecError",
     "UnknownModelError",
+    "UsageError",
     "WeightsError",
     "ZooError",
     "ZooInputError",
@@ -75,12 +77,13 @@ __all__ = [
     "get_spec",
     "hookimpl",
     "list_models",
+    "list_plugins",
     "load_state_dict",
-    "plugins",
+    "load_weights",
 ]
 
 # Imported on first use, so that `import zoo` (and `zoo list`) stays free of numpy and onnxruntime.
-_LAZY = {"get": "zoo.model", "Model": "zoo.model", "load_state_dict": "zoo.weights",
+_LAZY = {"get": "zoo.model", "Model": "zoo.model", "load_state_dict": "zoo.weights", "load_weights": "zoo.weights",
          "Classification": "zoo.results", "Prediction": "zoo.results", "Regression": "zoo.results"}
 
 
@@ -113,6 +116,6 @@ def get_spec(name: str) -> ModelSpec:
     return default_registry().get(name)
 
 
-def plugins() -> list[PluginInfo]:
+def list_plugins() -> list[PluginInfo]:
     """Every plugin that was tried, with its distribution, hooks, model count and error."""
     return list(default_registry().plugin_manager.infos.values())

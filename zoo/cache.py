@@ -11,7 +11,7 @@ platformdirs gives for ``onnx-zoo`` (``~/.cache/onnx-zoo`` on Linux,
       models/<name>/<key>/.tmp-<pid>-<hex>/ a build in progress (or left by a killed one)
       downloads/<sha256>-<file>             fetched weights, named by their hash
       downloads/<sha256>-<file>.part        an interrupted download, resumed by the next fetch
-      locks/<hash>-<name>.lock              one lock per thing being built (never deleted)
+      locks/<hash>-<name>.lock              one lock per thing built or opened (free ones removed by prune)
 
 ``<name>`` is the model's canonical name, which :class:`zoo.spec.ModelSpec` restricts to
 characters that are safe in a file name; ``<key>`` is 16 hex digits of a hash over
@@ -23,16 +23,22 @@ beside the target and move each file in with :func:`os.replace`, ``metadata.json
 an entry without valid metadata is incomplete and is never used. The locks are
 ``fcntl``/``LockFileEx`` locks (through filelock): the operating system releases them when
 their process dies, so a killed process never blocks a later one, and whatever it left
-is cleaned by the next writer. Readers check each file's size and modification time
+is cleaned by the next writer; a writer waits for another as long as that one lives
+(``ZOO_LOCK_TIMEOUT`` sets a limit). A reader holds a shared lock on the entry while it
+opens the model, so that ``zoo cache rm``, ``prune`` and ``clear`` never delete an entry
+that is being opened (on Windows the lock is exclusive). Readers check each file's size and modification time
 against the metadata (and its sha256 when those differ), so a truncated or replaced file
 is rebuilt; ``zoo cache verify`` hashes everything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -47,12 +53,10 @@ from filelock import FileLock, Timeout
 from platformdirs import user_cache_path
 
 from zoo._fields import NAME_PATTERN
-from zoo.errors import CacheError, CacheLockTimeout
+from zoo.errors import CacheError, CacheLockTimeout, NotWritableError, UsageError
 
 log = logging.getLogger(__name__)
 
-#: Seconds a writer waits for another process's lock before giving up (``ZOO_LOCK_TIMEOUT``).
-LOCK_TIMEOUT = 600.0
 #: Seconds between "still waiting" messages.
 LOCK_LOG_INTERVAL = 10.0
 MODEL_FILE = "model.onnx"
@@ -79,6 +83,25 @@ def model_dir(name: str) -> Path:
     return cache_root() / "models" / name
 
 
+def not_writable(path: Path, error: OSError) -> NotWritableError:
+    """The error for a cache path that cannot be written, naming it and the setting to change."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = "a file is in the way of a folder"
+    setting = ("ZOO_CACHE_DIR is set to it: point it at a writable folder" if os.environ.get("ZOO_CACHE_DIR", "").strip()
+               else "set ZOO_CACHE_DIR to a writable folder")
+    return NotWritableError(f"cannot write to the cache at {cache_root()} ({path}: {reason}); {setting}")
+
+
+def make_dirs(folder: Path) -> Path:
+    """Create ``folder`` in the cache (and its parents); :class:`NotWritableError` if that cannot be done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise not_writable(folder, error) from None
+    return folder
+
+
 def entry_dir(name: str, key: str) -> Path:
     """The folder of one cached build of ``name``."""
     if len(key) != KEY_LENGTH or any(c not in "0123456789abcdef" for c in key):
@@ -102,35 +125,56 @@ def verify_download(path: Path) -> bool:
     return sha256_of(path).startswith(path.name.partition("-")[0])
 
 
-def _lock_for(target: Path) -> FileLock:
+def _lock_path(target: Path) -> Path:
     digest = hashlib.sha256(target.resolve().as_posix().encode()).hexdigest()[:16]
-    lock_file = cache_root() / "locks" / f"{digest}-{target.name}.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(lock_file)
+    return cache_root() / "locks" / f"{digest}-{target.name}.lock"
+
+
+def lock_timeout() -> float | None:
+    """``ZOO_LOCK_TIMEOUT`` in seconds, or None (the default: wait as long as the holder lives)."""
+    value = os.environ.get("ZOO_LOCK_TIMEOUT", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"ZOO_LOCK_TIMEOUT must be a number of seconds greater than 0, got {value!r}; unset it to "
+                         f"wait as long as the other process is working")
+    return seconds
 
 
 @contextmanager
-def locked(target: Path, timeout: float | None = None) -> Iterator[None]:
-    """Hold the inter-process lock of ``target`` (a path in the cache) for the ``with`` block.
+def locked(target: Path, what: str | None = None, timeout: float | None = None) -> Iterator[None]:
+    """Hold the exclusive inter-process lock of ``target`` (a path in the cache) for the ``with`` block.
 
-    Logs while it waits and raises :class:`~zoo.errors.CacheLockTimeout` after ``timeout``
-    seconds (default :data:`LOCK_TIMEOUT`, or ``ZOO_LOCK_TIMEOUT``).
+    The lock is the operating system's, released when its holder dies, so a holder that
+    still has it is alive and working (a multi-GB export can take many minutes): the wait
+    lasts as long as it does, logging ``what`` (default: the target's file name) and the
+    time waited every :data:`LOCK_LOG_INTERVAL` seconds. ``timeout`` (default
+    ``ZOO_LOCK_TIMEOUT``, unset: none) limits it with :class:`~zoo.errors.CacheLockTimeout`.
     """
-    if timeout is None:
-        timeout = float(os.environ.get("ZOO_LOCK_TIMEOUT", LOCK_TIMEOUT))
-    lock = _lock_for(target)
-    deadline = time.monotonic() + timeout
+    timeout = lock_timeout() if timeout is None else timeout
+    lock = FileLock(_lock_path(target))
+    make_dirs(Path(lock.lock_file).parent)
+    started = time.monotonic()
     while True:
+        waited = time.monotonic() - started
+        step = LOCK_LOG_INTERVAL if timeout is None else max(0.0, min(LOCK_LOG_INTERVAL, timeout - waited))
         try:
-            lock.acquire(timeout=max(0.0, min(LOCK_LOG_INTERVAL, deadline - time.monotonic())))
+            lock.acquire(timeout=step)
             break
         except Timeout:
-            if time.monotonic() >= deadline:
+            waited = time.monotonic() - started
+            if timeout is not None and waited >= timeout:
                 raise CacheLockTimeout(
-                    f"another process has held the lock on {target} for over {timeout:.0f} s; if no other zoo "
-                    f"process is running, try again, or raise ZOO_LOCK_TIMEOUT"
+                    f"another process has been working on {what or target.name} for over {timeout:g} s "
+                    f"(ZOO_LOCK_TIMEOUT); try again later, or unset ZOO_LOCK_TIMEOUT to wait until it finishes"
                 ) from None
-            log.warning("waiting for another process to finish %s (lock %s)", target.name, lock.lock_file)
+            log.warning("waiting for another process to finish %s (%.0f s so far)", what or target.name, waited)
+        except OSError as error:
+            raise not_writable(Path(lock.lock_file), error) from None
     try:
         yield
     finally:
@@ -140,16 +184,53 @@ def locked(target: Path, timeout: float | None = None) -> Iterator[None]:
 @contextmanager
 def try_locked(target: Path) -> Iterator[bool]:
     """Like :func:`locked` without waiting: yields whether the lock was free (and is now held)."""
-    lock = _lock_for(target)
+    lock = FileLock(_lock_path(target))
     try:
+        make_dirs(Path(lock.lock_file).parent)
         lock.acquire(timeout=0)
-    except Timeout:
+    except (Timeout, NotWritableError, OSError):
         yield False
         return
     try:
         yield True
     finally:
         lock.release()
+
+
+@contextmanager
+def reading(target: Path) -> Iterator[None]:
+    """Hold a shared lock on ``target`` while it is opened: removal waits for it, other readers do not.
+
+    A build holds the exclusive lock, so a reader also waits for one in progress. In a
+    cache that cannot be written, where no lock file can be made, nothing can be removed
+    either, and the reader goes on without a lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: filelock has no shared lock; readers take the exclusive one
+        with locked(target):
+            yield
+        return
+    path = _lock_path(target)
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.fstat(fd).st_nlink:  # else prune removed this lock file while we waited: open the new one
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 # -- entries -----------------------------------------------------------------------------
@@ -188,7 +269,10 @@ def read_entry(folder: Path, *, full: bool = False) -> dict[str, Any] | None:
 def new_temp_dir(folder: Path) -> Path:
     """A fresh per-process folder inside ``folder`` to build in; the caller holds its lock."""
     temp = folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-    temp.mkdir(parents=True)
+    try:
+        temp.mkdir(parents=True)
+    except OSError as error:
+        raise not_writable(folder, error) from None
     return temp
 
 
@@ -217,11 +301,22 @@ def commit(folder: Path, temp: Path, metadata: dict[str, Any]) -> dict[str, Any]
     return metadata
 
 
-def refresh_records(folder: Path, metadata: dict[str, Any]) -> None:
-    """Rewrite the modification times in ``metadata`` after the files were verified by hash."""
+def refresh_records(folder: Path) -> dict[str, Any] | None:
+    """Re-check an entry by hash and record its files' new modification times (after a move or a touch).
+
+    The caller holds the entry's lock; the metadata is read under it. Returns the metadata,
+    or None if the entry is no longer whole.
+    """
+    metadata = read_entry(folder)
+    if metadata is None:
+        return None
     for name, record in metadata["files"].items():
         record["mtime_ns"] = (folder / name).stat().st_mtime_ns
-    _write_metadata(folder, metadata)
+    try:
+        _write_metadata(folder, metadata)
+    except OSError:  # a read-only cache: the entry is fine, it is only checked by hash again next time
+        pass
+    return metadata
 
 
 def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
@@ -291,9 +386,12 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         meta = self.metadata or {}
-        return {"name": self.name, "key": self.key, "path": str(self.folder / MODEL_FILE), "size": self.size,
-                "ok": self.ok, "created": meta.get("created"), "exporter": meta.get("exporter"),
-                "opset": meta.get("opset"), "source": meta.get("key_inputs", {}).get("source", {}).get("kind")}
+        source = meta.get("key_inputs", {}).get("source", {})
+        return {"name": self.name, "key": self.key, "id": f"{self.name}/{self.key}",
+                "path": str(self.folder / MODEL_FILE), "size": self.size, "ok": self.ok,
+                "created": meta.get("created"), "source": source.get("kind"), "weights": meta.get("weights"),
+                "onnx": meta.get("onnx"),
+                "exporter": meta.get("exporter"), "opset": meta.get("opset"), "simplified": meta.get("simplified")}
 
 
 def folder_size(path: Path) -> int:
@@ -351,18 +449,20 @@ def _delete(path: Path) -> int:
     return size
 
 
-def prune(is_current: Callable[[dict[str, Any]], bool], *, downloads_too: bool = False,
+def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
           dry_run: bool = False) -> list[tuple[Path, int]]:
     """Remove what can never be used again; returns ``(path, bytes)`` for each removal.
 
     That is: entries that are incomplete, damaged or not ``is_current`` (built with other
-    library versions), temporary folders and ``.part`` files whose writer is gone, and with
-    ``downloads_too`` every downloaded file. Entries in use by another process are skipped.
+    library versions, or superseded by a newer plugin or spec), temporary folders and
+    ``.part`` files whose writer is gone, lock files nobody holds, and with
+    ``downloads_too`` every downloaded file. What another process is building, opening or
+    reading is skipped.
     """
     removed = []
     candidates: list[Path] = []
     for entry in entries():
-        if entry.metadata is None or not is_current(entry.metadata):
+        if entry.metadata is None or not is_current(entry):
             candidates.append(entry.folder)
         else:
             candidates += entry.folder.glob(f"{TEMP_PREFIX}*")
@@ -374,4 +474,30 @@ def prune(is_current: Callable[[dict[str, Any]], bool], *, downloads_too: bool =
         with try_locked(_lock_target(path)) as free:
             if free:
                 removed.append((path, _delete(path)))
+    if not dry_run:
+        remove_free_locks()
     return removed
+
+
+def remove_free_locks() -> int:
+    """Delete the lock files in ``locks/`` that no process holds; returns how many.
+
+    Each is deleted while this process holds it; a process that was waiting on it sees
+    that its file is gone (filelock and :func:`reading` check) and takes the new one.
+    """
+    folder = cache_root() / "locks"
+    count = 0
+    for path in sorted(folder.glob("*.lock")) if folder.is_dir() else []:
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except (Timeout, OSError):
+            continue
+        try:
+            path.unlink(missing_ok=True)
+            count += 1
+        finally:
+            lock.release()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    return count

@@ -1,4 +1,7 @@
-"""The catalogue (``registry.toml`` in this package): models the zoo knows of, installed or not.
+"""The catalogue (``registry.toml``): models the zoo knows of, installed or not.
+
+The file sits at the top of the repository; ``zoo/registry.toml`` is a link to it, which
+the build follows, so the wheel carries a copy as package data.
 
 It maps each model name to the distribution that provides it, with its task, licence and
 summary, so that ``zoo list --available`` can show models whose plugin is missing and

@@ -8,6 +8,7 @@ output on stdout; warnings and errors always go to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 
 import zoo
 from zoo import cache
-from zoo.errors import ZooError
+from zoo.errors import UsageError, ZooError
 from zoo.registry import Registry, default_registry, natural_key
 
 
@@ -80,15 +81,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     if not rows:
-        print("no models match; 'zoo list --available' also shows models whose plugin is not installed",
+        bare = [p for p in args.pattern if not any(c in p for c in "*?[")]
+        hint = f"; try {' '.join(repr(f'*{p}*') for p in bare)} to match inside names" if bare else ""
+        print(f"no models match{hint}; 'zoo list --available' also shows models whose plugin is not installed",
               file=sys.stderr)
         return 0
     headers = ["NAME", "TASK", "PLUGIN", "SUMMARY"]
     table = []
     for r in rows:
-        plugin = r["plugin"] if r["installed"] else f"pip install {r['plugin']}"
+        plugin = r["plugin"] if r["installed"] else f"pip install ./plugins/{r['plugin']}"
         table.append([r["name"], r["task"], plugin, r["summary"]])
     _print_table(headers, table)
+    if any(not r["installed"] for r in rows):
+        print("zoo: the plugins are not on a package index yet: install them from a clone of the onnx-zoo repository "
+              "as shown", file=sys.stderr)
     return 0
 
 
@@ -103,8 +109,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         _print_json(data)
         return 0
     pre = spec.preprocess
-    resize = "none" if pre.resize is None else (
-        f"shorter side to {pre.resize}" if isinstance(pre.resize, int) else f"exactly {pre.resize[0]}x{pre.resize[1]}")
+    if pre.resize is None:
+        resize = "none"
+    elif pre.resize == "cover":
+        resize = "scaled to cover the crop (cv2.dnn.blobFromImage with crop=True)"
+    elif isinstance(pre.resize, int):
+        resize = f"shorter side to {pre.resize}"
+    else:
+        resize = f"exactly {pre.resize[0]}x{pre.resize[1]}"
     lines = [
         ("name", spec.name),
         ("aliases", ", ".join(spec.aliases) or "-"),
@@ -126,10 +138,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
     for entry in entries:
-        meta = entry.metadata or {}
-        state = (f"{meta.get('exporter') or 'prebuilt'}, {_size(entry.size)}, {meta.get('created')}" if entry.ok
+        state = (f"{_built_from(entry.to_dict())}, {_size(entry.size)}, {entry.to_dict()['created']}" if entry.ok
                  else "incomplete or damaged: rebuilt on next use")
-        lines.append(("cache", f"{entry.folder / cache.MODEL_FILE} ({state})"))
+        lines.append(("cache", f"{entry.name}/{entry.key}: {state}"))
     if not entries:
         lines.append(("cache", f"not cached yet ({data['cache']['dir']})"))
     width = max(len(k) for k, _ in lines)
@@ -138,8 +149,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _built_from(entry: dict[str, Any]) -> str:
+    """What a cache entry was made from: ``weights imagenet1k_v2 (resnet50-11ad3fa6.pth, 11ad3fa6), torchscript
+    opset 17, simplified`` or ``prebuilt digits.onnx (31773508)``."""
+    if entry["source"] == "prebuilt":
+        onnx = entry.get("onnx") or {}
+        return f"prebuilt {onnx.get('file', 'file')} ({str(onnx.get('sha256', ''))[:8]})"
+    weights = entry.get("weights")
+    if weights:
+        tag = f"{weights['tag']} " if weights.get("tag") else ""
+        made = f"weights {tag}({weights['file']}, {str(weights.get('sha256') or '')[:8]})"
+    else:
+        made = "no weights"
+    simplified = "simplified" if entry.get("simplified") else "not simplified"
+    return f"{made}, {entry.get('exporter')} opset {entry.get('opset')}, {simplified}"
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
-    infos = zoo.plugins()
+    infos = zoo.list_plugins()
     if args.json:
         _print_json([i.to_dict() for i in infos])
         return 0
@@ -167,21 +194,35 @@ def _parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
+def _labels(args: argparse.Namespace) -> list[str] | None:
+    from zoo.model import read_labels
+
+    return read_labels(args.labels) if args.labels else None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from zoo.model import prepare
+    from zoo.runtime import open_session
 
-    spec, converted = prepare(args.name, weights=args.weights, sha256=args.sha256, opset=args.opset,
-                              exporter=args.exporter, simplify=not args.no_simplify)
+    spec, converted = prepare(args.name, weights=args.weights, sha256=args.sha256, labels=_labels(args),
+                              opset=args.opset, exporter=args.exporter, simplify=not args.no_simplify)
     meta = converted.metadata
     path = converted.path
+    providers = None
+    if args.providers or args.threads:  # the file must also open where it will run
+        providers = getattr(open_session(path, "onnxruntime", spec.outputs, providers=args.providers,
+                                         threads=args.threads), "providers", None)
     if args.output:
         path = _copy_model(converted.path, args.output, spec.name)
     if args.json:
-        _print_json({"name": spec.name, "path": str(path), "cache_path": str(converted.path), **meta})
+        _print_json({"name": spec.name, "path": str(path), "cache_path": str(converted.path), **meta,
+                     **({"providers": providers} if providers else {})})
         return 0
     record = meta["files"][cache.MODEL_FILE]
     lines = [("model", spec.name), ("file", str(path)),
              ("size", f"{_size(record['size'])}, sha256 {record['sha256']}"), *_parity_lines(meta)]
+    if providers:
+        lines.append(("opens on", ", ".join(providers)))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}")
@@ -193,14 +234,22 @@ def _copy_model(source: Path, output: str, name: str) -> Path:
 
     ``output`` is a folder (existing, or written with a trailing slash) or a file name.
     """
+    from zoo.errors import NotWritableError
+
     is_folder = Path(output).is_dir() or output.endswith(("/", os.sep))
     target = Path(output) / f"{name}.onnx" if is_folder else Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for data in cache.check_external_data(source):
-        shutil.copyfile(source.parent / data, target.parent / data)
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, temp)
-    os.replace(temp, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for data in cache.check_external_data(source):
+            shutil.copyfile(source.parent / data, target.parent / data)
+        shutil.copyfile(source, temp)
+        os.replace(temp, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise NotWritableError(f"cannot write the model to {target} ({error.strerror or error}); choose another "
+                               f"place with -o/--output (the cached file is {source})") from None
     return target
 
 
@@ -208,16 +257,42 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 
 def _expand_images(patterns: Sequence[str]) -> list[str]:
-    """Paths from the command line: folders give their image files, globs their matches, sorted."""
+    """Paths from the command line: folders give their image files, globs their matches, sorted.
+
+    Every argument is checked before any model is built or downloaded: a typo must not
+    cost an export first. Raises :class:`~zoo.errors.ZooInputError` naming each bad one.
+    """
+    from urllib.parse import urlsplit
+
+    from zoo.errors import ZooInputError
+
     found: list[str] = []
+    problems: list[str] = []
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_dir():
-            found += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        elif not path.exists() and any(c in pattern for c in "*?["):
-            found += sorted(glob.glob(pattern, recursive=True)) or [pattern]  # no match: reported as missing
+        if urlsplit(pattern).scheme in ("http", "https", "ftp", "s3", "gs"):
+            problems.append(f"{pattern!r} is a URL; URLs are not fetched: download the image and pass the file")
+        elif path.is_dir():
+            images = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not images:
+                problems.append(f"folder {pattern!r} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
+            found += images
+        elif path.exists():
+            if not path.is_file():
+                problems.append(f"{pattern!r} is not a file")
+            elif not os.access(path, os.R_OK):
+                problems.append(f"{pattern!r} cannot be read (permission denied)")
+            else:
+                found.append(pattern)
+        elif any(c in pattern for c in "*?["):
+            matches = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            if not matches:
+                problems.append(f"no file matches {pattern!r}")
+            found += matches
         else:
-            found.append(pattern)
+            problems.append(f"{pattern!r} does not exist")
+    if problems:
+        raise ZooInputError("; ".join(problems) + ("" if len(problems) == 1 else f" ({len(problems)} arguments)"))
     return found
 
 
@@ -225,12 +300,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from zoo.errors import ZooInputError
+    from zoo.model import check_count
 
-    model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, runtime=args.runtime,
-                    batch_size=args.batch_size)
+    check_count("--topk", args.topk)
+    check_count("--batch-size", args.batch_size)
     paths = _expand_images(args.images)
-    if not paths:
-        raise ZooInputError(f"no image files in {' '.join(args.images)}")
+    labels = _labels(args)
+    model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, runtime=args.runtime,
+                    providers=args.providers, threads=args.threads, batch_size=args.batch_size)
+    bar = _progress(len(paths), args)
+    write = (lambda text: bar.write(text, file=sys.stdout)) if bar is not None else print
     rows: list[dict[str, Any]] = []
     failed = 0
     for start in range(0, len(paths), model.batch_size):  # a batch at a time: memory stays flat
@@ -241,21 +320,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 inputs.append(model.preprocess(path))
                 chunk.append({"image": path})
             except ZooInputError as error:
-                print(f"zoo: error: {error}", file=sys.stderr)
+                _error_line(f"zoo: error: {error}", bar)
                 chunk.append({"image": path, "error": str(error)})
                 failed += 1
         results = iter(model.postprocess(model.run(np.concatenate(inputs)), topk=args.topk) if inputs else [])
         for row in chunk:
             if "error" not in row:
-                row["result"] = next(results)
-                if not args.json:
-                    _print_result(row["image"], row["result"])
-        rows += chunk
+                row["result"] = _jsonable(next(results)) if args.json or args.jsonl else next(results)
+            if args.jsonl:
+                write(json.dumps(row, default=str, ensure_ascii=False))
+            elif args.json:
+                rows.append(row)
+            elif "result" in row:
+                write(_format_result(row["image"], row["result"]))
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     if args.json:
-        _print_json([{**row, "result": _jsonable(row["result"])} if "result" in row else row for row in rows])
+        _print_json(rows)
     if failed:
         print(f"zoo: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _progress(total: int, args: argparse.Namespace) -> Any:
+    """A progress bar on stderr for many images at a terminal; None when piped, quiet or for a few images."""
+    if total < 2 or args.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="image", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _error_line(text: str, bar: Any) -> None:
+    if bar is not None:
+        bar.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr)
 
 
 def _jsonable(result: Any) -> Any:
@@ -266,18 +368,15 @@ def _jsonable(result: Any) -> Any:
     return result
 
 
-def _print_result(image: str, result: Any) -> None:
+def _format_result(image: str, result: Any) -> str:
     from zoo.results import Classification, Regression
 
     if isinstance(result, Classification):
-        print(f"{image}")
-        for p in result.topk:
-            print(f"  {p.score:7.2%}  {p.label} ({p.class_id})")
-    elif isinstance(result, Regression):
+        return "\n".join([image, *(f"  {p.score:7.2%}  {p.label} ({p.class_id})" for p in result.topk)])
+    if isinstance(result, Regression):
         unit = f" {result.unit}" if result.unit else ""
-        print(f"{image}: {result.value:.1f}{unit} [{result.low:.1f}, {result.high:.1f}]")
-    else:
-        print(f"{image}: {json.dumps(_jsonable(result))}")
+        return f"{image}: {result.value:.1f}{unit} [{result.low:.1f}, {result.high:.1f}]"
+    return f"{image}: {json.dumps(_jsonable(result))}"
 
 
 def cmd_cache_dir(args: argparse.Namespace) -> int:
@@ -294,20 +393,40 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
         return 0
     total = sum(e.size for e in entries) + sum(p.stat().st_size for p in files)
     if entries:
-        rows = [[e.name, e.key, _size(e.size), d["created"] or "-", d["exporter"] or d["source"] or "-",
-                 "ok" if e.ok else "incomplete or damaged"] for e, d in ((e, e.to_dict()) for e in entries)]
-        _print_table(["MODEL", "KEY", "SIZE", "CREATED", "SOURCE", "STATE"], rows)
+        rows = [[f"{e.name}/{e.key}", _size(e.size), d["created"] or "-",
+                 "ok" if e.ok else "incomplete or damaged", _built_from(d) if e.ok else "-"]
+                for e, d in ((e, e.to_dict()) for e in entries)]
+        _print_table(["ENTRY", "SIZE", "CREATED", "STATE", "BUILT FROM"], rows)
     if files:
         print()
         _print_table(["DOWNLOAD", "SIZE"], [[p.name, _size(p.stat().st_size)] for p in files])
-    print(f"{len(entries)} model(s), {len(files)} download(s), {_size(total)} in {cache.cache_root()}",
-          file=sys.stderr)
+    print(f"{len(entries)} model(s), {len(files)} download(s), {_size(total)} in {cache.cache_root()}; "
+          f"'zoo cache rm NAME/KEY' removes one entry", file=sys.stderr)
     return 0
 
 
+def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache.Entry]:
+    """The entries that ``NAME`` (every entry of a model) or ``NAME/KEY`` (one entry) arguments designate.
+
+    An argument that designates nothing is an error naming it.
+    """
+    from zoo.errors import CacheError
+
+    selected: list[cache.Entry] = []
+    for argument in names:
+        name, _, key = argument.strip().partition("/")
+        found = cache.entries(_cached_name(name), full=full)
+        if key:
+            found = [e for e in found if e.key == key.lower()]
+        if not found:
+            raise CacheError(f"{argument!r} has nothing in the cache; 'zoo cache list' shows what has (NAME or "
+                             f"NAME/KEY)")
+        selected += found
+    return selected
+
+
 def cmd_cache_verify(args: argparse.Namespace) -> int:
-    entries = [e for name in args.names for e in cache.entries(_cached_name(name), full=True)] if args.names \
-        else cache.entries(full=True)
+    entries = _selected_entries(args.names, full=True) if args.names else cache.entries(full=True)
     results = [{"path": str(e.folder / cache.MODEL_FILE), "ok": e.ok} for e in entries]
     if not args.names:
         results += [{"path": str(p), "ok": cache.verify_download(p)} for p in cache.downloads()
@@ -331,13 +450,9 @@ def _cached_name(name: str) -> str:
 
 def cmd_cache_rm(args: argparse.Namespace) -> int:
     freed = 0
-    for name in args.names:
-        entries = cache.entries(_cached_name(name))
-        if not entries:
-            raise ZooError(f"{name!r} has nothing in the cache; 'zoo cache list' shows what has")
-        for entry in entries:
-            freed += cache.remove(entry.folder)
-            print(f"removed {entry.folder}")
+    for entry in _selected_entries(args.names):
+        freed += cache.remove(entry.folder)
+        print(f"removed {entry.name}/{entry.key}")
     print(f"freed {_size(freed)}", file=sys.stderr)
     return 0
 
@@ -345,7 +460,9 @@ def cmd_cache_rm(args: argparse.Namespace) -> int:
 def cmd_cache_prune(args: argparse.Namespace) -> int:
     from zoo.convert import is_current
 
-    removed = cache.prune(is_current, downloads_too=args.downloads, dry_run=args.dry_run)
+    registry = default_registry()
+    removed = cache.prune(lambda entry: is_current(entry, registry), downloads_too=args.downloads,
+                          dry_run=args.dry_run)
     if args.json:
         _print_json([{"path": str(p), "size": n} for p, n in removed])
         return 0
@@ -360,13 +477,14 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     root = cache.cache_root()
     if not args.yes:
         if not sys.stdin.isatty():
-            raise ZooError(f"'zoo cache clear' deletes every cached model and download in {root}; "
-                           f"pass --yes to confirm when not at a terminal")
+            raise UsageError(f"'zoo cache clear' deletes every cached model and download in {root}; "
+                             f"pass --yes to confirm when not at a terminal")
         if input(f"delete every cached model and download in {root}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing deleted", file=sys.stderr)
             return 1
     freed = sum(cache.remove(e.folder) for e in cache.entries())
     freed += sum(cache.remove(p) for p in cache.downloads())
+    cache.remove_free_locks()
     print(f"freed {_size(freed)} in {root}", file=sys.stderr)
     return 0
 
@@ -378,31 +496,58 @@ def _weights_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="W",
                         help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
     parser.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names, one a line, for weights fine-tuned on other classes (the model is "
+                             "built with that many)")
+
+
+def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--providers", nargs="+", metavar="P",
+                        help="onnxruntime execution providers in order of preference, e.g. CUDAExecutionProvider "
+                             "CPUExecutionProvider (default: CUDA when available, else CPU)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="onnxruntime intra-op threads (default: one per physical core)")
+
+
+def _output_arguments() -> argparse.ArgumentParser:
+    """-v and -q, accepted before or after any command."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="also show debugging messages")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="show only errors (no progress)")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = _output_arguments()
     parser = argparse.ArgumentParser(
         prog="zoo",
         description="Vision models by name, as verified and cached ONNX files.",
         epilog="Environment: ZOO_CACHE_DIR (cache location), ZOO_OFFLINE=1 (no network), ZOO_MIRROR=URL (fetch "
         "files from this base URL), ZOO_LOAD_PLUGINS=a,b (load only these plugins), ZOO_DISABLE_PLUGIN_AUTOLOAD=1 "
-        "(load no plugin by entry point). 'zoo COMMAND --help' explains a command.",
+        "(load no plugin by entry point), ZOO_MAX_PIXELS (largest image, in pixels), ZOO_LOCK_TIMEOUT (seconds to "
+        "wait for another process's build; default: as long as it runs). 'zoo COMMAND --help' explains a command.",
+        parents=[common],
     )
+    parser.set_defaults(func=None, help_parser=parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {zoo.__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int] | None, help: str,
                 description: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=description)
-        sub.set_defaults(func=func)
+        sub = commands.add_parser(name, help=help, description=description, parents=[common])
+        sub.set_defaults(func=func, help_parser=sub)
         return sub
 
     p = command("list", cmd_list, "list the models the installed plugins provide",
                 "List models, naturally sorted. PATTERN is a glob such as 'resnet*', matched case-insensitively; "
                 "several patterns match any of them.")
     p.add_argument("pattern", nargs="*", metavar="PATTERN", help="glob on model names (default: all)")
-    p.add_argument("--task", help="only models of this task, e.g. image-classification")
-    p.add_argument("--plugin", help="only models registered by this plugin")
+    p.add_argument("--task", help="only models of this task, e.g. image-classification (any case)")
+    p.add_argument("--plugin", help="only models of this plugin: its name or its distribution's, as 'zoo plugins' "
+                                    "shows them")
     p.add_argument("--available", action="store_true",
                    help="also list catalogued models whose plugin is not installed, with what to install")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -421,39 +566,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the model's, else 17)")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), help="torch.onnx exporter (default: torchscript)")
     p.add_argument("--no-simplify", action="store_true", help="keep the model as exported, without onnxsim")
+    _runtime_arguments(p)
     p.add_argument("--json", action="store_true", help="print the cache metadata as JSON")
 
     p = command("predict", cmd_predict, "predict images with a model (top-k classes, ages, ...)",
-                "Run NAME on images: files, folders (their image files) and globs. An image that cannot be read is "
-                "reported on stderr and the others go on; the exit status is 1 if any failed.")
+                "Run NAME on images: files, folders (their image files) and globs. Every argument is checked before "
+                "the model is built. An image that cannot be decoded is reported on stderr and the others go on; the "
+                "exit status is 1 if any failed.")
     p.add_argument("name", metavar="NAME", help="model name or alias")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob (URLs are not fetched)")
     p.add_argument("-k", "--topk", type=int, default=5, metavar="K", help="classes to show per image (default 5)")
     p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
                    help="inference engine (default onnxruntime)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
     _weights_arguments(p)
-    p.add_argument("--json", action="store_true", help="print a JSON list, one entry per image")
+    _runtime_arguments(p)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON list at the end, one entry per image")
+    out.add_argument("--jsonl", action="store_true",
+                     help="print one JSON object per image as soon as it is done (JSON Lines, for streaming)")
 
     p = command("cache", None, "show, verify and clean the cache",
                 "Manage the cache of converted models and downloads. Its location is ZOO_CACHE_DIR, else the "
                 "user cache directory ('zoo cache dir').")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
 
     def action(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        sub = actions.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
-        sub.set_defaults(func=func)
+        sub = actions.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
+        sub.set_defaults(func=func, help_parser=sub)
         return sub
 
     action("dir", cmd_cache_dir, "print the cache directory")
-    a = action("list", cmd_cache_list, "list cached models and downloads with their sizes")
+    a = action("list", cmd_cache_list, "list cached models (NAME/KEY) and downloads with what each was built from")
     a.add_argument("--json", action="store_true", help="print JSON instead of tables")
     a = action("verify", cmd_cache_verify, "check every cached file against its sha256 (exit status 1 if one is damaged)")
-    a.add_argument("names", nargs="*", metavar="NAME", help="only these models (default: everything)")
+    a.add_argument("names", nargs="*", metavar="NAME[/KEY]", help="only these models or entries (default: everything)")
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
-    a = action("rm", cmd_cache_rm, "remove the cached files of models")
-    a.add_argument("names", nargs="+", metavar="NAME", help="model name or alias")
-    a = action("prune", cmd_cache_prune, "remove damaged or outdated entries and leftovers of interrupted work")
+    a = action("rm", cmd_cache_rm, "remove the cached files of models, or single entries")
+    a.add_argument("names", nargs="+", metavar="NAME[/KEY]",
+                   help="model name or alias (all its entries), or NAME/KEY as 'zoo cache list' prints it (one entry)")
+    a = action("prune", cmd_cache_prune, "remove damaged, outdated or superseded entries, leftovers of interrupted "
+                                         "work and unused lock files")
     a.add_argument("--downloads", action="store_true", help="also remove downloaded weights (fetched again if needed)")
     a.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -466,10 +619,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_handler: logging.Handler | None = None
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    """Send the ``zoo`` logger's messages to stderr as ``zoo: ...``; other libraries' loggers are left alone."""
+    global _handler
+    logger = logging.getLogger("zoo")
+    if _handler is not None:
+        logger.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("zoo: %(message)s"))
+    logger.addHandler(_handler)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zoo`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="zoo: %(message)s")
+    if args.func is None:  # `zoo` or `zoo cache` alone: show what there is to do
+        args.help_parser.print_help()
+        return 0
+    args.verbose, args.quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    _configure_logging(args.verbose, args.quiet)
     try:
         return args.func(args)
     except ZooError as error:

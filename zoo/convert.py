@@ -4,40 +4,48 @@
 and otherwise takes the entry's lock, checks again (another process may have just built
 it), and builds it in a temporary folder:
 
-* a spec with a prebuilt ``onnx`` artifact (and no other weights, opset or exporter asked
-  for) is downloaded and verified by its sha256;
+* a spec with a prebuilt ``onnx`` artifact (and no opset or exporter asked for) is copied
+  from the plugin's package or downloaded, and verified by its sha256; other weights for
+  it are refused (:class:`~zoo.errors.WeightsError`), unless the spec can also be exported;
 * otherwise the weights are fetched (or a local file used) and :func:`zoo.export.export`
   converts, checks, simplifies and compares the model on random inputs and one photo.
 
 The file is checked (external data must stay beside it) and committed with its metadata.
-The key covers what the file depends on: the spec's name, build function, outputs, input
-shape, tolerances and plugin data, the plugin's version, the weights' sha256, the
-exporter, the opset, whether onnxsim ran, and the versions of onnx-zoo, torch, onnx and
-onnxsim. Library versions are read from package metadata, so a cache hit imports no torch.
+The key covers what the file depends on. A prebuilt file: its sha256 and the zoo's
+version, not where it is installed. An export: the spec's name, build function, outputs,
+input shape, labels, tolerances and plugin data, the plugin's version, the weights'
+sha256, the exporter, the opset, whether onnxsim ran, and the versions of onnx-zoo,
+torch, onnx and onnxsim. Library versions are read from package metadata, so a cache hit
+imports no torch, and every part of the key is the same in every process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from zoo import cache
-from zoo.errors import ExportError
-from zoo.spec import Artifact, ModelSpec
+from zoo._log import notice
+from zoo.errors import DownloadError, ExportError, NotWritableError, UsageError, WeightsError
+from zoo.spec import Artifact, ModelSpec, callable_name
 from zoo.weights import WeightsSource
+
+if TYPE_CHECKING:
+    from zoo.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -68,29 +76,33 @@ def library_versions(exporter: str) -> dict[str, str | None]:
 
 
 def key_inputs(spec: ModelSpec, source: dict[str, Any], plugin_version: str | None) -> dict[str, Any]:
-    """Everything the converted file depends on (hashed into the cache key)."""
+    """Everything the converted file depends on (hashed into the cache key).
+
+    A prebuilt file depends on nothing but its own bytes: its key is its sha256 (and the
+    zoo's format and version), wherever the file is installed. An export depends on the
+    spec, the plugin's version, the weights and the export's libraries.
+    """
     from zoo import __version__
 
-    build = spec.build
+    inputs: dict[str, Any] = {"format": FORMAT, "zoo": __version__, "source": source}
+    if source["kind"] == "export":
+        inputs["spec"] = spec_inputs(spec)
+        inputs["plugin"] = {"name": spec.plugin, "version": plugin_version}
+    return inputs
+
+
+def spec_inputs(spec: ModelSpec) -> dict[str, Any]:
+    """What an export takes from the spec: the same in every process (no memory address in it)."""
     return {
-        "format": FORMAT,
-        "zoo": __version__,
-        "spec": {
-            "name": spec.name,
-            "build": f"{build.__module__}.{build.__qualname__}" if build is not None else None,
-            "outputs": list(spec.outputs),
-            "input_shape": list(spec.preprocess.input_shape),
-            "atol": spec.atol,
-            "rtol": spec.rtol,
-            "extra": json.loads(json.dumps(spec.extra, sort_keys=True, default=_plain)),
-        },
-        "plugin": {"name": spec.plugin, "version": plugin_version},
-        "source": source,
+        "name": spec.name,
+        "build": callable_name(spec.build),
+        "outputs": list(spec.outputs),
+        "input_shape": list(spec.preprocess.input_shape),
+        "labels": hashlib.sha256("\n".join(spec.labels).encode()).hexdigest()[:16],
+        "atol": spec.atol,
+        "rtol": spec.rtol,
+        "extra": spec.to_dict()["extra"],
     }
-
-
-def _plain(value: Any) -> Any:
-    return dict(value) if isinstance(value, Mapping) else repr(value)
 
 
 def make_key(inputs: dict[str, Any]) -> str:
@@ -99,17 +111,58 @@ def make_key(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[: cache.KEY_LENGTH]
 
 
-def is_current(metadata: dict[str, Any]) -> bool:
-    """Whether an entry could still be a cache hit with the libraries installed now."""
+def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
+    """Whether an entry could still be a cache hit: same zoo, same libraries, and not superseded.
+
+    With a ``registry``, an entry of a registered model is superseded when the plugin's
+    version or the spec changed (its key would differ now), or when a prebuilt file is no
+    longer the one the spec ships. Entries of models no plugin registers are kept.
+    """
     from zoo import __version__
 
-    inputs = metadata.get("key_inputs", {})
+    inputs = (entry.metadata or {}).get("key_inputs", {})
     source = inputs.get("source", {})
     if inputs.get("format") != FORMAT or inputs.get("zoo") != __version__:
         return False
+    spec = registry.get(entry.name) if registry is not None and entry.name in registry else None
     if source.get("kind") == "prebuilt":
+        return spec is None or (spec.onnx is not None and spec.onnx.sha256 == source.get("sha256"))
+    if source.get("versions") != library_versions(source.get("exporter", "")):
+        return False
+    if spec is None or spec.name != entry.name:
         return True
-    return source.get("versions") == library_versions(source.get("exporter", ""))
+    info = registry.plugin_manager.infos.get(spec.plugin) if registry is not None else None
+    now = {**spec_inputs(spec), "labels": inputs.get("spec", {}).get("labels")}  # the user's labels stay theirs
+    current = {**inputs, "spec": now, "plugin": {"name": spec.plugin, "version": info.version if info else None}}
+    return make_key(current) == entry.key
+
+
+def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = True, exporter: str | None = None,
+         opset: int | None = None, simplify: bool = True, plugin_version: str | None = None) -> dict[str, Any]:
+    """The key inputs of the entry that :func:`convert` would return, without building anything.
+
+    A spec's prebuilt file is used when the spec's own weights are asked for and no
+    export option is (``prebuilt=False`` forces an export). Other weights for a spec that
+    can only be fetched prebuilt are refused: the file could not contain them.
+    """
+    from zoo import export
+
+    own_weights = weights is None or weights == spec.weights
+    if spec.build is None:
+        if not own_weights:
+            raise WeightsError(f"model {spec.name!r} ships a prebuilt ONNX file and has no build function, so it "
+                               f"cannot use other weights ({weights}); drop the weights argument")
+        if not prebuilt:
+            raise ExportError(f"model {spec.name!r} ships only a prebuilt ONNX file and cannot be exported "
+                              f"with another opset or exporter")
+    if spec.onnx is not None and prebuilt and own_weights:
+        return key_inputs(spec, {"kind": "prebuilt", "sha256": spec.onnx.sha256}, plugin_version)
+    exporter = exporter or export.DEFAULT_EXPORTER
+    if exporter not in export.EXPORTERS:
+        raise UsageError(f"unknown exporter {exporter!r}; choose one of {', '.join(export.EXPORTERS)}")
+    source = {"kind": "export", "exporter": exporter, "opset": opset or spec.opset or export.DEFAULT_OPSET,
+              "simplify": simplify, "weights_sha256": _weights_sha256(weights), "versions": library_versions(exporter)}
+    return key_inputs(spec, source, plugin_version)
 
 
 def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = True,
@@ -117,37 +170,24 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
             plugin_version: str | None = None) -> Converted:
     """Return the cached ONNX model for ``spec`` with ``weights``, building it if needed.
 
-    ``prebuilt=False`` (or weights other than the spec's own) exports even when the spec
-    ships a prebuilt ONNX file.
+    The arguments are those of :func:`plan`.
     """
-    from zoo import export
-
-    use_prebuilt = spec.onnx is not None and prebuilt and (spec.build is None or weights == spec.weights)
-    if use_prebuilt:
-        assert spec.onnx is not None
-        source: dict[str, Any] = {"kind": "prebuilt", "url": spec.onnx.url, "sha256": spec.onnx.sha256}
-    else:
-        if spec.build is None:
-            raise ExportError(f"model {spec.name!r} ships only a prebuilt ONNX file and cannot be exported "
-                              f"with other weights, opset or exporter")
-        exporter = exporter or export.DEFAULT_EXPORTER
-        if exporter not in export.EXPORTERS:
-            raise ExportError(f"unknown exporter {exporter!r}; choose one of {', '.join(export.EXPORTERS)}")
-        source = {"kind": "export", "exporter": exporter, "opset": opset or spec.opset or export.DEFAULT_OPSET,
-                  "simplify": simplify, "weights_sha256": _weights_sha256(weights),
-                  "versions": library_versions(exporter)}
-    inputs = key_inputs(spec, source, plugin_version)
+    inputs = plan(spec, weights, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
+                  plugin_version=plugin_version)
     folder = cache.entry_dir(spec.name, make_key(inputs))
     metadata = cache.read_entry(folder)
     if metadata is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        with cache.locked(folder):
+        cache.make_dirs(folder)
+        with cache.locked(folder, what=spec.name):
             metadata = cache.read_entry(folder)
             if metadata is None:
                 metadata = _build(spec, weights, folder, inputs)
     elif metadata["files"][cache.MODEL_FILE]["mtime_ns"] != (folder / cache.MODEL_FILE).stat().st_mtime_ns:
-        with cache.locked(folder):  # verified by hash after a move or a touch: remember the new times
-            cache.refresh_records(folder, metadata)
+        try:  # verified by hash after a move or a touch: remember the new times
+            with cache.locked(folder, what=spec.name):
+                metadata = cache.refresh_records(folder) or _build(spec, weights, folder, inputs)
+        except NotWritableError:  # a read-only cache: the hash was checked, use it as it is
+            pass
     return Converted(path=folder / cache.MODEL_FILE, metadata=metadata)
 
 
@@ -155,6 +195,17 @@ def _weights_sha256(weights: WeightsSource) -> str | None:
     if isinstance(weights, Artifact):
         return weights.sha256
     return cache.sha256_of(weights) if isinstance(weights, Path) else None
+
+
+def weights_record(spec: ModelSpec, weights: WeightsSource) -> dict[str, Any] | None:
+    """Which weights an export was built from, as ``zoo cache list`` and ``zoo info`` show them."""
+    if weights is None:
+        return None
+    own = weights == spec.weights
+    if isinstance(weights, Artifact):
+        return {"tag": (spec.tag or "default") if own else None, "file": weights.filename, "location": weights.url,
+                "sha256": weights.sha256}
+    return {"tag": None, "file": weights.name, "location": str(weights), "sha256": _weights_sha256(weights)}
 
 
 def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -167,45 +218,67 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
         model_path = temp / cache.MODEL_FILE
         if source["kind"] == "prebuilt":
             _fetch_prebuilt(spec, model_path)
-            record: dict[str, Any] = {}
+            record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.sha256}}  # type: ignore[union-attr]
         else:
-            record = _export(spec, weights, model_path, source)
+            record = {"weights": weights_record(spec, weights), **_export(spec, weights, model_path, source)}
         cache.check_external_data(model_path)
         metadata = {
             "name": spec.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 3),
             "key_inputs": inputs,
-            "weights": weights.url if isinstance(weights, Artifact) else str(weights) if weights else None,
+            "weights": None,
             **record,
         }
         metadata = cache.commit(folder, temp, metadata)
     finally:
+        # Best effort: an error here must not hide the build's own error.
         shutil.rmtree(temp, ignore_errors=True)
         for empty in (folder, folder.parent):  # a failed first build leaves no trace
-            if not any(empty.iterdir()):
+            with contextlib.suppress(OSError):
                 empty.rmdir()
-    log.info("cached %s in %s", spec.name, folder)
+    if source["kind"] == "export":
+        notice(log, "exported %s in %.1f s, cached in %s", spec.name, time.perf_counter() - started, folder)
     return metadata
 
 
 def _fetch_prebuilt(spec: ModelSpec, model_path: Path) -> None:
-    from zoo.download import fetch
+    """Put the spec's prebuilt file at ``model_path``, verified.
 
-    assert spec.onnx is not None
-    downloaded = fetch(spec.onnx)
-    with cache.locked(downloaded):  # the entry takes over the verified file
-        os.replace(downloaded, model_path)
+    A file the plugin ships (``file://``) is copied straight from the package; a download is
+    kept once in ``downloads/`` and linked (or copied) into the entry, so that another spec
+    sharing it, or a later rebuild, still finds it.
+    """
+    from zoo.download import fetched, verify
+
+    artifact = spec.onnx
+    assert artifact is not None
+    parts = urlsplit(artifact.url)
+    if parts.scheme == "file":
+        source = Path(unquote(parts.path))
+        try:
+            shutil.copyfile(source, model_path)
+        except OSError as error:
+            raise DownloadError(f"model {spec.name!r}: its prebuilt file {source} cannot be read "
+                                f"({error.strerror or error}); reinstall the plugin {spec.plugin!r}") from None
+        verify(model_path, artifact)
+        return
+    with fetched(artifact) as downloaded:
+        try:
+            os.link(downloaded, model_path)
+        except OSError:
+            shutil.copyfile(downloaded, model_path)
 
 
 def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: dict[str, Any]) -> dict[str, Any]:
     from zoo import export
-    from zoo.download import fetch
+    from zoo.download import fetched
 
-    local = fetch(weights) if isinstance(weights, Artifact) else weights
-    log.info("exporting %s to ONNX (%s exporter, opset %d)", spec.name, source["exporter"], source["opset"])
-    report = export.export(spec, local, model_path, exporter=source["exporter"], opset=source["opset"],
-                           simplify=source["simplify"], images=sample_inputs(spec))
+    notice(log, "exporting %s to ONNX (%s exporter, opset %d); this is done once, then cached", spec.name,
+           source["exporter"], source["opset"])
+    with fetched(weights) if isinstance(weights, Artifact) else contextlib.nullcontext(weights) as local:
+        report = export.export(spec, local, model_path, exporter=source["exporter"], opset=source["opset"],
+                               simplify=source["simplify"], images=sample_inputs(spec))
     return report.to_dict()
 
 

@@ -19,8 +19,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -79,13 +82,25 @@ def fetch(artifact: Artifact, *, policy: Policy | None = None, progress: bool | 
 
     A cached file that fails verification (truncated, replaced) is fetched again.
     """
+    with fetched(artifact, policy=policy, progress=progress) as path:
+        return path
+
+
+@contextmanager
+def fetched(artifact: Artifact, *, policy: Policy | None = None, progress: bool | None = None) -> Iterator[Path]:
+    """Like :func:`fetch`, holding the file's lock while the ``with`` block uses it.
+
+    ``zoo cache prune --downloads`` skips a locked file, so weights being exported from
+    are never deleted under the export.
+    """
     dest = cache.download_path(artifact.filename, artifact.sha256)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with cache.locked(dest):
+    cache.make_dirs(dest.parent)
+    with cache.locked(dest, what=artifact.filename):
         if dest.exists():
             try:
                 verify(dest, artifact)
-                return dest
+                yield dest
+                return
             except ChecksumError as error:
                 log.warning("cached file is damaged, fetching it again: %s", error)
                 dest.unlink()
@@ -93,21 +108,21 @@ def fetch(artifact: Artifact, *, policy: Policy | None = None, progress: bool | 
         parts = urlsplit(url)
         if is_offline() and parts.scheme != "file":  # a file a plugin ships needs no network
             raise OfflineError(
-                f"ZOO_OFFLINE is set and {artifact.filename} is not in the cache ({dest}); unset ZOO_OFFLINE "
-                f"to download it from {url}, or copy the file there"
+                f"ZOO_OFFLINE is set and {artifact.filename} is not in the cache; unset ZOO_OFFLINE to download it "
+                f"from {url}, or copy the file to {dest}"
             )
         part = dest.with_name(dest.name + ".part")
         if parts.scheme == "file":
             _copy_local(Path(unquote(parts.path)), part)
         else:
-            _download(url, part, policy or Policy(), _show_progress(progress), artifact.filename)
+            _download(url, part, policy or Policy(), _show_progress(progress), artifact.filename, dest)
         try:
             verify(part, artifact)
         except ChecksumError:
             part.unlink(missing_ok=True)
             raise
         os.replace(part, dest)
-    return dest
+        yield dest
 
 
 def _show_progress(progress: bool | None) -> bool:
@@ -120,14 +135,18 @@ def _copy_local(source: Path, part: Path) -> None:
     shutil.copyfile(source, part)
 
 
-def _download(url: str, part: Path, policy: Policy, progress: bool, label: str) -> None:
-    """Stream ``url`` into ``part``, resuming and retrying; ``part`` is whole when this returns."""
+def _download(url: str, part: Path, policy: Policy, progress: bool, label: str, dest: Path) -> None:
+    """Stream ``url`` into ``part``, resuming and retrying; ``part`` is whole when this returns.
+
+    A host name that does not resolve (no network, or a typo) fails at once: retrying
+    cannot help, and the user should learn what to do without waiting.
+    """
     last_error = "no attempt was made"
     with requests.Session() as session:
         for attempt in range(policy.attempts):
             if attempt:
                 delay = min(policy.backoff * 2 ** (attempt - 1), 30.0)
-                log.warning("download of %s failed (%s); retry %d/%d in %.1f s", label, last_error, attempt,
+                log.warning("download of %s failed (%s); retry %d of %d in %.0f s", label, last_error, attempt,
                             policy.attempts - 1, delay)
                 time.sleep(delay)
             try:
@@ -137,9 +156,48 @@ def _download(url: str, part: Path, policy: Policy, progress: bool, label: str) 
             except _Retry as retry:
                 last_error = str(retry)
             except (requests.ConnectionError, requests.Timeout) as error:
-                last_error = f"{type(error).__name__}: {error}"
+                last_error = _reason(error)
+                if _is_name_resolution_error(error):
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(f"cannot download {url}: {last_error}. {_advice(dest)}") from None
     part.unlink(missing_ok=True)
-    raise DownloadError(f"could not download {url} after {policy.attempts} attempts: {last_error}")
+    raise DownloadError(f"could not download {url} after {policy.attempts} attempts ({last_error}). {_advice(dest)}")
+
+
+def _is_name_resolution_error(error: BaseException) -> bool:
+    """Whether a host name lookup failed somewhere under requests' and urllib3's wrappers."""
+    stack: list[object] = [error]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, socket.gaierror) or type(item).__name__ == "NameResolutionError":
+            return True
+        stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return False
+
+
+def _reason(error: BaseException) -> str:
+    """One short phrase for a network failure (requests' own messages run to several hundred characters)."""
+    if _is_name_resolution_error(error):
+        return "the host name does not resolve (no network, or no DNS)"
+    if isinstance(error, requests.ConnectTimeout):
+        return "connecting timed out"
+    if isinstance(error, requests.Timeout):
+        return "the server stopped sending (read timed out)"
+    text = str(error)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Connection reset" in text or "Connection aborted" in text:
+        return "the connection was reset"
+    return type(error).__name__
+
+
+def _advice(dest: Path) -> str:
+    return (f"Without network access: set ZOO_OFFLINE=1 to use only cached files, set ZOO_MIRROR to a server "
+            f"you can reach, pass a local file with --weights FILE (weights= in Python), or copy the file to {dest}")
 
 
 class _Retry(Exception):

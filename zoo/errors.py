@@ -11,6 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def install_hint(distribution: str) -> str:
+    """How to install a first-party plugin: its name, and its folder in a clone (it is not on a package index yet)."""
+    return f"pip install {distribution} (from a clone of the onnx-zoo repository: pip install ./plugins/{distribution})"
+
+
 class ZooError(Exception):
     """Base class of every error raised by onnx-zoo."""
 
@@ -51,7 +56,7 @@ class PluginNotInstalledError(UnknownModelError):
         else:
             message = (
                 f"model {name!r} is provided by the plugin {distribution!r}, which is not installed. "
-                f"Install it with: pip install {distribution}"
+                f"Install it with: {install_hint(distribution)}"
             )
         ZooError.__init__(self, message)
         self.name = name
@@ -124,7 +129,11 @@ class OfflineError(ZooError, ConnectionError):
 
 
 class CacheLockTimeout(ZooError, TimeoutError):
-    """Another process held a cache lock for longer than the timeout."""
+    """Another process held a cache lock for longer than ``ZOO_LOCK_TIMEOUT``."""
+
+
+class NotWritableError(ZooError, OSError):
+    """A folder the zoo must write to (the cache, an output folder) is read-only, a file, or not allowed."""
 
 
 class ExportError(ZooError, RuntimeError):
@@ -137,6 +146,12 @@ class WeightsError(ZooError, ValueError):
 
 class CacheError(ZooError, ValueError):
     """A cache path or a model file is unsafe (a name that escapes the cache, external data outside its folder)."""
+
+
+class UsageError(ZooError, ValueError):
+    """An argument or a ``ZOO_*`` setting has a value the zoo cannot use (``batch_size=0``, an unknown runtime)."""
+
+    exit_code = 2
 
 
 class ZooInputError(ZooError, ValueError):

@@ -6,8 +6,10 @@ order given by the caller, ``RGB`` unless said), or a PIL image. The result is a
 ``(H, W, 3)`` ``uint8`` RGB array:
 
 * encoded images are decoded by OpenCV (fast) and, for what OpenCV cannot read, by Pillow;
-  the header is read first, so that an image over the pixel cap (a decompression bomb)
-  is refused before any pixel is decoded: :data:`MAX_PIXELS`, or ``ZOO_MAX_PIXELS``;
+  the header is read first by Pillow, so that an image over the pixel cap (a decompression
+  bomb) is refused before any pixel is decoded: :data:`MAX_PIXELS`, or ``ZOO_MAX_PIXELS``.
+  A format whose header Pillow cannot read is refused, since its size cannot be checked;
+  the codecs' own warnings (libpng, libjpeg, OpenCV) are kept off the terminal;
 * the EXIF orientation is applied in the same way to paths, bytes and PIL images (arrays
   carry none);
 * grey, grey+alpha, palette, RGBA (alpha dropped, as ``PIL.Image.convert("RGB")`` does),
@@ -20,13 +22,18 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo.errors import ZooInputError
+from zoo.errors import UsageError, ZooInputError
 
 #: Largest image, in pixels, that is decoded (100 megapixels); ``ZOO_MAX_PIXELS`` overrides it.
 MAX_PIXELS = 100_000_000
@@ -35,9 +42,14 @@ _ORIENTATION_TAG = 0x0112
 
 
 def max_pixels() -> int:
-    """The pixel cap in force."""
-    value = os.environ.get("ZOO_MAX_PIXELS", "").strip()
-    return int(value) if value.isdigit() else MAX_PIXELS
+    """The pixel cap in force: ``ZOO_MAX_PIXELS`` (a number of pixels) or :data:`MAX_PIXELS`."""
+    value = os.environ.get("ZOO_MAX_PIXELS", "").strip().replace("_", "").replace(",", "")
+    if not value:
+        return MAX_PIXELS
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"ZOO_MAX_PIXELS must be a positive whole number of pixels (e.g. 200000000), got "
+                         f"{os.environ['ZOO_MAX_PIXELS']!r}")
+    return int(value)
 
 
 def describe(source: Any) -> str:
@@ -92,14 +104,74 @@ def decode(data: bytes, name: str = "<bytes>", limit: int | None = None) -> np.n
     if not data:
         raise ZooInputError(f"image {name} is empty (0 bytes)")
     header = _header(data, name, limit)
-    if header is not None and header[1] in ("JPEG", "MPO") and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+    if header is None:
+        start = data[:16].lstrip()
+        what = "an HTML page" if start[:1] == b"<" else f"a file that starts with {data[:12]!r}"
+        raise ZooInputError(f"image {name} is not an image format the zoo reads ({what}); JPEG, PNG, WebP, TIFF, "
+                            f"BMP and GIF are read, among others")
+    if header[1] in ("JPEG", "MPO") and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
         raise ZooInputError(f"image {name} is a truncated JPEG (its end marker is missing); download it again")
     buffer = np.frombuffer(data, np.uint8)
-    pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    with _codec_messages_hidden():
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
     if pixels is None or pixels.ndim != 3:
         return _decode_with_pillow(data, name, limit)
-    orientation = header[2] if header is not None else 1
-    return _orient(pixels, orientation)
+    return _orient(pixels, header[2])
+
+
+#: Lines the image codecs write to stderr themselves (libpng, libjpeg, libtiff, OpenCV's log).
+_CODEC_LINE = re.compile(rb"^(libpng (warning|error)|Corrupt JPEG|Premature end of JPEG|Invalid SOS|"
+                         rb"Unsupported marker|Bogus |TIFF|\[ ?(WARN|ERROR|INFO|DEBUG):)")
+
+
+class _StderrFilter:
+    """While any decode runs, file descriptor 2 goes to a temporary file; then the codecs' lines
+    are dropped and everything else (another thread's output) is written to stderr after all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = -1
+        self._capture: Any = None
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                try:
+                    capture = tempfile.TemporaryFile()
+                    saved = os.dup(2)
+                except OSError:  # no stderr to redirect (a daemon), or no temporary folder: decode as is
+                    self._depth += 1
+                    return
+                os.dup2(capture.fileno(), 2)
+                self._saved, self._capture = saved, capture
+            self._depth += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth or self._capture is None:
+                return
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            capture, self._capture = self._capture, None
+        capture.seek(0)
+        kept = b"".join(line for line in capture.read().splitlines(keepends=True) if not _CODEC_LINE.match(line))
+        capture.close()
+        if kept:
+            os.write(2, kept)
+
+
+_stderr_filter = _StderrFilter()
+
+
+@contextmanager
+def _codec_messages_hidden() -> Iterator[None]:
+    _stderr_filter.enter()
+    try:
+        yield
+    finally:
+        _stderr_filter.leave()
 
 
 def _header(data: bytes, name: str, limit: int | None) -> tuple[tuple[int, int], str, int] | None:
@@ -112,9 +184,12 @@ def _header(data: bytes, name: str, limit: int | None) -> tuple[tuple[int, int],
             image = Image.open(io.BytesIO(data))
             size, fmt = image.size, image.format or ""
             orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except Image.DecompressionBombError as error:
-        raise ZooInputError(f"image {name} is too large to decode safely ({error})") from None
-    except Exception:  # noqa: BLE001 - Pillow raises many types for what it cannot parse; OpenCV may still
+    except Image.DecompressionBombError as error:  # over Pillow's own cap, which may be below ours
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ZooInputError(f"image {name} has {pixels}, over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} "
+                            f"(PIL.Image.MAX_IMAGE_PIXELS), which the zoo also keeps") from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for what it cannot parse
         return None
     _check_size(size, name, limit)
     return size, fmt, orientation
@@ -122,10 +197,11 @@ def _header(data: bytes, name: str, limit: int | None) -> tuple[tuple[int, int],
 
 def _check_size(size: tuple[int, int], name: str, limit: int | None) -> None:
     cap = max_pixels() if limit is None else limit
-    if size[0] * size[1] > cap:
+    pixels = size[0] * size[1]
+    if pixels > cap:
         raise ZooInputError(
-            f"image {name} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} megapixels), over the limit of "
-            f"{cap / 1e6:.0f}; if you trust it, raise ZOO_MAX_PIXELS"
+            f"image {name} is {size[0]}x{size[1]}, {pixels:,} pixels, over the limit of {cap:,} (ZOO_MAX_PIXELS); "
+            f"if you trust it, raise ZOO_MAX_PIXELS"
         )
 
 
@@ -141,17 +217,8 @@ def _decode_with_pillow(data: bytes, name: str, limit: int | None) -> np.ndarray
     except ZooInputError:
         raise
     except Exception as error:  # noqa: BLE001 - any failure to decode is the input's fault
-        if _looks_like_image(data):
-            raise ZooInputError(f"image {name} is damaged or truncated ({type(error).__name__}: {error})") from None
-        start = data[:16].lstrip()
-        what = "an HTML page" if start[:1] == b"<" else f"not an image (it starts with {data[:12]!r})"
-        raise ZooInputError(f"image {name} is {what}: neither OpenCV nor Pillow can decode it") from None
+        raise ZooInputError(f"image {name} is damaged or truncated ({type(error).__name__}: {error})") from None
     return _from_pil(image, name, limit)
-
-
-def _looks_like_image(data: bytes) -> bool:
-    signatures = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
-    return data.startswith(signatures)
 
 
 def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:

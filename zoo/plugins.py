@@ -22,10 +22,6 @@ from zoo import hookspecs
 from zoo._env import env_flag
 from zoo.errors import PluginError
 
-#: The names of the hooks a plugin may implement.
-HOOKS = frozenset(name for name in dir(hookspecs) if name.startswith("zoo_"))
-
-
 @dataclass
 class PluginInfo:
     """One plugin as ``zoo plugins`` shows it."""
@@ -89,11 +85,16 @@ class PluginManager(pluggy.PluginManager):
         info = self._record(PluginInfo(name=name, module=module or getattr(plugin, "__name__", type(plugin).__name__),
                                        distribution=distribution, version=version))
         try:
+            # pluggy validates what is marked with zoo.hookimpl, and only that: arguments a hook does
+            # not offer raise at once; a hookimpl whose name is no zoo hook (a typo) has no spec, which
+            # pluggy's check_pending() would report later for every plugin at once.
             self.register(plugin, name=name)
-            unknown = [h for h in dir(plugin) if h.startswith("zoo_") and h not in HOOKS]
+            unknown = sorted(c.name for c in self.get_hookcallers(plugin) or () if c.spec is None)
             if unknown:
                 self.unregister(name=name)
-                raise AttributeError(f"it defines {', '.join(unknown)}, which is not a zoo hook (a typo?)")
+                hooks = ", ".join(sorted(n for n in dir(self.hook) if n.startswith("zoo_")))
+                raise pluggy.PluginValidationError(plugin, f"{', '.join(unknown)} is not a zoo hook (a typo?); "
+                                                           f"the hooks are {hooks}")
             info.hooks = tuple(sorted(c.name for c in self.get_hookcallers(plugin) or ()))
         except Exception as exc:  # noqa: BLE001 - the point is to isolate any failure
             info.error = PluginError(name, "load", exc)

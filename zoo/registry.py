@@ -70,29 +70,26 @@ class Registry:
 
     @classmethod
     def from_plugins(cls, plugin_manager: PluginManager) -> Registry:
-        """Run every plugin's ``zoo_register_models`` hook, isolating each plugin's failure."""
+        """Run every plugin's ``zoo_register_models`` hook through pluggy, isolating each plugin's failure."""
         registry = cls(plugin_manager)
-        for impl in plugin_manager.hook.zoo_register_models.get_hookimpls():
+        hook = plugin_manager.hook.zoo_register_models
+        for impl in hook.get_hookimpls():
             plugin = impl.plugin_name
-            staged: list[ModelSpec] = []
-            pending: set[str] = set()
-
-            def register(spec: ModelSpec, plugin: str = plugin, staged: list[ModelSpec] = staged,
-                         pending: set[str] = pending) -> None:
-                # Checked here, so that an error points at the plugin's own call.
-                staged.append(registry._check(spec, plugin, pending))
-
-            arguments = {"register": register}
+            registrar = _Registrar(registry, plugin)
             info = plugin_manager.infos.get(plugin)
             try:
-                impl.function(*(arguments[name] for name in impl.argnames))
+                # One plugin at a time, each with its own register(), through pluggy's executor (which
+                # runs wrappers as pluggy does); subset_hook_caller would need hashable plugin objects.
+                plugin_manager._hookexec(hook.name, [impl], {"register": registrar}, False)
             except Exception as exc:  # noqa: BLE001 - a failing plugin must not take the others down
                 if info is not None:
                     info.error = PluginError(plugin, "register its models", exc)
                 continue
-            registry._commit(staged)
+            finally:
+                registrar.closed = True
+            registry._commit(registrar.staged)
             if info is not None:
-                info.models += len(staged)
+                info.models += len(registrar.staged)
         return registry
 
     def _check(self, spec: object, plugin: str, pending: set[str]) -> ModelSpec:
@@ -134,14 +131,28 @@ class Registry:
 
     def names(self, patterns: str | Iterable[str] | None = None, *, task: str | None = None,
               plugin: str | None = None) -> list[str]:
-        """Canonical names matching any of the glob ``patterns`` (case-insensitive), naturally sorted."""
+        """Canonical names matching any of the glob ``patterns`` (case-insensitive), naturally sorted.
+
+        ``task`` is matched case-insensitively; ``plugin`` is a plugin's name or its distribution's.
+        """
         match = name_matcher(patterns)
+        task = task.strip().lower() if task is not None else None
+        plugins = self._plugin_names(plugin) if plugin is not None else None
         found = [
             spec.name
             for spec in self._specs.values()
-            if match(spec.name) and (task is None or spec.task == task) and (plugin is None or spec.plugin == plugin)
+            if match(spec.name) and (task is None or spec.task == task) and (plugins is None or spec.plugin in plugins)
         ]
         return sorted(found, key=natural_key)
+
+    def _plugin_names(self, plugin: str) -> set[str]:
+        """The names of the plugins that ``plugin`` designates: itself, or those of a distribution of that name."""
+        wanted = plugin.strip().lower()
+        names = {wanted}
+        for name, info in self.plugin_manager.infos.items():
+            if info.distribution and wanted in (info.distribution.lower(), info.distribution.lower().removeprefix("zoo-")):
+                names.add(info.name)
+        return names
 
     def not_installed(self, patterns: str | Iterable[str] | None = None, *, task: str | None = None,
                       plugin: str | None = None) -> list[CatalogueEntry]:
@@ -150,6 +161,7 @@ class Registry:
         ``plugin`` matches the distribution, with or without its ``zoo-`` prefix.
         """
         match = name_matcher(patterns)
+        task = task.strip().lower() if task is not None else None
         found = [
             entry
             for entry in load_catalogue().values()
@@ -172,6 +184,27 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._specs)
+
+
+class _Registrar:
+    """The ``register`` callback one plugin's hook receives: one spec per call, only while the hook runs."""
+
+    def __init__(self, registry: Registry, plugin: str) -> None:
+        self._registry = registry
+        self._plugin = plugin
+        self._pending: set[str] = set()
+        self.staged: list[ModelSpec] = []
+        self.closed = False
+
+    def __call__(self, spec: ModelSpec, /) -> None:
+        if self.closed:
+            raise PluginError(self._plugin, "register a model", RuntimeError(
+                "register() was called after zoo_register_models returned; call it inside the hook"))
+        # Checked here, so that an error points at the plugin's own call.
+        self.staged.append(self._registry._check(spec, self._plugin, self._pending))
+
+    def __repr__(self) -> str:
+        return f"<zoo register() of plugin {self._plugin!r}>"
 
 
 _default: Registry | None = None

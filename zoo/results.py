@@ -50,19 +50,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def are_probabilities(values: np.ndarray) -> bool:
-    """Whether every row is non-negative and sums to one (within 1e-3)."""
-    return bool((values >= 0).all() and np.allclose(values.sum(axis=-1), 1.0, atol=1e-3))
+def classify(outputs: np.ndarray, labels: tuple[str, ...], k: int = 5, *, logits: bool = True) -> list[Classification]:
+    """Classifications for a batch of scores of shape ``(batch, classes)``, each row on its own.
 
-
-def classify(outputs: np.ndarray, labels: tuple[str, ...], k: int = 5, *, logits: bool | None = None) -> list[Classification]:
-    """Classifications for a batch of scores of shape ``(batch, classes)``.
-
-    ``logits=None`` decides per batch: rows that already are probabilities are kept,
-    anything else gets a softmax.
+    ``logits`` says what the rows hold (the spec's ``scores`` field): logits get a softmax,
+    probabilities are used as they are.
     """
     scores = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
-    if logits or (logits is None and not are_probabilities(scores)):
+    if logits:
         scores = softmax(scores)
     k = max(1, min(k, scores.shape[1]))
     best = np.argsort(-scores, axis=1, kind="stable")[:, :k]

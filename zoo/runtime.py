@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from zoo.errors import ZooError
+from zoo.errors import UsageError, ZooError
 
 RUNTIMES = ("onnxruntime", "opencv")
 #: Execution providers used when present, in order of preference.
@@ -25,6 +25,10 @@ class Session(Protocol):
     """What a runtime provides to :class:`zoo.Model`."""
 
     name: str
+    #: The graph's inputs: name -> shape (an int per fixed axis, a name or None per dynamic one).
+    inputs: dict[str, list[int | str | None]]
+    #: The graph's output names, in order.
+    outputs: list[str]
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs, by name, for an input batch."""
@@ -44,6 +48,7 @@ class OnnxRuntimeSession:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: its warnings are for model authors, in colour on stderr
         if threads:
             options.intra_op_num_threads = threads
         # Worker threads spin inside a run (onnxruntime's default; turning it off cost resnet50
@@ -51,10 +56,15 @@ class OnnxRuntimeSession:
         # their runs, called in turn, slowed each other from 41 to 81 ms (bench/bench_predict.py).
         options.add_session_config_entry("session.force_spinning_stop", "1")
         available = onnxruntime.get_available_providers()
+        unknown = [p for p in providers or () if p not in available]
+        if unknown:
+            raise UsageError(f"execution provider {', '.join(unknown)} is not available in this onnxruntime; "
+                             f"choose among {', '.join(available)}")
         chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.input_name = next(iter(self.inputs))
 
     @property
     def providers(self) -> list[str]:
@@ -62,7 +72,7 @@ class OnnxRuntimeSession:
         return list(self.session.get_providers())
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(None, {self.input_name: batch})))
+        return dict(zip(self.outputs, self.session.run(None, {self.input_name: batch})))
 
 
 class OpenCvSession:
@@ -80,7 +90,8 @@ class OpenCvSession:
         except cv2.error as error:
             raise ZooError(f"OpenCV DNN cannot load {path}: {str(error).strip().splitlines()[-1]}; "
                            f"use runtime='onnxruntime'") from None
-        self.output_names = list(output_names)
+        self.inputs, self.outputs = graph_signature(path)
+        self.output_names = [name for name in output_names if name in self.outputs]
         self._lock = threading.Lock()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -90,6 +101,21 @@ class OpenCvSession:
         return dict(zip(self.output_names, outputs))
 
 
+def graph_signature(path: Path) -> tuple[dict[str, list[int | str | None]], list[str]]:
+    """The inputs (name -> shape) and output names of an ONNX file, read without its weights."""
+    import onnx
+
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+
+    def shape(value: onnx.ValueInfoProto) -> list[int | str | None]:
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in value.type.tensor_type.shape.dim]
+
+    inputs = {v.name: shape(v) for v in graph.input if v.name not in initializers}
+    return inputs, [v.name for v in graph.output]
+
+
 def open_session(path: Path, runtime: str, output_names: tuple[str, ...], *, providers: list[str] | None = None,
                  threads: int | None = None) -> Session:
     """A session of ``runtime`` (one of :data:`RUNTIMES`) on the model at ``path``."""
@@ -97,6 +123,6 @@ def open_session(path: Path, runtime: str, output_names: tuple[str, ...], *, pro
         return OnnxRuntimeSession(path, providers=providers, threads=threads)
     if runtime == "opencv":
         if providers:
-            raise ZooError("providers= selects onnxruntime execution providers; OpenCV DNN has none")
+            raise UsageError("providers= selects onnxruntime execution providers; OpenCV DNN has none")
         return OpenCvSession(path, output_names, threads=threads)
-    raise ZooError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")

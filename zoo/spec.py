@@ -12,6 +12,8 @@ plugin registers the default weights under the bare ``ARCH`` and every other var
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from zoo._fields import (
     HEX_PATTERN,
     TASK_PATTERN,
+    check_choice,
     check_int,
     check_mapping,
     check_name,
@@ -86,6 +89,49 @@ class Artifact:
         return from_mapping(cls, data, field)
 
 
+#: What a classifier's output holds: ``logits`` (a softmax turns them into probabilities) or
+#: ``probabilities`` (used as they are).
+SCORES = ("logits", "probabilities")
+
+
+def callable_name(fn: Any) -> str | None:
+    """A stable name for a ``build`` or ``postprocess`` callable, the same in every process.
+
+    A function is named ``module.qualname``; a :func:`functools.partial` by its function and
+    the arguments that are plain values (others by their type); any other callable object by
+    its class. Nothing in the name depends on memory addresses, so it can go into a cache key.
+    """
+    if fn is None:
+        return None
+    if isinstance(fn, functools.partial):
+        arguments = [_plain_repr(a) for a in fn.args]
+        arguments += [f"{k}={_plain_repr(v)}" for k, v in sorted(fn.keywords.items())]
+        return f"functools.partial({callable_name(fn.func)}, {', '.join(arguments)})".replace(", )", ")")
+    target = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
+
+
+def _plain_repr(value: Any) -> str:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    return f"<{type(value).__qualname__}>"
+
+
+def _json_plain(field_name: str, value: Any) -> Any:
+    """``value`` as plain JSON data (mappings become dicts); :class:`SpecError` for anything else."""
+    try:
+        return json.loads(json.dumps(value, sort_keys=True, default=_mapping_or_fail))
+    except (TypeError, ValueError) as error:
+        raise SpecError(field_name, f"must hold only JSON values (strings, numbers, booleans, lists, tables), "
+                                    f"since it goes into the cache key: {error}") from None
+
+
+def _mapping_or_fail(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} {_plain_repr(value)} is not a JSON value")
+
+
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return mapping if isinstance(mapping, MappingProxyType) else MappingProxyType(dict(mapping))
 
@@ -122,6 +168,8 @@ class ModelSpec:
     build: BuildFn | None = field(default=None, compare=False)
     #: ``postprocess(spec, outputs) -> results``; None means the task's default.
     postprocess: PostprocessFn | None = field(default=None, compare=False)
+    #: What a classifier's first output holds: ``logits`` (softmax applied) or ``probabilities``.
+    scores: str = "logits"
     #: Names of the ONNX graph's outputs, in order.
     outputs: tuple[str, ...] = ("output",)
     #: ONNX opset to export with (None: the zoo's default).
@@ -132,7 +180,7 @@ class ModelSpec:
     rtol: float = 1e-3
     #: Published figures: ``acc@1``, ``acc@5``, ``params``, ``gflops``, ...
     metrics: Mapping[str, float] = field(default_factory=dict)
-    #: The plugin's own data (not interpreted by the core).
+    #: The plugin's own data (not interpreted by the core; JSON values only, as it is part of the cache key).
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: The plugin that registered this spec; set by the registry.
     plugin: str = ""
@@ -184,6 +232,12 @@ class ModelSpec:
             check_number(f"metrics.{key}", value)
         set_field(self, "metrics", _frozen(metrics))
         set_field(self, "extra", _frozen(check_mapping("extra", self.extra)))
+        _json_plain("extra", self.extra)
+        check_choice("scores", self.scores, SCORES)
+
+    def __hash__(self) -> int:
+        # Equal specs have equal names, tasks and files; the mappings among the fields cannot be hashed.
+        return hash((self.name, self.task, self.plugin, self.weights, self.onnx))
 
     @property
     def arch(self) -> str:
@@ -196,14 +250,7 @@ class ModelSpec:
         return self.name.partition(".")[2]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description (behaviour is shown by its qualified name)."""
-
-        def qualname(fn: Any) -> str | None:
-            if fn is None:
-                return None
-            target = getattr(fn, "func", fn)  # functools.partial
-            return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-
+        """A JSON-ready description (behaviour is shown by :func:`callable_name`)."""
         return {
             "name": self.name,
             "task": self.task,
@@ -216,12 +263,13 @@ class ModelSpec:
             "num_labels": len(self.labels),
             "weights": self.weights.to_dict() if self.weights else None,
             "onnx": self.onnx.to_dict() if self.onnx else None,
-            "build": qualname(self.build),
-            "postprocess": qualname(self.postprocess),
+            "build": callable_name(self.build),
+            "postprocess": callable_name(self.postprocess),
+            "scores": self.scores,
             "outputs": list(self.outputs),
             "opset": self.opset,
             "atol": self.atol,
             "rtol": self.rtol,
             "metrics": dict(self.metrics),
-            "extra": dict(self.extra),
+            "extra": _json_plain("extra", self.extra),
         }

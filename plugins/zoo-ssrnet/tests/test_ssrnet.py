@@ -248,9 +248,9 @@ def test_another_checkpoint_is_refused_with_a_weights_error(random_net, spec: zo
     state["stage1_prob.0.weight"] = torch.zeros(5, 6)
     del state["stage2_delta_k.0.bias"]
     torch.save(state, tmp_path / "other.pth")
-    with pytest.raises(zoo.WeightsError, match="not an SSR-Net checkpoint") as caught:
+    with pytest.raises(zoo.WeightsError, match="does not fit the model SSR-Net") as caught:
         zoo_ssrnet.build(spec, tmp_path / "other.pth")
-    assert "stage2_delta_k.0.bias" in str(caught.value) and "stage1_prob.0.weight (5, 6)" in str(caught.value)
+    assert "stage2_delta_k.0.bias" in str(caught.value) and "stage1_prob.0.weight is [5, 6]" in str(caught.value)
 
 
 # -- preprocessing and postprocessing ----------------------------------------------------------

@@ -146,25 +146,11 @@ def build(spec: zoo.ModelSpec, weights: Path | None) -> Any:
 def load_checkpoint(net: Any, path: str | os.PathLike[str]) -> None:
     """Load an SSR-Net checkpoint into ``net``: a state dict, or ``{"state_dict": ...}`` as the reference saves it.
 
-    A ``module.`` prefix (a model saved from ``nn.DataParallel``) is removed, and BatchNorm's
-    ``num_batches_tracked`` counters may be absent (old PyTorch); any other difference in
-    names or shapes raises :class:`zoo.WeightsError`.
+    :func:`zoo.load_weights` unwraps it, removes a ``module.`` prefix (``nn.DataParallel``),
+    accepts absent BatchNorm ``num_batches_tracked`` counters (old PyTorch), and raises
+    :class:`zoo.WeightsError` for any other difference in names or shapes.
     """
-    state = zoo.load_state_dict(path)
-    if state and all(key.startswith("module.") for key in state):
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    shapes = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
-    wrong = [f"{k} {shapes[k]} (expected {tuple(v.shape)})" for k, v in expected.items()
-             if k in shapes and shapes[k] != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        details = "; ".join(f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                            for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                                ("wrong shape", wrong)) if keys)
-        raise zoo.WeightsError(f"{path} is not an SSR-Net checkpoint of {REFERENCE} ({details})")
-    net.load_state_dict(state, strict=False)
+    zoo.load_weights(net, path, what=f"SSR-Net of {REFERENCE}")
 
 
 def postprocess(spec: zoo.ModelSpec, outputs: Mapping[str, Any]) -> list[Any]:

@@ -22,14 +22,18 @@ TASK = "image-classification"
 
 
 def build(spec: zoo.ModelSpec, weights: Path | None) -> Any:
-    """The torchvision model for ``spec`` in eval mode, with ``weights`` (a state-dict file) loaded."""
+    """The torchvision model for ``spec`` in eval mode, with ``weights`` (a state-dict file) loaded.
+
+    The model has as many classes as ``spec.labels``: ``zoo.get(name, weights="ft.pth",
+    labels=[...])`` builds a model fine-tuned for other classes.
+    """
     import torchvision
 
     info = spec.extra["torchvision"]
     model = torchvision.models.get_model(info["arch"], weights=None, num_classes=len(spec.labels),
                                          **info["builder_kwargs"])
     if weights is not None:
-        model.load_state_dict(zoo.load_state_dict(weights))
+        zoo.load_weights(model, weights, what=spec.name)
     return model.eval()
 
 
