@@ -182,7 +182,7 @@ def test_weights_are_downloaded_verified_and_exported(server, tmp_path, build_lo
     artifact = served_weights(server, tmp_path)
     model = zoo.get(tiny_spec(weights=artifact))
     assert len(server.requests) == 1 and builds(build_log) == 1
-    assert model.metadata["weights"] == artifact.url
+    assert model.metadata["weights"]["location"] == artifact.url
     assert cache.download_path(artifact.filename, artifact.sha256).exists()
     by_url = zoo.get(tiny_spec(), weights=artifact.url, sha256=artifact.sha256)
     assert by_url.path == model.path and len(server.requests) == 1
@@ -237,7 +237,9 @@ def test_prebuilt_onnx_is_downloaded_verified_and_cached(server, tmp_path, build
     assert builds(build_log) == 1  # making the file to serve
     model = zoo.get(spec)
     assert model.path.read_bytes() == data and model.metadata["key_inputs"]["source"]["kind"] == "prebuilt"
-    assert not cache.downloads()  # the entry took the verified file over
+    kept = cache.download_path("tiny.onnx", artifact.sha256)
+    assert cache.downloads() == [kept]  # kept once, for another spec or a rebuild: the entry links to it
+    assert os.path.samefile(kept, model.path)
     assert zoo.get(spec).path == model.path and len(server.requests) == 1
     assert builds(build_log) == 1
 
@@ -296,7 +298,8 @@ def test_prune_removes_outdated_damaged_and_leftover_files(build_log):
     meta = json.loads(meta_path.read_text())
     meta["key_inputs"]["source"]["versions"]["torch"] = "1.0.0"  # built by a torch no longer installed
     meta_path.write_text(json.dumps(meta))
-    assert not is_current(meta) and is_current(zoo.get(tiny_spec()).metadata)
+    found = {e.folder: e for e in cache.entries("tiny")}
+    assert not is_current(found[outdated]) and is_current(found[current])
     leftover = cache.new_temp_dir(current)
     part = cache.cache_root() / "downloads" / "abcdef12-w.pth.part"
     part.parent.mkdir(parents=True)

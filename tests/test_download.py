@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import multiprocessing
 import os
 import signal
@@ -12,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fileserver import FileServer
 
@@ -24,12 +24,9 @@ FAST = download.Policy(connect_timeout=2, read_timeout=1, attempts=3, backoff=0.
 
 @pytest.fixture(scope="module")
 def weights() -> bytes:
-    """A real PyTorch checkpoint: random-init weights saved by torch.save."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    buffer = io.BytesIO()
-    torch.save(torch.nn.Linear(256, 256).state_dict(), buffer)
-    return buffer.getvalue()
+    """A file of weights: 256 KiB of seeded random bytes (what is downloaded does not matter here, only
+    its bytes and their hash; no torch needed)."""
+    return np.random.default_rng(0).bytes(256 * 1024 + 517)
 
 
 @pytest.fixture

@@ -87,18 +87,17 @@ def test_predict_from_many_threads(squeezenet_weights, runtime):
     assert all(results[i] == expected * 2 for i in range(8))
 
 
-def test_softmax_only_where_the_model_outputs_logits():
+def test_softmax_only_where_the_spec_declares_logits():
     logits = np.array([[2.0, 1.0, 0.0]])
-    assert np.allclose([p.score for p in classify(logits, ("a", "b", "c"), 3, logits=True)[0].topk],
-                       softmax(logits)[0])
+    assert np.allclose([p.score for p in classify(logits, ("a", "b", "c"), 3)[0].topk], softmax(logits)[0])
     probabilities = np.array([[0.7, 0.2, 0.1]])
-    kept = classify(probabilities, ("a", "b", "c"), 3)[0]
+    kept = classify(probabilities, ("a", "b", "c"), 3, logits=False)[0]
     assert [p.score for p in kept.topk] == pytest.approx([0.7, 0.2, 0.1])
 
     def build(spec, weights):
         return torch.nn.Sequential(make_net(), torch.nn.Softmax(dim=1))
 
-    model = zoo.get(tiny_spec(name="tiny-probs", build=build, outputs=("probabilities",)))
+    model = zoo.get(tiny_spec(name="tiny-probs", build=build, outputs=("probabilities",), scores="probabilities"))
     result = model.predict(PHOTOS[1], topk=5)
     raw = model.run(model.preprocess(PHOTOS[1]))["probabilities"][0]
     assert [p.score for p in result.topk] == pytest.approx(sorted(raw, reverse=True), abs=1e-6)
@@ -121,14 +120,16 @@ def test_zoo_predict_command(squeezenet_weights, tmp_path):
     (folder / "broken.jpg").write_text("not a photo")
     (folder / "readme.txt").write_text("ignored: not an image suffix")
     args = ["predict", "squeezenet1_1", "--weights", str(squeezenet_weights)]
-    result = run_zoo(*args, str(folder), str(tmp_path / "missing.jpg"), "-k", "2", "--json")
+    missing = run_zoo(*args, str(folder), str(tmp_path / "missing.jpg"), "-k", "2", "--json")
+    assert missing.returncode == 1 and "missing.jpg' does not exist" in missing.stderr and not missing.stdout
+    result = run_zoo(*args, str(folder), "-k", "2", "--json")
     assert result.returncode == 1
     rows = json.loads(result.stdout)
     assert [r["image"].rsplit("/", 1)[-1] for r in rows] == ["broken.jpg", "photo 0.jpg", "photo 1.jpg",
-                                                               "photo 2.jpg", "missing.jpg"]
-    assert "not an image" in rows[0]["error"] and "does not exist" in rows[4]["error"]
+                                                               "photo 2.jpg"]
+    assert "not an image" in rows[0]["error"]
     assert all(len(r["result"]["topk"]) == 2 for r in rows[1:4])
-    assert "2 of 5 image(s) failed" in result.stderr and "broken.jpg" in result.stderr
+    assert "1 of 4 image(s) failed" in result.stderr and "broken.jpg" in result.stderr
 
     code = ("import sys, zoo.cli; zoo.cli.main(sys.argv[1:]); "
             "print('torch imported' if 'torch' in sys.modules else 'no torch')")

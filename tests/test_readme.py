@@ -10,15 +10,17 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def console_commands() -> list[str]:
-    """The first two fenced console blocks: the install-and-run command and the test command."""
-    return re.findall(r"```console\n(.+?)\n```", README, flags=re.DOTALL)[:2]
+    """The first three fenced console blocks: install-and-run, the tests, the torch-free tests."""
+    return re.findall(r"```console\n(.+?)\n```", README, flags=re.DOTALL)[:3]
 
 
-def test_ci_runs_the_readme_test_command_verbatim():
-    install, test = console_commands()
+def test_ci_runs_the_readme_test_commands_verbatim():
+    install, test, torch_free = console_commands()
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert ci[-1] == test
+    assert f"( {torch_free} )" in ci
     assert "pytest" in test and "zoo " in install
+    assert "torch" not in torch_free.split("&&")[2] and "export" not in torch_free
 
 
 def test_constraints_pin_the_torch_pair_ci_installs():

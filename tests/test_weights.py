@@ -63,9 +63,9 @@ def test_state_dict_wrapper_is_unwrapped(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "not a readable PyTorch checkpoint"),
-    (b"<html>login</html>", "not a readable PyTorch checkpoint"),
-    ("truncated", "not a readable PyTorch checkpoint"),
+    (b"", "is not a PyTorch checkpoint"),
+    (b"<html>login</html>", "is not a PyTorch checkpoint"),
+    ("truncated", "is not a PyTorch checkpoint"),
     ("list", "not a state dict"),
 ])
 def test_files_that_are_not_state_dicts(tmp_path, content, message):
@@ -91,7 +91,8 @@ def test_broken_safetensors_file(tmp_path):
 def test_weights_for_another_architecture_name_the_model(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(torch.nn.Linear(3, 3).state_dict(), path)
-    with pytest.raises(zoo.ExportError, match="'tiny'.*other.pth.*state_dict"):
+    with pytest.raises(zoo.WeightsError, match="other.pth does not fit the model tiny: 8 of the model's 9 tensors "
+                                               "are missing: 0.weight.*; 2 are not the model's: weight, bias"):
         zoo.get(tiny_spec(), weights=path)
 
 

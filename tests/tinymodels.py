@@ -17,13 +17,13 @@ from zoo.testing import randomize
 LABELS = ("cat", "dog", "bird", "fish", "frog")
 
 
-def make_net():
+def make_net(classes: int = len(LABELS)):
     import torch
 
     torch.manual_seed(0)
     return randomize(torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, len(LABELS)),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, classes),
     ), (3, 32, 32))
 
 
@@ -35,9 +35,9 @@ def build(spec: zoo.ModelSpec, weights: Path | None):
     if os.environ.get("ZOO_TEST_BUILD_SLEEP"):
         Path(os.environ["ZOO_TEST_BUILD_MARKER"]).touch()
         time.sleep(float(os.environ["ZOO_TEST_BUILD_SLEEP"]))
-    net = make_net()
+    net = make_net(len(spec.labels))
     if weights is not None:
-        net.load_state_dict(zoo.load_state_dict(weights))
+        zoo.load_weights(net, weights, what=spec.name)
     return net
 
 
@@ -48,10 +48,10 @@ def tiny_spec(**fields) -> zoo.ModelSpec:
     return zoo.ModelSpec(**values)
 
 
-def save_weights(path: Path, scale: float = 1.0) -> Path:
-    """A checkpoint of the tiny net (scaled, to make different weights)."""
+def save_weights(path: Path, scale: float = 1.0, classes: int = len(LABELS)) -> Path:
+    """A checkpoint of the tiny net (scaled, to make different weights; ``classes`` outputs)."""
     import torch
 
-    state = {k: v * scale if v.is_floating_point() else v for k, v in make_net().state_dict().items()}
+    state = {k: v * scale if v.is_floating_point() else v for k, v in make_net(classes).state_dict().items()}
     torch.save(state, path)
     return path

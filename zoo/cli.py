@@ -185,7 +185,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def _parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     if "parity" not in meta:
-        return [("source", f"prebuilt ONNX {meta['key_inputs']['source']['url']} (sha256 verified)")]
+        onnx = meta.get("onnx", {})
+        return [("source", f"prebuilt ONNX {onnx.get('file')} (sha256 {onnx.get('sha256')}, verified)")]
     lines = [("export", f"{meta['exporter']} exporter, opset {meta['opset']}, {meta['simplify_note']}")]
     for output, p in meta["parity"].items():
         top1 = f", top-1 agreement {p['top1_agreement']:.0%}" if p["top1_agreement"] is not None else ""
@@ -417,6 +418,7 @@ def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache
         name, _, key = argument.strip().partition("/")
         found = cache.entries(_cached_name(name), full=full)
         if key:
+            cache.entry_dir(_cached_name(name), key.lower())  # raises for what is not a key
             found = [e for e in found if e.key == key.lower()]
         if not found:
             raise CacheError(f"{argument!r} has nothing in the cache; 'zoo cache list' shows what has (NAME or "

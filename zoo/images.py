@@ -105,6 +105,8 @@ def decode(data: bytes, name: str = "<bytes>", limit: int | None = None) -> np.n
         raise ZooInputError(f"image {name} is empty (0 bytes)")
     header = _header(data, name, limit)
     if header is None:
+        if data.startswith(_SIGNATURES):
+            raise ZooInputError(f"image {name} is damaged or truncated (its header cannot be read)")
         start = data[:16].lstrip()
         what = "an HTML page" if start[:1] == b"<" else f"a file that starts with {data[:12]!r}"
         raise ZooInputError(f"image {name} is not an image format the zoo reads ({what}); JPEG, PNG, WebP, TIFF, "
@@ -118,6 +120,9 @@ def decode(data: bytes, name: str = "<bytes>", limit: int | None = None) -> np.n
         return _decode_with_pillow(data, name, limit)
     return _orient(pixels, header[2])
 
+
+#: How the formats the zoo reads begin: such a file whose header cannot be read is damaged.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 
 #: Lines the image codecs write to stderr themselves (libpng, libjpeg, libtiff, OpenCV's log).
 _CODEC_LINE = re.compile(rb"^(libpng (warning|error)|Corrupt JPEG|Premature end of JPEG|Invalid SOS|"

@@ -61,7 +61,11 @@ class OnnxRuntimeSession:
             raise UsageError(f"execution provider {', '.join(unknown)} is not available in this onnxruntime; "
                              f"choose among {', '.join(available)}")
         chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
-        self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
+        try:
+            self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
+        except Exception as error:  # onnxruntime raises its own Fail, InvalidGraph, NoSuchFile...
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise ZooError(f"onnxruntime {onnxruntime.__version__} cannot load {path}: {reason}") from None
         self.inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.input_name = next(iter(self.inputs))
