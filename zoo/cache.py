@@ -11,7 +11,7 @@ platformdirs gives for ``onnx-zoo`` (``~/.cache/onnx-zoo`` on Linux,
       models/<name>/<key>/.tmp-<pid>-<hex>/ a build in progress (or left by a killed one)
       downloads/<sha256>-<file>             fetched weights, named by their hash
       downloads/<sha256>-<file>.part        an interrupted download, resumed by the next fetch
-      locks/<hash>-<name>.lock              one lock per thing built or opened (free ones removed by prune)
+      locks/<hash>-<name>.lock              one lock per thing built or opened (prune and clear remove free ones)
 
 ``<name>`` is the model's canonical name, which :class:`zoo.spec.ModelSpec` restricts to
 characters that are safe in a file name; ``<key>`` is 16 hex digits of a hash over
@@ -24,9 +24,9 @@ an entry without valid metadata is incomplete and is never used. The locks are
 ``fcntl``/``LockFileEx`` locks (through filelock): the operating system releases them when
 their process dies, so a killed process never blocks a later one, and whatever it left
 is cleaned by the next writer; a writer waits for another as long as that one lives
-(``ZOO_LOCK_TIMEOUT`` sets a limit). A reader holds a shared lock on the entry while it
-opens the model, so that ``zoo cache rm``, ``prune`` and ``clear`` never delete an entry
-that is being opened (on Windows the lock is exclusive). Readers check each file's size and modification time
+(``ZOO_LOCK_TIMEOUT`` sets a limit). A reader holds a shared ``flock`` on the same lock
+file while it opens the model, so that ``zoo cache rm``, ``prune`` and ``clear`` never
+delete an entry that is being opened (on Windows the reader's lock is exclusive). Readers check each file's size and modification time
 against the metadata (and its sha256 when those differ), so a truncated or replaced file
 is rebuilt; ``zoo cache verify`` hashes everything.
 """
@@ -188,7 +188,7 @@ def try_locked(target: Path) -> Iterator[bool]:
     try:
         make_dirs(Path(lock.lock_file).parent)
         lock.acquire(timeout=0)
-    except (Timeout, NotWritableError, OSError):
+    except OSError:  # Timeout and NotWritableError are OSErrors too
         yield False
         return
     try:
@@ -208,7 +208,9 @@ def reading(target: Path) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # Windows: filelock has no shared lock; readers take the exclusive one
-        with locked(target):
+        with contextlib.ExitStack() as stack:
+            with contextlib.suppress(NotWritableError):
+                stack.enter_context(locked(target))
             yield
         return
     path = _lock_path(target)
@@ -396,9 +398,13 @@ class Entry:
 
 def folder_size(path: Path) -> int:
     """Bytes in the files under ``path`` (or of ``path`` itself)."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    def size(file: Path) -> int:
+        try:
+            return file.stat().st_size if file.is_file() else 0
+        except FileNotFoundError:  # moved or removed by a process that commits or cleans up
+            return 0
+
+    return size(path) if not path.is_dir() else sum(size(p) for p in path.rglob("*"))
 
 
 def entries(name: str | None = None, *, full: bool = False) -> list[Entry]:
@@ -491,13 +497,11 @@ def remove_free_locks() -> int:
         lock = FileLock(path)
         try:
             lock.acquire(timeout=0)
-        except (Timeout, OSError):
+        except OSError:  # held (filelock's Timeout), or not ours to remove
             continue
         try:
             path.unlink(missing_ok=True)
             count += 1
         finally:
             lock.release()
-    with contextlib.suppress(OSError):
-        folder.rmdir()
-    return count
+    return count  # the folder stays: a process may be about to create a lock file in it

@@ -137,8 +137,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
     ]
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
-    for entry in entries:
-        state = (f"{_built_from(entry.to_dict())}, {_size(entry.size)}, {entry.to_dict()['created']}" if entry.ok
+    for entry, record in zip(entries, data["cache"]["entries"]):
+        state = (f"{_built_from(record)}, {_size(entry.size)}, {record['created']}" if entry.ok
                  else "incomplete or damaged: rebuilt on next use")
         lines.append(("cache", f"{entry.name}/{entry.key}: {state}"))
     if not entries:
@@ -202,9 +202,10 @@ def _labels(args: argparse.Namespace) -> list[str] | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from zoo.model import prepare
+    from zoo.model import check_count, prepare
     from zoo.runtime import open_session
 
+    check_count("--threads", args.threads, optional=True)
     spec, converted = prepare(args.name, weights=args.weights, sha256=args.sha256, labels=_labels(args),
                               opset=args.opset, exporter=args.exporter, simplify=not args.no_simplify)
     meta = converted.metadata

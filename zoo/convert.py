@@ -182,13 +182,21 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
             metadata = cache.read_entry(folder)
             if metadata is None:
                 metadata = _build(spec, weights, folder, inputs)
-    elif metadata["files"][cache.MODEL_FILE]["mtime_ns"] != (folder / cache.MODEL_FILE).stat().st_mtime_ns:
+    elif metadata["files"][cache.MODEL_FILE]["mtime_ns"] != _mtime_ns(folder / cache.MODEL_FILE):
         try:  # verified by hash after a move or a touch: remember the new times
             with cache.locked(folder, what=spec.name):
                 metadata = cache.refresh_records(folder) or _build(spec, weights, folder, inputs)
         except NotWritableError:  # a read-only cache: the hash was checked, use it as it is
             pass
     return Converted(path=folder / cache.MODEL_FILE, metadata=metadata)
+
+
+def _mtime_ns(path: Path) -> int | None:
+    """The file's modification time, or None if another process has just removed it (zoo.get checks again)."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _weights_sha256(weights: WeightsSource) -> str | None:

@@ -99,11 +99,12 @@ def fetched(artifact: Artifact, *, policy: Policy | None = None, progress: bool 
         if dest.exists():
             try:
                 verify(dest, artifact)
-                yield dest
-                return
             except ChecksumError as error:
                 log.warning("cached file is damaged, fetching it again: %s", error)
                 dest.unlink()
+        if dest.exists():
+            yield dest
+            return
         url = source_url(artifact)
         parts = urlsplit(url)
         if is_offline() and parts.scheme != "file":  # a file a plugin ships needs no network

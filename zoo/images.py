@@ -144,8 +144,13 @@ class _StderrFilter:
             if self._depth == 0:
                 try:
                     capture = tempfile.TemporaryFile()
+                except OSError:  # no temporary folder: decode as is
+                    self._depth += 1
+                    return
+                try:
                     saved = os.dup(2)
-                except OSError:  # no stderr to redirect (a daemon), or no temporary folder: decode as is
+                except OSError:  # no stderr to redirect (a daemon)
+                    capture.close()
                     self._depth += 1
                     return
                 os.dup2(capture.fileno(), 2)

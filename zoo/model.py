@@ -102,7 +102,7 @@ class Model:
         PIL image. Classifiers return :class:`~zoo.results.Classification` with ``topk``
         classes; other models what their plugin's postprocessing returns.
         """
-        check_count("topk", topk)
+        check_count("topk", topk)  # before any image is decoded
         check_count("batch_size", batch_size, optional=True)
         single = not isinstance(x, (list, tuple))
         items = [x] if single else list(x)
@@ -181,11 +181,13 @@ def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact
         spec, weights = variant, None
     source = weights_module.resolve(weights, sha256, default=spec.weights, variants=registry.variants(spec.name)
                                     if spec.name in registry else ())
+    prebuilt = opset is None and exporter is None
     if labels is not None:
+        prebuilt = prebuilt and len(labels) == len(spec.labels)  # a prebuilt file has the spec's classes
         spec = _with_labels(spec, labels)
     info = registry.plugin_manager.infos.get(spec.plugin)
-    converted = convert(spec, source, prebuilt=opset is None and exporter is None, exporter=exporter, opset=opset,
-                        simplify=simplify, plugin_version=info.version if info else None)
+    converted = convert(spec, source, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
+                        plugin_version=info.version if info else None)
     return spec, converted
 
 

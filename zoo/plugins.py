@@ -92,7 +92,7 @@ class PluginManager(pluggy.PluginManager):
             unknown = sorted(c.name for c in self.get_hookcallers(plugin) or () if c.spec is None)
             if unknown:
                 self.unregister(name=name)
-                hooks = ", ".join(sorted(n for n in dir(self.hook) if n.startswith("zoo_")))
+                hooks = ", ".join(sorted(n for n, c in vars(self.hook).items() if getattr(c, "spec", None)))
                 raise pluggy.PluginValidationError(plugin, f"{', '.join(unknown)} is not a zoo hook (a typo?); "
                                                            f"the hooks are {hooks}")
             info.hooks = tuple(sorted(c.name for c in self.get_hookcallers(plugin) or ()))

@@ -78,8 +78,9 @@ class Registry:
             registrar = _Registrar(registry, plugin)
             info = plugin_manager.infos.get(plugin)
             try:
-                # One plugin at a time, each with its own register(), through pluggy's executor (which
-                # runs wrappers as pluggy does); subset_hook_caller would need hashable plugin objects.
+                # One plugin at a time, each with its own register(), through pluggy's executor (so a
+                # wrapper=True implementation runs as pluggy runs it); subset_hook_caller would do the
+                # same but needs hashable plugin objects.
                 plugin_manager._hookexec(hook.name, [impl], {"register": registrar}, False)
             except Exception as exc:  # noqa: BLE001 - a failing plugin must not take the others down
                 if info is not None:
