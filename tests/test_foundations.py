@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import types
 from pathlib import Path
@@ -30,9 +29,15 @@ from onnx import TensorProto, helper
 import zoo
 from zoo import cache, cli, download, images
 from zoo.convert import is_current, make_key, plan
-from zoo.errors import (CacheLockTimeout, DownloadError, NotWritableError, PluginError, SpecError, UsageError,
-                        WeightsError, ZooInputError)
-from zoo.registry import Registry, default_registry, reset_default_registry
+from zoo.errors import (
+    DownloadError,
+    PluginError,
+    SpecError,
+    UsageError,
+    WeightsError,
+    ZooInputError,
+)
+from zoo.registry import default_registry
 from zoo.results import classify
 from zoo.testing import _normalised_range
 
@@ -153,7 +158,7 @@ def test_4_a_prediction_does_not_depend_on_the_rest_of_the_batch(tmp_path, score
     together = model.predict([looks_like_probabilities, other])[0]
     assert alone == together
     assert alone.score == (1.0 if scores == "probabilities" else pytest.approx(np.e / (np.e + 3)))
-    first, second = classify(np.array([[0.5, 0.5, 0], [2, 1, 0]]), ("a", "b", "c"))
+    first, _ = classify(np.array([[0.5, 0.5, 0], [2, 1, 0]]), ("a", "b", "c"))
     assert first == classify(np.array([[0.5, 0.5, 0]]), ("a", "b", "c"))[0]
     with pytest.raises(SpecError, match="'scores' must be one of"):
         make_spec(scores="softmax")
@@ -297,7 +302,7 @@ def test_9_cache_rm_waits_for_a_reader_that_is_opening_the_entry_and_prune_skips
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(1.5)
         assert child.poll() is None and folder.exists()  # waiting for the reader
-    out, err = child.communicate(timeout=60)
+    out, _ = child.communicate(timeout=60)
     assert child.returncode == 0 and "removed digits/" in out and not folder.exists()
 
 
@@ -432,15 +437,15 @@ def test_12_prune_and_clear_remove_unused_lock_files():
 def read_only(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``zoo ARGS`` with ``folder`` read-only: a read-only bind mount as root, file modes otherwise."""
     if os.geteuid() == 0:
-        if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], check=False).returncode:
             pytest.skip("a read-only folder needs unshare as root (chmod does not stop root)")
         command = (f"mount --bind -o ro {shlex_quote(folder)} {shlex_quote(folder)} && exec {shlex_quote(sys.executable)}"
                    f" -m zoo.cli {' '.join(map(shlex_quote, args))}")
         return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", command],
-                              capture_output=True, text=True, timeout=120, env=os.environ.copy())
+                              capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False)
     modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
-    for path in modes:
-        path.chmod(modes[path] & ~0o222)
+    for path, mode in modes.items():
+        path.chmod(mode & ~0o222)
     try:
         return run_zoo(*args)
     finally:

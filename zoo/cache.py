@@ -26,7 +26,8 @@ their process dies, so a killed process never blocks a later one, and whatever i
 is cleaned by the next writer; a writer waits for another as long as that one lives
 (``ZOO_LOCK_TIMEOUT`` sets a limit). A reader holds a shared ``flock`` on the same lock
 file while it opens the model, so that ``zoo cache rm``, ``prune`` and ``clear`` never
-delete an entry that is being opened (on Windows the reader's lock is exclusive). Readers check each file's size and modification time
+delete an entry that is being opened (on Windows the reader's lock is exclusive).
+Readers check each file's size and modification time
 against the metadata (and its sha256 when those differ), so a truncated or replaced file
 is rebuilt; ``zoo cache verify`` hashes everything.
 """
@@ -130,6 +131,13 @@ def _lock_path(target: Path) -> Path:
     return cache_root() / "locks" / f"{digest}-{target.name}.lock"
 
 
+def _lock_for(target: Path) -> FileLock:
+    """The exclusive lock of ``target``, its folder made (:class:`NotWritableError` if it cannot be)."""
+    path = _lock_path(target)
+    make_dirs(path.parent)
+    return FileLock(path)
+
+
 def lock_timeout() -> float | None:
     """``ZOO_LOCK_TIMEOUT`` in seconds, or None (the default: wait as long as the holder lives)."""
     value = os.environ.get("ZOO_LOCK_TIMEOUT", "").strip()
@@ -156,8 +164,7 @@ def locked(target: Path, what: str | None = None, timeout: float | None = None) 
     ``ZOO_LOCK_TIMEOUT``, unset: none) limits it with :class:`~zoo.errors.CacheLockTimeout`.
     """
     timeout = lock_timeout() if timeout is None else timeout
-    lock = FileLock(_lock_path(target))
-    make_dirs(Path(lock.lock_file).parent)
+    lock = _lock_for(target)
     started = time.monotonic()
     while True:
         waited = time.monotonic() - started
@@ -184,9 +191,8 @@ def locked(target: Path, what: str | None = None, timeout: float | None = None) 
 @contextmanager
 def try_locked(target: Path) -> Iterator[bool]:
     """Like :func:`locked` without waiting: yields whether the lock was free (and is now held)."""
-    lock = FileLock(_lock_path(target))
     try:
-        make_dirs(Path(lock.lock_file).parent)
+        lock = _lock_for(target)
         lock.acquire(timeout=0)
     except OSError:  # Timeout and NotWritableError are OSErrors too
         yield False

@@ -311,7 +311,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, runtime=args.runtime,
                     providers=args.providers, threads=args.threads, batch_size=args.batch_size)
     bar = _progress(len(paths), args)
-    write = (lambda text: bar.write(text, file=sys.stdout)) if bar is not None else print
     rows: list[dict[str, Any]] = []
     failed = 0
     for start in range(0, len(paths), model.batch_size):  # a batch at a time: memory stays flat
@@ -322,7 +321,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 inputs.append(model.preprocess(path))
                 chunk.append({"image": path})
             except ZooInputError as error:
-                _error_line(f"zoo: error: {error}", bar)
+                _write(f"zoo: error: {error}", bar, sys.stderr)
                 chunk.append({"image": path, "error": str(error)})
                 failed += 1
         results = iter(model.postprocess(model.run(np.concatenate(inputs)), topk=args.topk) if inputs else [])
@@ -330,11 +329,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "error" not in row:
                 row["result"] = _jsonable(next(results)) if args.json or args.jsonl else next(results)
             if args.jsonl:
-                write(json.dumps(row, default=str, ensure_ascii=False))
+                _write(json.dumps(row, default=str, ensure_ascii=False), bar)
             elif args.json:
                 rows.append(row)
             elif "result" in row:
-                write(_format_result(row["image"], row["result"]))
+                _write(_format_result(row["image"], row["result"]), bar)
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:
@@ -355,11 +354,13 @@ def _progress(total: int, args: argparse.Namespace) -> Any:
     return tqdm(total=total, unit="image", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def _error_line(text: str, bar: Any) -> None:
+def _write(text: str, bar: Any, file: Any = None) -> None:
+    """Print a line (on stdout unless ``file``), above the progress bar if there is one."""
+    file = sys.stdout if file is None else file
     if bar is not None:
-        bar.write(text, file=sys.stderr)
+        bar.write(text, file=file)
     else:
-        print(text, file=sys.stderr)
+        print(text, file=file)
 
 
 def _jsonable(result: Any) -> Any:
@@ -417,9 +418,10 @@ def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache
     selected: list[cache.Entry] = []
     for argument in names:
         name, _, key = argument.strip().partition("/")
-        found = cache.entries(_cached_name(name), full=full)
+        name = _cached_name(name)
+        found = cache.entries(name, full=full)
         if key:
-            cache.entry_dir(_cached_name(name), key.lower())  # raises for what is not a key
+            cache.entry_dir(name, key.lower())  # raises for what is not a key
             found = [e for e in found if e.key == key.lower()]
         if not found:
             raise CacheError(f"{argument!r} has nothing in the cache; 'zoo cache list' shows what has (NAME or "

@@ -205,15 +205,14 @@ def _weights_sha256(weights: WeightsSource) -> str | None:
     return cache.sha256_of(weights) if isinstance(weights, Path) else None
 
 
-def weights_record(spec: ModelSpec, weights: WeightsSource) -> dict[str, Any] | None:
-    """Which weights an export was built from, as ``zoo cache list`` and ``zoo info`` show them."""
+def weights_record(spec: ModelSpec, weights: WeightsSource, sha256: str | None) -> dict[str, Any] | None:
+    """Which weights an export was built from (``sha256``: as the key has it), as ``zoo cache list`` shows them."""
     if weights is None:
         return None
-    own = weights == spec.weights
     if isinstance(weights, Artifact):
-        return {"tag": (spec.tag or "default") if own else None, "file": weights.filename, "location": weights.url,
-                "sha256": weights.sha256}
-    return {"tag": None, "file": weights.name, "location": str(weights), "sha256": _weights_sha256(weights)}
+        tag = (spec.tag or "default") if weights == spec.weights else None
+        return {"tag": tag, "file": weights.filename, "location": weights.url, "sha256": sha256}
+    return {"tag": None, "file": weights.name, "location": str(weights), "sha256": sha256}
 
 
 def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +227,8 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
             _fetch_prebuilt(spec, model_path)
             record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.sha256}}  # type: ignore[union-attr]
         else:
-            record = {"weights": weights_record(spec, weights), **_export(spec, weights, model_path, source)}
+            record = {"weights": weights_record(spec, weights, source["weights_sha256"]),
+                      **_export(spec, weights, model_path, source)}
         cache.check_external_data(model_path)
         metadata = {
             "name": spec.name,

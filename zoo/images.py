@@ -143,18 +143,17 @@ class _StderrFilter:
         with self._lock:
             if self._depth == 0:
                 try:
-                    capture = tempfile.TemporaryFile()
-                except OSError:  # no temporary folder: decode as is
-                    self._depth += 1
-                    return
-                try:
-                    saved = os.dup(2)
-                except OSError:  # no stderr to redirect (a daemon)
-                    capture.close()
-                    self._depth += 1
-                    return
-                os.dup2(capture.fileno(), 2)
-                self._saved, self._capture = saved, capture
+                    capture = tempfile.TemporaryFile()  # noqa: SIM115 - kept open until the last decode ends
+                    try:
+                        saved = os.dup(2)
+                    except OSError:
+                        capture.close()
+                        raise
+                except OSError:  # no temporary folder, or no stderr (a daemon): decode as is
+                    pass
+                else:
+                    os.dup2(capture.fileno(), 2)
+                    self._saved, self._capture = saved, capture
             self._depth += 1
 
     def leave(self) -> None:

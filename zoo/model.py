@@ -179,8 +179,8 @@ def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact
     variant = _variant(registry, spec, weights)
     if variant is not None:
         spec, weights = variant, None
-    source = weights_module.resolve(weights, sha256, default=spec.weights, variants=registry.variants(spec.name)
-                                    if spec.name in registry else ())
+    variants = registry.variants(spec.name) if isinstance(weights, str) and spec.name in registry else ()
+    source = weights_module.resolve(weights, sha256, default=spec.weights, variants=variants)
     prebuilt = opset is None and exporter is None
     if labels is not None:
         prebuilt = prebuilt and len(labels) == len(spec.labels)  # a prebuilt file has the spec's classes

@@ -22,6 +22,7 @@ from zoo import hookspecs
 from zoo._env import env_flag
 from zoo.errors import PluginError
 
+
 @dataclass
 class PluginInfo:
     """One plugin as ``zoo plugins`` shows it."""

@@ -150,7 +150,7 @@ class Registry:
         """The names of the plugins that ``plugin`` designates: itself, or those of a distribution of that name."""
         wanted = plugin.strip().lower()
         names = {wanted}
-        for name, info in self.plugin_manager.infos.items():
+        for info in self.plugin_manager.infos.values():
             if info.distribution and wanted in (info.distribution.lower(), info.distribution.lower().removeprefix("zoo-")):
                 names.add(info.name)
         return names

@@ -63,7 +63,7 @@ class OnnxRuntimeSession:
         chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         try:
             self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
-        except Exception as error:  # onnxruntime raises its own Fail, InvalidGraph, NoSuchFile...
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own Fail, InvalidGraph, NoSuchFile...
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise ZooError(f"onnxruntime {onnxruntime.__version__} cannot load {path}: {reason}") from None
         self.inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
