@@ -39,10 +39,12 @@ from zoo.plugins import PluginInfo
 from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from zoo.registry import default_registry
 from zoo.spec import Artifact, ModelSpec
+from zoo.tasks import Task
 
 if TYPE_CHECKING:
-    from zoo.model import Model, get
-    from zoo.results import Classification, Prediction, Regression
+    from zoo.geometry import Geometry
+    from zoo.model import Model, Pipeline, get
+    from zoo.results import Classification, Detection, Detections, Prediction, Regression, Segmentation
     from zoo.weights import load_state_dict, load_weights
 
 __version__ = "0.1.0"
@@ -55,19 +57,25 @@ __all__ = [
     "CacheLockTimeout",
     "ChecksumError",
     "Classification",
+    "Detection",
+    "Detections",
     "DownloadError",
     "DuplicateModelError",
     "ExportError",
+    "Geometry",
     "Model",
     "ModelSpec",
     "OfflineError",
+    "Pipeline",
     "PluginError",
     "PluginInfo",
     "PluginNotInstalledError",
     "Prediction",
     "Preprocess",
     "Regression",
+    "Segmentation",
     "SpecError",
+    "Task",
     "UnknownModelError",
     "UsageError",
     "WeightsError",
@@ -83,8 +91,10 @@ __all__ = [
 ]
 
 # Imported on first use, so that `import zoo` (and `zoo list`) stays free of numpy and onnxruntime.
-_LAZY = {"get": "zoo.model", "Model": "zoo.model", "load_state_dict": "zoo.weights", "load_weights": "zoo.weights",
-         "Classification": "zoo.results", "Prediction": "zoo.results", "Regression": "zoo.results"}
+_LAZY = {"get": "zoo.model", "Model": "zoo.model", "Pipeline": "zoo.model", "load_state_dict": "zoo.weights",
+         "load_weights": "zoo.weights", "Geometry": "zoo.geometry",
+         **{name: "zoo.results" for name in ("Classification", "Prediction", "Regression", "Detection", "Detections",
+                                             "Segmentation")}}
 
 
 def __getattr__(name: str) -> Any:

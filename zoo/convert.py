@@ -98,6 +98,8 @@ def spec_inputs(spec: ModelSpec) -> dict[str, Any]:
         "build": callable_name(spec.build),
         "outputs": list(spec.outputs),
         "input_shape": list(spec.preprocess.input_shape),
+        "inputs": spec.graph_inputs(),
+        "batch_axis": spec.batch_axis,
         "labels": hashlib.sha256("\n".join(spec.labels).encode()).hexdigest()[:16],
         "atol": spec.atol,
         "rtol": spec.rtol,
@@ -286,7 +288,7 @@ def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: d
            source["exporter"], source["opset"])
     with fetched(weights) if isinstance(weights, Artifact) else contextlib.nullcontext(weights) as local:
         report = export.export(spec, local, model_path, exporter=source["exporter"], opset=source["opset"],
-                               simplify=source["simplify"], images=sample_inputs(spec))
+                               simplify=source["simplify"], photo=sample_photo())
     return report.to_dict()
 
 

@@ -88,16 +88,16 @@ class SpecError(ZooError, ValueError):
 
 
 class DuplicateModelError(ZooError, ValueError):
-    """Two plugins (or one plugin twice) registered the same model name or alias."""
+    """Two plugins (or one plugin twice) registered the same model name or alias (or task name)."""
 
-    def __init__(self, name: str, first: str, second: str) -> None:
+    def __init__(self, name: str, first: str, second: str, *, what: str = "model name") -> None:
         self.name = name
         self.plugins = (first, second)
         if first == second:
-            message = f"plugin {first!r} registers the model name {name!r} twice"
+            message = f"plugin {first!r} registers the {what} {name!r} twice"
         else:
             message = (
-                f"model name {name!r} is registered by both plugin {first!r} and plugin "
+                f"{what} {name!r} is registered by both plugin {first!r} and plugin "
                 f"{second!r}; uninstall one of them, or choose with ZOO_LOAD_PLUGINS"
             )
         super().__init__(message)

@@ -5,18 +5,22 @@
 1. ``spec.build(spec, weights)`` gives the eval-mode module;
 2. ``torch.onnx.export`` with the exporter and opset chosen explicitly (TorchScript,
    opset 17 by default: it accepts every model tried so far and takes under a second for
-   small ones; ``dynamo`` is the alternative), input ``input``, the spec's output names,
-   and a dynamic batch axis;
+   small ones; ``dynamo`` is the alternative), the spec's input names (``input`` by
+   default; the module's ``forward`` takes them in the spec's order) and output names, a
+   dynamic batch axis where the outputs have one, and dynamic height and width where the
+   preprocessing gives images their own size;
 3. onnxsim, best effort: its result must pass ``onnx.checker``'s full check and the
    parity check; if it does not, the exported file is kept (and must pass both itself)
    and the report says why; models over 2 GB are not simplified;
-4. parity: PyTorch against onnxruntime on random inputs and the given ``images`` (already
-   preprocessed, e.g. a photo: random inputs alone can hide a divergence); the report
-   holds the largest absolute and relative difference per output and, for outputs with a
-   class axis, top-1 agreement. Beyond ``|onnx - torch| <= atol + rtol * scale``, where
-   ``scale`` is the largest magnitude in that sample's output (a logit near zero next to
-   logits of 10 need not match to 0.1% of itself): :class:`~zoo.errors.ExportError`
-   naming the output and the numbers.
+4. parity: PyTorch against onnxruntime on random inputs and a photo (random inputs alone
+   can hide a divergence), the photo at three sizes when the size is dynamic
+   (:func:`parity_runs`); the report holds the largest absolute and relative difference
+   per output and, for outputs with a class axis, top-1 agreement. Beyond
+   ``|onnx - torch| <= atol + rtol * scale``, where ``scale`` is the largest magnitude in
+   that sample's output (a logit near zero next to logits of 10 need not match to 0.1% of
+   itself), or where the shapes differ (detections after NMS), the task compares the two
+   as results (boxes matched by IoU, masks by agreement); if it finds a difference too:
+   :class:`~zoo.errors.ExportError` naming the output and the numbers.
 
 Models over 2 GB are saved with external data beside the file.
 """
@@ -34,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ExportError, ZooError
+from zoo.geometry import Geometry
 from zoo.spec import ModelSpec
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -47,9 +52,29 @@ PROTOBUF_LIMIT = 2 * 1024**3
 class OutputParity:
     """How far one ONNX output is from PyTorch's."""
 
-    max_abs: float
-    max_rel: float
+    max_abs: float | None  # None: compared as results (see note)
+    max_rel: float | None
     top1_agreement: float | None  # fraction of samples whose argmax agrees; None without a class axis
+    note: str = ""
+
+    def worst(self, other: OutputParity) -> OutputParity:
+        """The worse figures of two runs."""
+
+        def worse(a: float | None, b: float | None, pick: Any = max) -> float | None:
+            known = [v for v in (a, b) if v is not None]
+            return pick(known) if known else None
+
+        return OutputParity(max_abs=worse(self.max_abs, other.max_abs), max_rel=worse(self.max_rel, other.max_rel),
+                            top1_agreement=worse(self.top1_agreement, other.top1_agreement, min),
+                            note=self.note or other.note)
+
+
+class OutputMismatch(ExportError):
+    """An output's values (or shape) differ from PyTorch's beyond the spec's tolerance."""
+
+    @property
+    def compared(self) -> str:
+        return str(self).split(": ", 1)[-1]
 
 
 @dataclass
@@ -79,12 +104,12 @@ def versions() -> dict[str, str]:
 
 def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str = DEFAULT_EXPORTER,
            opset: int | None = None, simplify: bool = True, samples: int = 2, seed: int = 0,
-           images: np.ndarray | None = None) -> ExportReport:
+           photo: np.ndarray | None = None) -> ExportReport:
     """Export ``spec`` (with ``weights``) to ``path`` and return the parity report.
 
-    ``samples`` random inputs, and the batch ``images`` if given, are compared.
+    ``samples`` random inputs, and ``photo`` (an RGB uint8 image) preprocessed by the spec,
+    are compared; a model with a dynamic input size is compared on the photo at three sizes.
     """
-    import onnx
     import torch
 
     if exporter not in EXPORTERS:
@@ -99,50 +124,122 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     except Exception as error:
         raise ExportError(f"building the PyTorch model {spec.name!r} (plugin {spec.plugin or '-'}) with weights "
                           f"{weights} failed: {type(error).__name__}: {error}") from error
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn((samples, *spec.preprocess.input_shape), generator=generator)
-    if images is not None:
-        inputs = torch.cat([inputs, torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))])
+    runs = parity_runs(spec, samples, seed, photo)
     with torch.inference_mode():
-        expected = _as_outputs(module(inputs), spec)
-    dummy = inputs[:1]
+        expected = [_as_outputs(module(*_tensors(feeds)), spec) for feeds, _ in runs]
     tensors = [*module.parameters(), *module.buffers()]
     large = sum(t.numel() * t.element_size() for t in tensors) >= PROTOBUF_LIMIT
+    dummy = tuple(t[:1] for t in _tensors(runs[0][0]))
     try:
-        if exporter == "dynamo":
-            with contextlib.redirect_stdout(sys.stderr):  # its progress lines must not mix with --json output
-                torch.onnx.export(module, (dummy,), str(path), dynamo=True, opset_version=opset,
-                                  input_names=["input"], output_names=list(spec.outputs),
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=large)
-        else:
-            with warnings.catch_warnings():
-                # The deprecation notice is for torch users, not ours; tracer warnings (a Python
-                # branch on a tensor) are what the parity check below exists to catch.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                                  output_names=list(spec.outputs),
-                                  dynamic_axes={name: {0: "batch"} for name in ("input", *spec.outputs)})
+        _torch_export(module, dummy, spec, path, exporter, opset, large)
     except Exception as error:
         raise ExportError(f"exporting {spec.name!r} with the {exporter} exporter (opset {opset}) failed: "
                           f"{type(error).__name__}: {error}") from error
-    batch = inputs.numpy()
     if not simplify:
         parity, note = None, "not requested"
     elif large:  # onnxsim works on one protobuf message, which cannot exceed 2 GB
         parity, note = None, "skipped: the model is over 2 GB"
     else:
-        parity, note = _simplify(spec, path, batch, expected)
+        parity, note = _simplify(spec, path, runs, expected)
     simplified = parity is not None
     if parity is None:  # the exported file is kept: it must pass the checks itself
-        try:
-            onnx.checker.check_model(str(path), full_check=True)
-        except Exception as error:
-            raise ExportError(f"the {exporter} exporter (opset {opset}) made an invalid ONNX file for {spec.name!r}: "
-                              f"{type(error).__name__}: {error}") from error
-        parity = _compare(spec, path, batch, expected)  # raises beyond tolerance
+        _check(spec, path, exporter, opset)
+        parity = _compare(spec, path, runs, expected)  # raises beyond tolerance
     return ExportReport(exporter=exporter, opset=opset, simplified=simplified, simplify_note=note,
-                        samples=len(inputs), parity=parity, versions=versions())
+                        samples=sum(len(g) for _, g in runs), parity=parity, versions=versions())
+
+
+def _torch_export(module: Any, dummy: tuple[Any, ...], spec: ModelSpec, path: Path, exporter: str, opset: int,
+                  large: bool) -> None:
+    """``torch.onnx.export`` with the spec's input and output names and its dynamic axes."""
+    import torch
+
+    names = list(spec.graph_inputs())
+    axes = dynamic_axes(spec)
+    if exporter == "dynamo":
+        dims = {axis: torch.export.Dim(label, min=2 if label != "batch" else 1) for axis, label in axes.items()}
+        shapes = tuple(dims if source == "image" else ({0: dims[0]} if 0 in dims else None)
+                       for source in spec.graph_inputs().values())
+        with contextlib.redirect_stdout(sys.stderr):  # its progress lines must not mix with --json output
+            torch.onnx.export(module, dummy, str(path), dynamo=True, opset_version=opset, input_names=names,
+                              output_names=list(spec.outputs), dynamic_shapes=shapes, external_data=large)
+        return
+    with warnings.catch_warnings():
+        # The deprecation notice is for torch users, not ours; tracer warnings (a Python
+        # branch on a tensor) are what the parity check below exists to catch.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        batch = {0: "batch"} if spec.batch_axis else {}
+        named = {name: (axes if source == "image" else batch) for name, source in spec.graph_inputs().items()}
+        named.update({name: batch for name in spec.outputs})
+        torch.onnx.export(module, dummy, str(path), dynamo=False, opset_version=opset, input_names=names,
+                          output_names=list(spec.outputs), dynamic_axes={k: v for k, v in named.items() if v})
+
+
+def dynamic_axes(spec: ModelSpec) -> dict[int, str]:
+    """The image input's dynamic axes: the batch (where outputs have one) and, for a dynamic size, height and width."""
+    pre = spec.preprocess
+    axes = {0: "batch"} if spec.batch_axis else {}
+    if pre.dynamic:
+        axes.update({2: "height", 3: "width"} if pre.layout == "NCHW" else {1: "height", 2: "width"})
+    return axes
+
+
+def parity_runs(spec: ModelSpec, samples: int = 2, seed: int = 0, photo: np.ndarray | None = None
+                ) -> list[tuple[dict[str, np.ndarray], list[Geometry]]]:
+    """The inputs an export is compared on, as runs of the graph: feeds by input name, and their geometries.
+
+    A fixed-size model: one run of ``samples`` random inputs and the photo. A dynamic
+    size: the photo at three sizes (and the random inputs at the first), each run alone
+    when the model runs images one at a time.
+    """
+    pre = spec.preprocess
+    generator = np.random.default_rng(seed)
+    photos = [photo] if photo is not None else []
+    if pre.dynamic and photo is not None:
+        import cv2
+
+        height, width = photo.shape[:2]
+        photos += [cv2.resize(photo, (max(8, width // 2), max(8, height // 2)), interpolation=cv2.INTER_AREA),
+                   cv2.resize(photo, (max(8, width * 3 // 4), max(8, height // 3)), interpolation=cv2.INTER_AREA)]
+    prepared = [pre.transform(p) for p in photos]
+    shape = tuple(d or 64 for d in pre.input_shape) if not prepared else prepared[0][0].shape
+    for _ in range(samples):
+        noise = generator.standard_normal(shape, dtype=np.float32)
+        size = (shape[1], shape[2]) if pre.layout == "NCHW" else (shape[0], shape[1])
+        prepared.insert(0, (noise, prepared[0][1] if prepared else Geometry.identity(*size)))
+    one_at_a_time = not spec.batch_axis or pre.dynamic
+    groups = [[item] for item in prepared] if one_at_a_time else [prepared]
+    return [(feeds(spec, np.stack([t for t, _ in group]), [g for _, g in group]), [g for _, g in group])
+            for group in groups]
+
+
+def feeds(spec: ModelSpec, batch: np.ndarray, geometries: list[Geometry]) -> dict[str, np.ndarray]:
+    """The graph's inputs by name for a preprocessed batch (extra inputs as float32, from the geometries)."""
+    fed = {}
+    for name, source in spec.graph_inputs().items():
+        if source == "image":
+            fed[name] = np.ascontiguousarray(batch, dtype=np.float32)
+        else:
+            fed[name] = np.asarray([g.original if source == "original_size" else g.input if source == "input_size"
+                                    else g.scale for g in geometries], np.float32)
+    return fed
+
+
+def _tensors(fed: dict[str, np.ndarray]) -> list[Any]:
+    import torch
+
+    return [torch.from_numpy(value) for value in fed.values()]
+
+
+def _check(spec: ModelSpec, path: Path, exporter: str, opset: int) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as error:
+        raise ExportError(f"the {exporter} exporter (opset {opset}) made an invalid ONNX file for {spec.name!r}: "
+                          f"{type(error).__name__}: {error}") from error
 
 
 def _as_outputs(result: Any, spec: ModelSpec) -> list[np.ndarray]:
@@ -150,45 +247,86 @@ def _as_outputs(result: Any, spec: ModelSpec) -> list[np.ndarray]:
     if len(tensors) != len(spec.outputs):
         raise ExportError(f"model {spec.name!r} returns {len(tensors)} outputs but its spec names "
                           f"{len(spec.outputs)}: {list(spec.outputs)}")
-    return [t.detach().float().numpy() for t in tensors]
+    return [t.detach().numpy() if not t.is_floating_point() else t.detach().float().numpy() for t in tensors]
 
 
-def _run_onnx(path: Path, inputs: np.ndarray) -> list[np.ndarray]:
+def _run_onnx(path: Path, fed: dict[str, np.ndarray]) -> list[np.ndarray]:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": inputs})
+    return session.run(None, fed)
 
 
-def _compare(spec: ModelSpec, path: Path, inputs: np.ndarray, expected: list[np.ndarray]) -> dict[str, OutputParity]:
-    """Per-output differences; raises :class:`ExportError` naming the first output beyond tolerance."""
-    try:
-        actual = _run_onnx(path, inputs)
-    except Exception as error:
-        raise ExportError(f"{spec.name!r}: onnxruntime cannot run the exported model on a batch of {len(inputs)}: "
-                          f"{type(error).__name__}: {error}") from error
-    parity = {}
-    for name, want, got in zip(spec.outputs, expected, actual):
-        if want.shape != got.shape:
-            raise ExportError(f"{spec.name!r}: output {name!r} has shape {got.shape} in ONNX but {want.shape} "
-                              f"in PyTorch")
-        diff, scale = differences(got, want)
-        max_abs = float(diff.max(initial=0.0))
-        max_rel = float((diff / np.maximum(scale, np.finfo(np.float32).tiny)).max(initial=0.0))
-        top1 = None
-        if want.ndim == 2 and want.shape[1] > 1:
-            top1 = float(np.mean(want.argmax(axis=1) == got.argmax(axis=1)))
-        parity[name] = OutputParity(max_abs=max_abs, max_rel=max_rel, top1_agreement=top1)
-        excess = diff - (spec.atol + spec.rtol * scale)
-        if (excess > 0).any():
-            worst = np.unravel_index(int(excess.argmax()), excess.shape)
-            raise ExportError(
-                f"{spec.name!r}: ONNX output {name!r} differs from PyTorch beyond tolerance "
-                f"(atol {spec.atol:g}, rtol {spec.rtol:g}): max abs diff {max_abs:.3g}, max rel diff {max_rel:.3g}, "
-                f"worst at index {tuple(int(i) for i in worst)} ({got[worst]:.6g} vs {want[worst]:.6g})"
-                + (f", top-1 agreement {top1:.0%}" if top1 is not None else "")
-            )
+def _compare(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray], list[Geometry]]],
+             expected: list[list[np.ndarray]]) -> dict[str, OutputParity]:
+    """Per-output differences over every run; raises :class:`ExportError` naming the first output beyond tolerance.
+
+    Outputs are compared value by value; variable-length outputs (detections after NMS:
+    shapes that differ, or a graph without a batch axis) that differ are compared as
+    results by the task (boxes matched by IoU, masks by agreement).
+    """
+    parity: dict[str, OutputParity] = {}
+    for (fed, geometries), want in zip(runs, expected):
+        try:
+            got = _run_onnx(path, fed)
+        except Exception as error:
+            raise ExportError(f"{spec.name!r}: onnxruntime cannot run the exported model on inputs of shapes "
+                              f"{[v.shape for v in fed.values()]}: {type(error).__name__}: {error}") from error
+        try:
+            run_parity = {name: _compare_output(spec, name, w, g) for name, w, g in zip(spec.outputs, want, got)}
+        except OutputMismatch as error:
+            variable = not spec.batch_axis or any(w.shape != g.shape for w, g in zip(want, got))
+            if not variable or not _results_agree(spec, want, got, geometries):
+                raise
+            run_parity = {name: OutputParity(max_abs=None, max_rel=None, top1_agreement=None,
+                                              note=f"compared as results: {error.compared}")
+                          for name in spec.outputs}
+        for name, figures in run_parity.items():
+            parity[name] = figures if name not in parity else parity[name].worst(figures)
     return parity
+
+
+def _compare_output(spec: ModelSpec, name: str, want: np.ndarray, got: np.ndarray) -> OutputParity:
+    if want.shape != got.shape:
+        raise OutputMismatch(f"{spec.name!r}: output {name!r} has shape {got.shape} in ONNX but {want.shape} "
+                             f"in PyTorch")
+    diff, scale = differences(got, want)
+    max_abs = float(diff.max(initial=0.0))
+    max_rel = float((diff / np.maximum(scale, np.finfo(np.float32).tiny)).max(initial=0.0))
+    top1 = None
+    if want.ndim == 2 and want.shape[1] > 1:
+        top1 = float(np.mean(want.argmax(axis=1) == got.argmax(axis=1)))
+    excess = diff - (spec.atol + spec.rtol * scale)
+    if (excess > 0).any():
+        worst = np.unravel_index(int(excess.argmax()), excess.shape)
+        raise OutputMismatch(
+            f"{spec.name!r}: ONNX output {name!r} differs from PyTorch beyond tolerance "
+            f"(atol {spec.atol:g}, rtol {spec.rtol:g}): max abs diff {max_abs:.3g}, max rel diff {max_rel:.3g}, "
+            f"worst at index {tuple(int(i) for i in worst)} ({got[worst]:.6g} vs {want[worst]:.6g})"
+            + (f", top-1 agreement {top1:.0%}" if top1 is not None else "")
+        )
+    return OutputParity(max_abs=max_abs, max_rel=max_rel, top1_agreement=top1)
+
+
+def _results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray],
+                   geometries: list[Geometry]) -> bool:
+    """Whether the task, comparing the two sets of outputs postprocessed, finds them equal."""
+    from zoo.registry import default_registry
+    from zoo.tasks import accepted_options, postprocess
+
+    task = default_registry().task(spec.task)
+    if task is None or task.compare is None:
+        return False
+    options = accepted_options(spec, task)
+    wrap = (lambda v: v) if spec.batch_axis else (lambda v: v[None])
+    results = [postprocess(spec, task, {n: wrap(v) for n, v in zip(spec.outputs, outputs)}, geometries, options)
+               for outputs in (want, got)]
+    try:
+        for a, b in zip(*results):
+            task.compare(a, b, spec)
+    except AssertionError as error:
+        raise ExportError(f"{spec.name!r}: ONNX results differ from PyTorch's ({task.name} comparison): {error}") from None
+    return True
 
 
 def differences(got: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,8 +345,8 @@ def within_tolerance(got: np.ndarray, want: np.ndarray, spec: ModelSpec) -> bool
     return bool((diff <= spec.atol + spec.rtol * scale).all())
 
 
-def _simplify(spec: ModelSpec, path: Path, inputs: np.ndarray,
-              expected: list[np.ndarray]) -> tuple[dict[str, OutputParity] | None, str]:
+def _simplify(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray], list[Geometry]]],
+              expected: list[list[np.ndarray]]) -> tuple[dict[str, OutputParity] | None, str]:
     """Replace ``path`` by its onnxsim simplification if that checks and keeps parity.
 
     Returns the simplified model's parity (None if ``path`` was kept) and a note saying why.
@@ -223,7 +361,7 @@ def _simplify(spec: ModelSpec, path: Path, inputs: np.ndarray,
             return None, "onnxsim could not validate its result; kept the unsimplified model"
         onnx.save(simplified, str(candidate))
         onnx.checker.check_model(str(candidate), full_check=True)
-        parity = _compare(spec, candidate, inputs, expected)
+        parity = _compare(spec, candidate, runs, expected)
     except Exception as error:  # noqa: BLE001 - onnxsim is best effort by design
         candidate.unlink(missing_ok=True)
         return None, f"onnxsim failed ({type(error).__name__}: {error}); kept the unsimplified model"

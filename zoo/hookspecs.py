@@ -21,6 +21,8 @@ Rules every plugin keeps:
 * **Fail alone.** If a plugin's import or one of its hooks raises, the zoo reports it in
   ``zoo plugins`` and keeps every other plugin working. Whatever a failing hook had
   registered is withdrawn, so a plugin is either wholly there or wholly absent.
+
+The zoo's own tasks are registered by :mod:`zoo.tasks.builtin` through the same hooks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Callable
 import pluggy
 
 from zoo.spec import ModelSpec
+from zoo.tasks import Task
 
 #: The pluggy project name, and the entry-point group plugins are found in.
 PROJECT = "zoo"
@@ -64,4 +67,39 @@ def zoo_register_models(register: Callable[[ModelSpec], None]) -> None:
             register(zoo.ModelSpec(name="tiny", task="image-classification",
                                    preprocess=zoo.Preprocess(resize=(32, 32)),
                                    build=build_tiny, labels=("cat", "dog")))
+
+    :param register: ``register(spec)``, to call once per :class:`zoo.ModelSpec`.
+    :returns: nothing; what counts is what was passed to ``register``.
+
+    .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       A spec may declare a dynamic input size, several named inputs, renamed outputs, a
+       ``decode`` table for its task's default postprocessing, default ``options``, and
+       ``requires`` with ``run`` for a pipeline of registered models.
+    """
+
+
+@hookspec
+def zoo_register_tasks(register: Callable[[Task], None]) -> None:
+    """Register new tasks: kinds of model with their own result type and postprocessing.
+
+    Call ``register(task)`` once for each :class:`zoo.Task`. A spec whose ``task`` names
+    it gets its default postprocessing, options, parity comparison and ``decode`` check.
+    ``register`` raises :class:`zoo.DuplicateModelError` when the task's name is taken
+    (the built-in tasks are ``image-classification``, ``object-detection``,
+    ``instance-segmentation``, ``keypoint-detection``, ``semantic-segmentation`` and
+    ``regression``). Tasks are registered before any model, so a plugin may register a
+    task and models of it.
+
+    Example::
+
+        @zoo.hookimpl
+        def zoo_register_tasks(register):
+            register(zoo.Task("depth-estimation", Depth, postprocess_depth,
+                              summary="a distance per pixel", compare=compare_depth))
+
+    :param register: ``register(task)``, to call once per :class:`zoo.Task`.
+    :returns: nothing.
+
+    .. versionadded:: 0.2
     """

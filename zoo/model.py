@@ -14,11 +14,20 @@ import numpy as np
 from zoo import cache, images
 from zoo import weights as weights_module
 from zoo.convert import Converted, convert
-from zoo.errors import CacheError, PluginError, SpecError, UsageError, ZooError, ZooInputError
+from zoo.errors import CacheError, SpecError, UsageError, ZooInputError
+from zoo.geometry import Geometry
 from zoo.registry import Registry, default_registry
-from zoo.results import classify
 from zoo.runtime import Session, open_session
 from zoo.spec import Artifact, ModelSpec
+from zoo.tasks import (
+    PIPELINE_ARGUMENTS,
+    Task,
+    accepted_options,
+    call_declared,
+    function_options,
+    postprocess,
+    resolve_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,115 +41,198 @@ def check_count(name: str, value: Any, minimum: int = 1, *, optional: bool = Fal
 
 
 class Model:
-    """A model ready to run: its spec, its cached ONNX file and a runtime session.
+    """A model ready to run: its spec, its task, its cached ONNX file and a runtime session.
 
     ``predict`` is safe to call from several threads.
     """
 
     def __init__(self, spec: ModelSpec, converted: Converted, *, runtime: str = "onnxruntime",
-                 providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8) -> None:
+                 providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8,
+                 task: Task | None = None) -> None:
         check_count("batch_size", batch_size)
         check_count("threads", threads, optional=True)
         self.spec = spec
+        #: The model's task (None for a task no plugin registered: predict returns raw outputs).
+        self.task = task if task is not None else default_registry().task(spec.task)
+        #: The options ``predict`` takes, with this model's defaults.
+        self.options: dict[str, Any] = accepted_options(spec, self.task)
         self.path: Path = converted.path
         #: The cache entry's metadata: sha256 and size, versions, export and parity report.
         self.metadata: dict[str, Any] = converted.metadata
         self.session: Session = open_session(self.path, runtime, spec.outputs, providers=providers, threads=threads)
-        self._check_graph()
+        self.feeds = self._check_graph()
         self.batch_size = batch_size
 
-    def _check_graph(self) -> None:
-        """:class:`SpecError` unless the ONNX file has one input of the spec's shape and the spec's outputs."""
+    def _check_graph(self) -> dict[str, str]:
+        """Graph input name -> source; :class:`SpecError` unless the ONNX file takes and returns what the spec says."""
         spec = self.spec
         inputs, outputs = self.session.inputs, self.session.outputs
-        want = (None, *spec.preprocess.input_shape)
-        if len(inputs) != 1:
-            problem = f"feeds one image tensor, but the ONNX file has {len(inputs)} inputs: {inputs}"
+        if spec.inputs:
+            if set(spec.inputs) != set(inputs):
+                problem = f"names the inputs {sorted(spec.inputs)}, but the ONNX file's inputs are {sorted(inputs)}"
+                raise SpecError("inputs", problem, model=spec.name, plugin=spec.plugin)
+            feeds = dict(spec.inputs)
+        elif len(inputs) != 1:
+            problem = (f"feeds one image tensor, but the ONNX file has {len(inputs)} inputs: {inputs}; say what "
+                       f"feeds each with the spec's inputs")
             raise SpecError("preprocess", problem, model=spec.name, plugin=spec.plugin)
-        (name, shape), = inputs.items()
-        fixed_mismatch = len(shape) != len(want) or any(
-            isinstance(have, int) and wanted is not None and have != wanted for have, wanted in zip(shape, want))
-        if fixed_mismatch:
-            problem = (f"makes inputs of shape {['N', *want[1:]]}, but the ONNX file's input {name!r} has shape "
+        else:
+            feeds = {next(iter(inputs)): "image"}
+        name = next(n for n, source in feeds.items() if source == "image")
+        shape, want = inputs[name], [None, *spec.preprocess.input_shape]
+        mismatch = len(shape) != len(want) or any(
+            isinstance(have, int) and (wanted is None and i > 0 or wanted is not None and have != wanted)
+            for i, (have, wanted) in enumerate(zip(shape, want)))
+        if mismatch:
+            show = ["N" if i == 0 else "?" if d is None else d for i, d in enumerate(want)]
+            problem = (f"makes inputs of shape {show}{' (?: any size)' * ('?' in show)}, but the ONNX file's input "
+                       f"{name!r} has shape "
                        f"{[d if isinstance(d, int) else 'N' if i == 0 else d for i, d in enumerate(shape)]}")
             raise SpecError("preprocess", problem, model=spec.name, plugin=spec.plugin)
         missing = [o for o in spec.outputs if o not in outputs]
         if missing:
             problem = f"names {list(spec.outputs)}, but the ONNX file's outputs are {outputs}"
             raise SpecError("outputs", problem, model=spec.name, plugin=spec.plugin)
+        return feeds
 
     @property
     def runtime(self) -> str:
         return self.session.name
 
-    def preprocess(self, x: Any, *, channels: str = "RGB") -> np.ndarray:
-        """The input batch for one image or a list of them (see :func:`zoo.images.load`).
+    def transform(self, x: Any, *, channels: str = "RGB") -> tuple[np.ndarray, list[Geometry]]:
+        """The input batch for one image or a list of them, and each image's :class:`~zoo.geometry.Geometry`.
 
-        Images are decoded one at a time, each preprocessed before the next is decoded, so a
-        batch of photos never holds more than one of them decoded.
+        Images are decoded one at a time (see :func:`zoo.images.load`), each resized before
+        the next is decoded; images of different sizes are padded to the largest.
         """
         items = list(x) if isinstance(x, (list, tuple)) else [x]
-        spec = self.spec.preprocess
-        batch = np.empty((len(items), *spec.input_shape), np.float32)
-        for i, item in enumerate(items):
-            batch[i] = spec.apply([images.load(item, channels=channels)])[0]
-        return batch
+        return self.spec.preprocess.batch(images.load(item, channels=channels) for item in items)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw outputs, by name, for an already preprocessed input batch (see :meth:`preprocess`)."""
+    def preprocess(self, x: Any, *, channels: str = "RGB") -> np.ndarray:
+        """The input batch for one image or a list of them (:meth:`transform` without the geometries)."""
+        return self.transform(x, channels=channels)[0]
+
+    def run(self, batch: np.ndarray, geometries: list[Geometry] | None = None) -> dict[str, np.ndarray]:
+        """Raw outputs, by name, for a preprocessed input batch (see :meth:`transform`).
+
+        ``geometries`` are needed by a graph that also takes the images' sizes or scales.
+        """
         batch = np.asarray(batch)
         want = self.spec.preprocess.input_shape
-        if batch.ndim != len(want) + 1 or batch.shape[1:] != want or not len(batch):
-            raise ZooInputError(f"model {self.spec.name!r} takes input batches of shape (N, {', '.join(map(str, want))}) "
-                                f"with N >= 1, got {batch.shape}; Model.preprocess(images) makes them")
-        return self.session.run(np.ascontiguousarray(batch, dtype=np.float32))
+        if batch.ndim != len(want) + 1 or not len(batch) or any(
+                w is not None and have != w for have, w in zip(batch.shape[1:], want)):
+            shape = ", ".join("?" if w is None else str(w) for w in want)
+            raise ZooInputError(f"model {self.spec.name!r} takes input batches of shape (N, {shape}) with N >= 1, "
+                                f"got {batch.shape}; Model.preprocess(images) makes them")
+        feeds = {}
+        for name, source in self.feeds.items():
+            if source == "image":
+                feeds[name] = np.ascontiguousarray(batch, dtype=np.float32)
+                continue
+            if geometries is None or len(geometries) != len(batch):
+                raise ZooInputError(f"model {self.spec.name!r} also takes each image's {source} (input {name!r}): "
+                                    f"pass the geometries from Model.transform(images)")
+            values = [g.original if source == "original_size" else g.input if source == "input_size" else g.scale
+                      for g in geometries]
+            feeds[name] = np.asarray(values, dtype=self.session.input_types.get(name, np.float32))
+        return self.session.run(feeds)
 
-    def predict(self, x: Any, *, topk: int = 5, batch_size: int | None = None, channels: str = "RGB") -> Any:
+    def predict(self, x: Any, *, batch_size: int | None = None, channels: str = "RGB", **options: Any) -> Any:
         """The result for one image, or a list of results for a list of images, run in batches.
 
         An image is a path, encoded bytes, a uint8 array (``channels`` says its order) or a
-        PIL image. Classifiers return :class:`~zoo.results.Classification` with ``topk``
-        classes; other models what their plugin's postprocessing returns.
+        PIL image. ``options`` are those of the model's task and postprocessing, e.g.
+        ``topk=5`` for a classifier, ``score_threshold=0.3``, ``iou_threshold=0.5``,
+        ``max_detections=100`` for a detector (:attr:`options` lists them with their
+        defaults). Results are in the original image's pixels.
         """
-        check_count("topk", topk)  # before any image is decoded
+        options = resolve_options(self.spec, self.task, options)  # before any image is decoded
         check_count("batch_size", batch_size, optional=True)
         single = not isinstance(x, (list, tuple))
         items = [x] if single else list(x)
-        size = batch_size or self.batch_size
+        pre = self.spec.preprocess
+        size = 1 if not self.spec.batch_axis or pre.dynamic and pre.batching == "single" else (
+            batch_size or self.batch_size)
         results: list[Any] = []
         for start in range(0, len(items), size):
-            batch = self.preprocess(items[start:start + size], channels=channels)
-            results += self.postprocess(self.run(batch), topk=topk)
+            batch, geometries = self.transform(items[start:start + size], channels=channels)
+            results += self.postprocess(self.run(batch, geometries), geometries, **options)
         return results[0] if single else results
 
-    def postprocess(self, outputs: dict[str, np.ndarray], *, topk: int = 5) -> list[Any]:
-        """Results for a batch of raw outputs: the spec's postprocessing, or the task's default.
+    def postprocess(self, outputs: dict[str, np.ndarray], geometries: list[Geometry] | None = None,
+                    **options: Any) -> list[Any]:
+        """Results for one run's raw outputs: the spec's postprocessing, or the task's (see :mod:`zoo.tasks`).
 
-        An exception in a plugin's postprocessing becomes a :class:`~zoo.errors.PluginError`
-        naming the plugin and the model, with the original chained.
+        Without ``geometries``, the outputs are taken to be of images fed at the input's own size.
         """
-        spec = self.spec
-        check_count("topk", topk)
-        if spec.postprocess is not None:
-            try:
-                return list(spec.postprocess(spec, outputs))
-            except ZooError:
-                raise
-            except Exception as error:
-                raise PluginError(spec.plugin or "-", f"postprocess the outputs of model {spec.name!r}", error) from error
-        if spec.task == "image-classification":
-            return classify(outputs[spec.outputs[0]], spec.labels, topk, logits=spec.scores == "logits")
-        names = list(outputs)
-        return [{name: outputs[name][i] for name in names} for i in range(len(outputs[names[0]]))]
+        options = resolve_options(self.spec, self.task, options)
+        if not self.spec.batch_axis:
+            outputs = {name: value[None] for name, value in outputs.items()}
+        if geometries is None:
+            count = len(next(iter(outputs.values())))
+            height, width = (d or 1 for d in self.spec.preprocess.input_size)
+            geometries = [Geometry.identity(height, width)] * count
+        return postprocess(self.spec, self.task, outputs, geometries, options)
 
     def __repr__(self) -> str:
         return f"<zoo.Model {self.spec.name} on {self.runtime} {self.path}>"
 
 
+class Pipeline:
+    """A model made of registered models: the spec's ``run`` function gets them loaded, with each image.
+
+    ``run`` declares only the parameters it uses, among ``models`` (the loaded
+    :class:`Model` objects, by name), ``image`` (RGB uint8), ``spec``, ``options`` and
+    options of its own with their defaults.
+    """
+
+    def __init__(self, spec: ModelSpec, models: dict[str, Model]) -> None:
+        self.spec = spec
+        #: The sub-models, by the names the spec requires.
+        self.models = models
+        self.task = default_registry().task(spec.task)
+        assert spec.run is not None
+        self.options: dict[str, Any] = function_options(spec.run, PIPELINE_ARGUMENTS)
+        unknown = sorted(set(spec.options) - set(self.options))
+        if unknown:
+            raise SpecError("options", f"sets {', '.join(unknown)}, which its run function does not take",
+                            model=spec.name, plugin=spec.plugin)
+        self.options.update(spec.options)
+
+    @property
+    def runtime(self) -> str:
+        return next(iter(self.models.values())).runtime
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The sub-models' cache metadata, by name."""
+        return {name: model.metadata for name, model in self.models.items()}
+
+    def predict(self, x: Any, *, channels: str = "RGB", **options: Any) -> Any:
+        """The result for one image, or a list of results for a list of images (one at a time)."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            takes = ", ".join(f"{k}={v!r}" for k, v in sorted(self.options.items())) or "no options"
+            raise UsageError(f"model {self.spec.name!r} does not take the option{'s' * (len(unknown) > 1)} "
+                             f"{', '.join(unknown)}; it takes {takes}")
+        options = {**self.options, **options}
+        single = not isinstance(x, (list, tuple))
+        results = [self._run_one(images.load(item, channels=channels), options) for item in ([x] if single else x)]
+        return results[0] if single else results
+
+    def _run_one(self, image: np.ndarray, options: dict[str, Any]) -> Any:
+        spec = self.spec
+        return call_declared(spec.run, {"spec": spec, "models": self.models, "image": image, "options": options,
+                                        **options}, spec, "run the pipeline")
+
+    def __repr__(self) -> str:
+        return f"<zoo.Pipeline {self.spec.name} of {', '.join(self.models)}>"
+
+
 def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
         sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
         exporter: str | None = None, simplify: bool = True, runtime: str = "onnxruntime",
-        providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8) -> Model:
+        providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8) -> Model | Pipeline:
     """The model called ``name`` (or described by a spec), converted and cached on first use.
 
     ``weights`` is a weights variant's tag (``"imagenet1k_v1"``) or full name, a local
@@ -150,9 +242,18 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     ``exporter`` (``"torchscript"`` or ``"dynamo"``) choose the export; ``runtime`` is
     ``"onnxruntime"`` (``providers`` and ``threads`` configure it) or ``"opencv"``;
     ``batch_size`` is how many images ``predict`` runs at once.
+
+    A pipeline (a spec with ``requires``) is returned as a :class:`Pipeline` whose
+    sub-models are opened with the same runtime, providers, threads and batch size.
     """
     check_count("batch_size", batch_size)
     check_count("threads", threads, optional=True)
+    spec = name if isinstance(name, ModelSpec) else default_registry().get(name)
+    if spec.is_pipeline:
+        _pipeline_arguments(spec, weights=weights, sha256=sha256, labels=labels, opset=opset, exporter=exporter)
+        models = {required: get(required, runtime=runtime, providers=providers, threads=threads, simplify=simplify,
+                                batch_size=batch_size) for required in spec.requires}
+        return Pipeline(spec, models)  # type: ignore[arg-type]
     for _ in range(3):
         spec, converted = prepare(name, weights=weights, sha256=sha256, labels=labels, opset=opset,
                                   exporter=exporter, simplify=simplify)
@@ -189,6 +290,14 @@ def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact
     converted = convert(spec, source, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
                         plugin_version=info.version if info else None)
     return spec, converted
+
+
+def _pipeline_arguments(spec: ModelSpec, **arguments: Any) -> None:
+    """:class:`UsageError` for arguments that choose one model's weights or export, given for a pipeline."""
+    given = sorted(name for name, value in arguments.items() if value is not None)
+    if given:
+        raise UsageError(f"model {spec.name!r} is a pipeline of {', '.join(spec.requires)}; {', '.join(given)} "
+                         f"cannot apply to it (get each model to choose its own)")
 
 
 def _with_labels(spec: ModelSpec, labels: Sequence[str]) -> ModelSpec:

@@ -74,6 +74,9 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
+        from zoo.tasks import builtin
+
+        self.register(builtin, name="zoo.tasks.builtin")  # the built-in tasks, through the plugins' door
         #: Every plugin that was tried, by name, with its error if it failed.
         self.infos: dict[str, PluginInfo] = {}
 

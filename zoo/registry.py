@@ -1,4 +1,4 @@
-"""The registry: model names to specs, filled by the plugins' ``zoo_register_models`` hooks.
+"""The registry: model names to specs and task names to tasks, filled by the plugins' hooks.
 
 Lookups are case-insensitive and follow aliases. An unknown name raises
 :class:`~zoo.errors.UnknownModelError` with close matches, or
@@ -15,11 +15,13 @@ import importlib.metadata
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from zoo.catalogue import CatalogueEntry, load_catalogue
 from zoo.errors import DuplicateModelError, PluginError, PluginNotInstalledError, SpecError, UnknownModelError
 from zoo.plugins import PluginManager, Selection
 from zoo.spec import ModelSpec
+from zoo.tasks import Task, accepted_options
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -54,6 +56,9 @@ class Registry:
         self.plugin_manager = plugin_manager if plugin_manager is not None else PluginManager()
         self._specs: dict[str, ModelSpec] = {}
         self._index: dict[str, str] = {}  # lowercased name or alias -> canonical name
+        #: The registered tasks, by name.
+        self.tasks: dict[str, Task] = {}
+        self._task_plugins: dict[str, str] = {}
 
     # -- filling -------------------------------------------------------------------------
 
@@ -70,28 +75,68 @@ class Registry:
 
     @classmethod
     def from_plugins(cls, plugin_manager: PluginManager) -> Registry:
-        """Run every plugin's ``zoo_register_models`` hook through pluggy, isolating each plugin's failure."""
+        """Run every plugin's ``zoo_register_tasks``, then ``zoo_register_models`` hook, through pluggy.
+
+        Each plugin runs alone: one that fails is reported on its :class:`PluginInfo` and
+        whatever it registered is withdrawn; the others are unaffected.
+        """
         registry = cls(plugin_manager)
-        hook = plugin_manager.hook.zoo_register_models
-        for impl in hook.get_hookimpls():
-            plugin = impl.plugin_name
-            registrar = _Registrar(registry, plugin)
-            info = plugin_manager.infos.get(plugin)
-            try:
-                # One plugin at a time, each with its own register(), through pluggy's executor (so a
-                # wrapper=True implementation runs as pluggy runs it); subset_hook_caller would do the
-                # same but needs hashable plugin objects.
-                plugin_manager._hookexec(hook.name, [impl], {"register": registrar}, False)
-            except Exception as exc:  # noqa: BLE001 - a failing plugin must not take the others down
-                if info is not None:
-                    info.error = PluginError(plugin, "register its models", exc)
-                continue
-            finally:
-                registrar.closed = True
-            registry._commit(registrar.staged)
-            if info is not None:
-                info.models += len(registrar.staged)
+        failed: set[str] = set()
+        for hook_name, add in (("zoo_register_tasks", registry._add_tasks), ("zoo_register_models", registry._commit)):
+            hook = getattr(plugin_manager.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                plugin = impl.plugin_name
+                if plugin in failed:
+                    continue
+                registrar = _Registrar(registry, plugin, hook_name)
+                info = plugin_manager.infos.get(plugin)
+                try:
+                    # One plugin at a time, each with its own register(), through pluggy's executor (so a
+                    # wrapper=True implementation runs as pluggy runs it); subset_hook_caller would do the
+                    # same but needs hashable plugin objects.
+                    plugin_manager._hookexec(hook.name, [impl], {"register": registrar}, False)
+                except Exception as exc:  # noqa: BLE001 - a failing plugin must not take the others down
+                    failed.add(plugin)
+                    registry._withdraw_tasks(plugin)
+                    if info is not None:
+                        what = "register its tasks" if hook_name == "zoo_register_tasks" else "register its models"
+                        info.error = PluginError(plugin, what, exc)
+                    continue
+                finally:
+                    registrar.closed = True
+                add(registrar.staged)
+                if info is not None and hook_name == "zoo_register_models":
+                    info.models += len(registrar.staged)
         return registry
+
+    def _add_tasks(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            self.tasks[task.name] = task
+
+    def _withdraw_tasks(self, plugin: str) -> None:
+        for name in [name for name, owner in self._task_plugins.items() if owner == plugin]:
+            self.tasks.pop(name, None)
+            del self._task_plugins[name]
+
+    def register_task(self, task: Task, plugin: str) -> Task:
+        """Add one task on behalf of ``plugin``."""
+        self._check_task(task, plugin, set())
+        self._add_tasks([task])
+        return task
+
+    def _check_task(self, task: object, plugin: str, pending: set[str]) -> Task:
+        if not isinstance(task, Task):
+            raise SpecError("task", f"register() takes a zoo.Task here, got {type(task).__name__}", plugin=plugin)
+        if task.name in self.tasks or task.name in pending:
+            first = self._task_plugins.get(task.name, plugin)
+            raise DuplicateModelError(task.name, first, plugin, what="task")
+        pending.add(task.name)
+        self._task_plugins[task.name] = plugin
+        return task
+
+    def task(self, name: str) -> Task | None:
+        """The registered task called ``name``, or None (a model of an unknown task returns its raw outputs)."""
+        return self.tasks.get(name)
 
     def _check(self, spec: object, plugin: str, pending: set[str]) -> ModelSpec:
         """Validate one spec against the registry and the names ``pending`` in the same batch."""
@@ -104,6 +149,14 @@ class Registry:
             if key in pending:
                 raise DuplicateModelError(key, plugin, plugin)
             pending.add(key)
+        task = self.tasks.get(spec.task)
+        if task is not None and task.check_decode is not None and spec.postprocess is None:
+            try:
+                task.check_decode(spec.decode)
+            except SpecError as error:
+                raise SpecError(f"decode.{error.field}", error.problem, model=spec.name, plugin=plugin) from None
+        if spec.postprocess is not None or spec.options:
+            accepted_options(spec, task)
         if spec.plugin != plugin:
             spec = copy.copy(spec)  # already validated: no need for dataclasses.replace to check again
             object.__setattr__(spec, "plugin", plugin)
@@ -188,21 +241,23 @@ class Registry:
 
 
 class _Registrar:
-    """The ``register`` callback one plugin's hook receives: one spec per call, only while the hook runs."""
+    """The ``register`` callback one plugin's hook receives: one item per call, only while the hook runs."""
 
-    def __init__(self, registry: Registry, plugin: str) -> None:
+    def __init__(self, registry: Registry, plugin: str, hook: str = "zoo_register_models") -> None:
         self._registry = registry
         self._plugin = plugin
+        self._hook = hook
         self._pending: set[str] = set()
-        self.staged: list[ModelSpec] = []
+        self.staged: list[Any] = []
         self.closed = False
 
-    def __call__(self, spec: ModelSpec, /) -> None:
+    def __call__(self, item: Any, /) -> None:
         if self.closed:
             raise PluginError(self._plugin, "register a model", RuntimeError(
-                "register() was called after zoo_register_models returned; call it inside the hook"))
+                f"register() was called after {self._hook} returned; call it inside the hook"))
         # Checked here, so that an error points at the plugin's own call.
-        self.staged.append(self._registry._check(spec, self._plugin, self._pending))
+        check = self._registry._check_task if self._hook == "zoo_register_tasks" else self._registry._check
+        self.staged.append(check(item, self._plugin, self._pending))
 
     def __repr__(self) -> str:
         return f"<zoo register() of plugin {self._plugin!r}>"

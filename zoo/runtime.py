@@ -1,6 +1,7 @@
 """Running an ONNX file: onnxruntime or OpenCV DNN behind one small interface.
 
-A session takes a preprocessed input batch and returns the raw outputs by name.
+A session takes the inputs by name (a preprocessed image batch, and whatever else the
+graph takes) and returns the raw outputs by name.
 onnxruntime is the default (CUDA used when onnxruntime has it, thread count configurable);
 OpenCV's DNN module is the alternative that OpenCV-only deployments use.
 """
@@ -17,6 +18,8 @@ import numpy as np
 from zoo.errors import UsageError, ZooError
 
 RUNTIMES = ("onnxruntime", "opencv")
+_ORT_TYPES = {f"tensor({name})": np.dtype(name) for name in ("float", "double", "int64", "int32", "uint8", "bool")}
+_ORT_TYPES["tensor(float)"] = np.dtype(np.float32)
 #: Execution providers used when present, in order of preference.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -27,11 +30,13 @@ class Session(Protocol):
     name: str
     #: The graph's inputs: name -> shape (an int per fixed axis, a name or None per dynamic one).
     inputs: dict[str, list[int | str | None]]
+    #: The graph's inputs: name -> numpy dtype of its elements.
+    input_types: dict[str, np.dtype]
     #: The graph's output names, in order.
     outputs: list[str]
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw outputs, by name, for an input batch."""
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw outputs, by name, for the inputs by name."""
         ...
 
 
@@ -67,16 +72,16 @@ class OnnxRuntimeSession:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
             raise ZooError(f"onnxruntime {onnxruntime.__version__} cannot load {path}: {reason}") from None
         self.inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        self.input_types = {i.name: _ORT_TYPES.get(i.type, np.dtype(np.float32)) for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
-        self.input_name = next(iter(self.inputs))
 
     @property
     def providers(self) -> list[str]:
         """The execution providers the session actually uses."""
         return list(self.session.get_providers())
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.outputs, self.session.run(None, {self.input_name: batch})))
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.outputs, self.session.run(None, feeds)))
 
 
 class OpenCvSession:
@@ -95,12 +100,14 @@ class OpenCvSession:
             raise ZooError(f"OpenCV DNN cannot load {path}: {str(error).strip().splitlines()[-1]}; "
                            f"use runtime='onnxruntime'") from None
         self.inputs, self.outputs = graph_signature(path)
+        self.input_types = {name: np.dtype(np.float32) for name in self.inputs}
         self.output_names = [name for name in output_names if name in self.outputs]
         self._lock = threading.Lock()
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._lock:
-            self.net.setInput(batch)
+            for name, value in feeds.items():
+                self.net.setInput(value, name)
             outputs = self.net.forward(self.output_names)
         return dict(zip(self.output_names, outputs))
 

@@ -41,8 +41,16 @@ URL_SCHEMES = ("https", "http", "file")
 
 #: ``build(spec, weights_path)`` returns an eval-mode ``torch.nn.Module`` with the weights loaded.
 BuildFn = Callable[["ModelSpec", "Path | None"], Any]
-#: ``postprocess(spec, outputs)`` turns the model's raw outputs for a batch into results.
-PostprocessFn = Callable[["ModelSpec", Any], Any]
+#: ``postprocess(spec, outputs, geometries, options, **option)`` turns one run's raw outputs into
+#: results, one per image; it declares only the parameters it uses (see :mod:`zoo.tasks`).
+PostprocessFn = Callable[..., Any]
+#: ``run(models, image, ...)`` runs a pipeline on one image with its loaded sub-models.
+PipelineFn = Callable[..., Any]
+
+#: What can feed a graph input: the preprocessed images, or per image ``[height, width]``
+#: of the original (``original_size``) or of the input tensor (``input_size``), or the
+#: ``[y, x]`` factors from the original to the input (``scale``).
+INPUT_SOURCES = ("image", "original_size", "input_size", "scale")
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,8 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 class ModelSpec:
     """Everything the zoo knows about one model (one weights variant of one architecture).
 
-    Required: ``name``, ``task``, ``preprocess``, and ``build`` or ``onnx`` (or both).
+    Required: ``name``, ``task``, ``preprocess``, and ``build`` or ``onnx`` (or both); a
+    pipeline has ``requires`` and ``run`` instead of ``build``, ``onnx`` and ``preprocess``.
     Each field is documented where it is declared below.
     """
 
@@ -148,8 +157,8 @@ class ModelSpec:
     name: str
     #: What the model does, e.g. ``image-classification`` or ``age-estimation``.
     task: str
-    #: How an image becomes the input tensor.
-    preprocess: Preprocess
+    #: How an image becomes the input tensor (None only for a pipeline).
+    preprocess: Preprocess | None = None
     #: One line for ``zoo list``.
     summary: str = ""
     #: Licence of the weights (SPDX identifier where there is one).
@@ -166,12 +175,32 @@ class ModelSpec:
     onnx: Artifact | None = None
     #: ``build(spec, weights_path) -> torch.nn.Module``; imports torch inside, never at module level.
     build: BuildFn | None = field(default=None, compare=False)
-    #: ``postprocess(spec, outputs) -> results``; None means the task's default.
+    #: ``postprocess(spec, outputs, geometries, options) -> results``, declaring only the
+    #: parameters it uses; None means the task's default, configured by ``decode``.
     postprocess: PostprocessFn | None = field(default=None, compare=False)
     #: What a classifier's first output holds: ``logits`` (softmax applied) or ``probabilities``.
     scores: str = "logits"
     #: Names of the ONNX graph's outputs, in order.
     outputs: tuple[str, ...] = ("output",)
+    #: Graph output name -> the name postprocessing sees it under (a prebuilt graph's names
+    #: mapped to those the task's decoding reads, e.g. ``{"output0": "predictions"}``).
+    rename_outputs: Mapping[str, str] = field(default_factory=dict)
+    #: Graph input name -> what feeds it (one of :data:`INPUT_SOURCES`); empty: the graph's one
+    #: input is the image batch (an export names it ``input``).
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    #: Whether the graph's inputs and outputs have a leading batch axis. Without one (a
+    #: detector that returns one image's boxes), images run one at a time and the zoo adds
+    #: the axis before postprocessing.
+    batch_axis: bool = True
+    #: How the task's default postprocessing reads the outputs (box format, score
+    #: composition, NMS placement for a detector): a table the task checks.
+    decode: Mapping[str, Any] = field(default_factory=dict)
+    #: This model's defaults for ``predict``'s options (``score_threshold``, ``topk``, ...).
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: A pipeline: the registered models it runs (``run`` receives them loaded, by name).
+    requires: tuple[str, ...] = ()
+    #: A pipeline's function: ``run(models, image, options) -> result`` for one image.
+    run: PipelineFn | None = field(default=None, compare=False)
     #: ONNX opset to export with (None: the zoo's default).
     opset: int | None = None
     #: Parity tolerance between PyTorch and ONNX outputs: ``|onnx - torch| <= atol + rtol * scale``,
@@ -198,7 +227,7 @@ class ModelSpec:
             raise SpecError("task", f"must be lowercase words joined by '-', e.g. 'image-classification', got {self.task!r}")
         if isinstance(self.preprocess, Mapping):
             set_field(self, "preprocess", Preprocess.from_dict(self.preprocess))
-        elif not isinstance(self.preprocess, Preprocess):
+        elif not isinstance(self.preprocess, Preprocess) and not (self.preprocess is None and self.requires):
             raise SpecError("preprocess", f"must be a Preprocess or a table, got {type(self.preprocess).__name__}")
         for name in ("summary", "license", "homepage", "plugin"):
             check_str(name, getattr(self, name))
@@ -213,16 +242,38 @@ class ModelSpec:
                 set_field(self, name, Artifact.from_dict(value, name))
             elif value is not None and not isinstance(value, Artifact):
                 raise SpecError(name, f"must be an Artifact, a table or None, got {type(value).__name__}")
-        for name in ("build", "postprocess"):
+        for name in ("build", "postprocess", "run"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise SpecError(name, f"must be callable, got {type(value).__name__}")
-        if self.build is None and self.onnx is None:
-            raise SpecError("build", "is needed when there is no prebuilt 'onnx' artifact: give one of them")
+        self._check_pipeline()
         outputs = check_strings("outputs", self.outputs)
         if not outputs or len(set(outputs)) != len(outputs):
             raise SpecError("outputs", f"must be a non-empty list of distinct names, got {list(outputs)}")
         set_field(self, "outputs", outputs)
+        rename = check_mapping("rename_outputs", self.rename_outputs)
+        for graph_name, new_name in rename.items():
+            if graph_name not in outputs:
+                raise SpecError("rename_outputs", f"renames {graph_name!r}, which is not one of the outputs {list(outputs)}")
+            check_str(f"rename_outputs.{graph_name}", new_name, empty=False)
+        set_field(self, "rename_outputs", _frozen(rename))
+        inputs = check_mapping("inputs", self.inputs)
+        for input_name, source in inputs.items():
+            check_choice(f"inputs.{input_name}", source, INPUT_SOURCES)
+        if inputs and list(inputs.values()).count("image") != 1:
+            raise SpecError("inputs", f"must feed the image to exactly one graph input, got {dict(inputs)}")
+        set_field(self, "inputs", _frozen(inputs))
+        if not isinstance(self.batch_axis, bool):
+            raise SpecError("batch_axis", f"must be true or false, got {self.batch_axis!r}")
+        for name in ("decode", "options"):
+            set_field(self, name, _frozen(check_mapping(name, getattr(self, name))))
+            _json_plain(name, getattr(self, name))
+        from zoo.tasks import PIPELINE_ARGUMENTS, check_postprocess
+
+        if self.postprocess is not None:
+            check_postprocess(self.postprocess)
+        if self.run is not None:
+            check_postprocess(self.run, PIPELINE_ARGUMENTS, "run")
         if self.opset is not None:
             check_int("opset", self.opset, minimum=7)
         check_number("atol", self.atol, minimum=0)
@@ -234,6 +285,31 @@ class ModelSpec:
         set_field(self, "extra", _frozen(check_mapping("extra", self.extra)))
         _json_plain("extra", self.extra)
         check_choice("scores", self.scores, SCORES)
+
+    def _check_pipeline(self) -> None:
+        requires = check_strings("requires", self.requires)
+        set_field(self, "requires", requires)
+        for name in requires:
+            check_name("requires", name)
+        if requires:
+            if self.run is None:
+                raise SpecError("run", "is needed by a pipeline (a spec with 'requires'): the function that runs it")
+            for name in ("build", "onnx"):
+                if getattr(self, name) is not None:
+                    raise SpecError(name, "does not go with 'requires': a pipeline is made of registered models")
+        elif self.run is not None:
+            raise SpecError("requires", "must name the registered models that the pipeline's 'run' uses")
+        elif self.build is None and self.onnx is None:
+            raise SpecError("build", "is needed when there is no prebuilt 'onnx' artifact: give one of them")
+
+    @property
+    def is_pipeline(self) -> bool:
+        """Whether this model is made of other registered models (``requires`` and ``run``)."""
+        return bool(self.requires)
+
+    def graph_inputs(self) -> dict[str, str]:
+        """Graph input name -> source (:data:`INPUT_SOURCES`), the default single ``input`` filled in."""
+        return dict(self.inputs) or {"input": "image"}
 
     def __hash__(self) -> int:
         # Equal specs have equal names, tasks and files; the mappings among the fields cannot be hashed.
@@ -259,7 +335,7 @@ class ModelSpec:
             "homepage": self.homepage,
             "plugin": self.plugin,
             "aliases": list(self.aliases),
-            "preprocess": self.preprocess.to_dict(),
+            "preprocess": self.preprocess.to_dict() if self.preprocess else None,
             "num_labels": len(self.labels),
             "weights": self.weights.to_dict() if self.weights else None,
             "onnx": self.onnx.to_dict() if self.onnx else None,
@@ -267,6 +343,13 @@ class ModelSpec:
             "postprocess": callable_name(self.postprocess),
             "scores": self.scores,
             "outputs": list(self.outputs),
+            "rename_outputs": dict(self.rename_outputs),
+            "inputs": self.graph_inputs(),
+            "batch_axis": self.batch_axis,
+            "decode": _json_plain("decode", self.decode),
+            "options": _json_plain("options", self.options),
+            "requires": list(self.requires),
+            "run": callable_name(self.run),
             "opset": self.opset,
             "atol": self.atol,
             "rtol": self.rtol,

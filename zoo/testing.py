@@ -5,7 +5,8 @@ plugin's test suite gets, with no import:
 
 * the fixture ``zoo_cache_dir``: an empty cache directory (``ZOO_CACHE_DIR``) for the
   test, and a process-wide registry rebuilt from the test's environment;
-* the fixture ``zoo_plugin_manager``: a fresh plugin manager with nothing loaded; pass
+* the fixture ``zoo_plugin_manager``: a fresh plugin manager with nothing loaded but the
+  built-in tasks; pass
   it to :func:`registered_specs` or add plugins to it yourself.
 
 And, to import from ``zoo.testing``:
@@ -58,7 +59,7 @@ def zoo_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture
 def zoo_plugin_manager() -> PluginManager:
-    """A fresh plugin manager: no entry points loaded, no plugins registered."""
+    """A fresh plugin manager: no entry points loaded, no plugins registered but the built-in tasks."""
     return PluginManager()
 
 
@@ -104,6 +105,7 @@ def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, 
     if isinstance(spec, ModelSpec):
         photo = torch.from_numpy(sample_inputs(spec))
         photos = torch.cat([photo, photo.flip(-1)])
+        shape = tuple(photo.shape[1:])  # a dynamic size takes the photo's
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
@@ -138,16 +140,19 @@ class Conformance:
     """What :func:`check_model` found (every check passed, or it raised)."""
 
     name: str
-    source: str  # "export" or "prebuilt"
-    path: Path
-    input_shape: tuple[int, ...]
+    source: str  # "export", "prebuilt" or "pipeline"
+    path: Path | None  # None for a pipeline
+    input_shape: tuple[int | None, ...]  # None where the size is dynamic
     parity: dict[str, Any] = field(default_factory=dict)  # the export's report (empty for prebuilt files)
     results: list[dict[str, Any]] = field(default_factory=list)  # to_dict() of each sample's result
     opencv: str = "not tried"  # "agrees", "differs", "fails: ..."
+    #: A pipeline's sub-models, checked first, by name.
+    parts: dict[str, Conformance] = field(default_factory=dict)
 
 
 def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None = None, sha256: str | None = None,
-                images: dict[str, np.ndarray] | None = None, opencv: bool = True) -> Conformance:
+                images: dict[str, np.ndarray] | None = None, opencv: bool = True,
+                options: dict[str, Any] | None = None) -> Conformance:
     """Run the conformance checks on ``model`` (a registered name or a spec); raise ``AssertionError``.
 
     Use it in a test with the ``zoo_cache_dir`` fixture, and random weights from
@@ -159,17 +164,22 @@ def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None
             report = zoo.testing.check_model(spec, weights=tmp_path / "random.pth")
 
     Checks, in order: the spec's description is JSON-serialisable and its preprocessing
-    turns each of :func:`sample_images` (or ``images``) into a finite float32 batch of
-    the input shape within the range its normalisation allows; ``zoo.get`` converts it
-    (export with parity within the spec's tolerance, or the verified prebuilt file); the
-    ONNX input matches the spec; predicting a list equals predicting each image alone;
-    every result's ``to_dict()`` is strict JSON; OpenCV DNN, if ``opencv``, loads the file
-    and agrees with onnxruntime (reported, not required: OpenCV lacks some operators).
+    turns each of :func:`sample_images` (or ``images``) into a finite float32 tensor of
+    the input shape (any size where it is dynamic) within the range its normalisation
+    allows; ``zoo.get`` converts it (export with parity within the spec's tolerance, on
+    several sizes when the size is dynamic, or the verified prebuilt file); the ONNX
+    inputs and outputs match the spec; predicting a list equals predicting each image
+    alone (compared by the task: boxes by IoU, masks by agreement); every result's
+    ``to_dict()`` is strict JSON that reads back equal, and a result's boxes, masks and
+    keypoints lie in its image; OpenCV DNN, if ``opencv``, loads the file and agrees
+    with onnxruntime (reported, not required: OpenCV lacks some operators). ``options``
+    go to ``predict`` (a lower ``score_threshold`` makes random weights detect).
+
+    A pipeline is checked as one unit: each model it requires first, then the pipeline's
+    own predictions.
     """
-    from zoo import export
     from zoo.model import get
     from zoo.registry import default_registry
-    from zoo.runtime import OpenCvSession
 
     spec = model if isinstance(model, ModelSpec) else default_registry().get(model)
     where = f"model {spec.name!r}"
@@ -181,46 +191,96 @@ def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None
     if spec.task.endswith("classification"):
         assert spec.labels, f"{where}: a classifier needs labels"
     samples = images if images is not None else sample_images()
+    if spec.is_pipeline:
+        assert weights is None and sha256 is None, f"{where}: a pipeline takes no weights; check its parts with theirs"
+        parts = {name: check_model(name, images=samples, opencv=opencv) for name in spec.requires}
+        loaded = get(spec)
+        results = _check_predictions(loaded, samples, where, options or {})
+        return Conformance(name=spec.name, source="pipeline", path=None, input_shape=(), results=results, parts=parts)
     pre = spec.preprocess
-    low, high = _normalised_range(spec)
-    for label, image in samples.items():
-        batch = pre.apply([image])
-        shape = (1, *pre.input_shape)
-        assert batch.shape == shape, f"{where}: preprocessing {label!r} gave shape {batch.shape}, expected {shape}"
-        assert batch.dtype == np.float32, f"{where}: preprocessing {label!r} gave {batch.dtype}, expected float32"
-        assert np.isfinite(batch).all(), f"{where}: preprocessing {label!r} gave non-finite values"
-        assert low - 1e-4 <= batch.min() and batch.max() <= high + 1e-4, (
-            f"{where}: preprocessing {label!r} gave values in [{batch.min():.3g}, {batch.max():.3g}], outside "
-            f"[{low:.3g}, {high:.3g}] that scale, mean and std allow")
-
+    _check_preprocessing(spec, samples, where)
     try:
-        loaded = get(spec, weights=weights, sha256=sha256)  # checks the ONNX file's input and outputs against the spec
+        loaded = get(spec, weights=weights, sha256=sha256)  # checks the ONNX file's inputs and outputs against the spec
     except SpecError as error:
         raise AssertionError(f"{where}: {error}") from error
     source = loaded.metadata["key_inputs"]["source"]["kind"]
-    names = list(samples)
-    together = loaded.predict([samples[n] for n in names])
-    assert isinstance(together, list) and len(together) == len(names), f"{where}: predict(list) must return a list"
-    results = []
-    for name, result in zip(names, together):
-        alone = loaded.predict(samples[name])
-        data, data_alone = _plain(result, where), _plain(alone, where)
-        assert _close(data, data_alone), (f"{where}: image {name!r} predicted alone gives {data_alone}, "
-                                          f"in a batch {data}")
-        results.append(data)
-    verdict = "not tried"
-    if opencv:
-        batch = pre.apply([samples[names[0]]])
-        want = loaded.run(batch)
-        try:
-            got = OpenCvSession(loaded.path, spec.outputs).run(batch)
-        except Exception as error:  # noqa: BLE001 - reported, not required
-            verdict = f"fails: {type(error).__name__}: {str(error)[:200]}"
-        else:
-            agree = all(export.within_tolerance(got[n], want[n], spec) for n in spec.outputs)
-            verdict = "agrees" if agree else "differs"
+    results = _check_predictions(loaded, samples, where, options or {})
+    verdict = _check_opencv(loaded, samples) if opencv else "not tried"
     return Conformance(name=spec.name, source=source, path=loaded.path, input_shape=tuple(pre.input_shape),
                        parity=loaded.metadata.get("parity", {}), results=results, opencv=verdict)
+
+
+def _check_preprocessing(spec: ModelSpec, samples: dict[str, np.ndarray], where: str) -> None:
+    pre = spec.preprocess
+    low, high = _normalised_range(spec)
+    for label, image in samples.items():
+        tensor, geometry = pre.transform(image)
+        shape = pre.input_shape
+        assert tensor.ndim == len(shape) and all(w is None or have == w for have, w in zip(tensor.shape, shape)), (
+            f"{where}: preprocessing {label!r} gave shape {tensor.shape}, expected {shape} (None: any size)")
+        assert tensor.dtype == np.float32, f"{where}: preprocessing {label!r} gave {tensor.dtype}, expected float32"
+        assert np.isfinite(tensor).all(), f"{where}: preprocessing {label!r} gave non-finite values"
+        assert low - 1e-4 <= tensor.min() and tensor.max() <= high + 1e-4, (
+            f"{where}: preprocessing {label!r} gave values in [{tensor.min():.3g}, {tensor.max():.3g}], outside "
+            f"[{low:.3g}, {high:.3g}] that scale, mean, std and the padding allow")
+        assert geometry.original == image.shape[:2], f"{where}: the geometry of {label!r} lost the image's size"
+        corner = geometry.to_original_points([[geometry.offset[1], geometry.offset[0]]])[0]
+        assert np.allclose(corner, 0, atol=1e-3), f"{where}: the geometry of {label!r} does not map back to the image"
+
+
+def _check_predictions(loaded: Any, samples: dict[str, np.ndarray], where: str, options: dict[str, Any]) -> list[Any]:
+    """Predict each sample alone and all in one list: the same results, strict JSON, inside their images."""
+    names = list(samples)
+    together = loaded.predict([samples[n] for n in names], **options)
+    assert isinstance(together, list) and len(together) == len(names), f"{where}: predict(list) must return a list"
+    compare = loaded.task.compare if loaded.task is not None else None
+    results = []
+    for name, result in zip(names, together):
+        alone = loaded.predict(samples[name], **options)
+        data, data_alone = _plain(result, where), _plain(alone, where)
+        if compare is not None and type(result) is type(alone) is loaded.task.result:
+            try:
+                compare(alone, result, loaded.spec)
+            except AssertionError as error:
+                raise AssertionError(f"{where}: image {name!r} predicted alone and in a batch differ: {error}") from None
+        else:
+            assert _close(data, data_alone), (f"{where}: image {name!r} predicted alone gives {data_alone}, "
+                                              f"in a batch {data}")
+        _check_inside(result, samples[name].shape[:2], f"{where}, image {name!r}")
+        results.append(data)
+    return results
+
+
+def _check_inside(result: Any, size: tuple[int, int], where: str) -> None:
+    """Boxes, keypoints and masks of a result lie in an image of ``size`` (height, width)."""
+    height, width = size
+    boxes = getattr(result, "boxes", None)
+    if boxes is not None and len(boxes):
+        assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all() and (boxes[:, 2] <= width).all() and (
+            boxes[:, 3] <= height).all(), f"{where}: boxes outside the {width}x{height} image: {boxes.tolist()}"
+        assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all(), f"{where}: inverted boxes"
+    masks = getattr(result, "masks", None)
+    if masks is not None:
+        assert masks.shape[1:] == size, f"{where}: masks of shape {masks.shape[1:]}, not the image's {size}"
+    mask = getattr(result, "mask", None)
+    if isinstance(mask, np.ndarray):
+        assert mask.shape == size, f"{where}: a mask of shape {mask.shape}, not the image's {size}"
+
+
+def _check_opencv(loaded: Any, samples: dict[str, np.ndarray]) -> str:
+    """Whether OpenCV DNN loads the file and agrees with onnxruntime on the first sample (reported, not required)."""
+    from zoo import export
+    from zoo.runtime import OpenCvSession
+
+    spec = loaded.spec
+    batch, geometries = spec.preprocess.batch([next(iter(samples.values()))])
+    want = loaded.run(batch, geometries)
+    try:
+        got = OpenCvSession(loaded.path, spec.outputs).run(export.feeds(spec, batch, geometries))
+    except Exception as error:  # noqa: BLE001 - reported, not required
+        return f"fails: {type(error).__name__}: {str(error)[:200]}"
+    agree = all(got[n].shape == want[n].shape and export.within_tolerance(got[n], want[n], spec) for n in spec.outputs)
+    return "agrees" if agree else "differs"
 
 
 def _normalised_range(spec: ModelSpec) -> tuple[float, float]:
@@ -235,9 +295,10 @@ def _normalised_range(spec: ModelSpec) -> tuple[float, float]:
 def _plain(result: Any, where: str) -> Any:
     data = result.to_dict() if hasattr(result, "to_dict") else result
     try:
-        json.dumps(data, allow_nan=False)
+        text = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise AssertionError(f"{where}: a result is not strict JSON ({error}): {data!r}") from error
+    assert json.loads(text) == data, f"{where}: a result's to_dict() does not read back equal from JSON: {data!r}"
     return data
 
 

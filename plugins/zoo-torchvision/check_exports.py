@@ -31,7 +31,7 @@ import numpy as np
 import zoo_torchvision
 
 from zoo import export, testing
-from zoo.convert import sample_inputs
+from zoo.convert import sample_inputs, sample_photo
 from zoo.runtime import OnnxRuntimeSession, OpenCvSession
 from zoo.spec import ModelSpec
 
@@ -82,11 +82,11 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     row: dict[str, Any] = {"model": name, "input": list(spec.preprocess.input_shape),
                            "params_m": round(spec.metrics["params"] / 1e6, 1), "gflops": spec.metrics["gflops"]}
     path = workdir / f"{name}.onnx"
-    batch = sample_inputs(spec)  # the photo: in the export's parity inputs, then timed and run in OpenCV
+    batch = {"input": sample_inputs(spec)}  # the photo: in the export's parity inputs, then timed and run in OpenCV
     start = time.perf_counter()
     print("stage: export", flush=True)
     try:
-        report = export.export(randomized(spec), None, path, samples=samples, images=batch)
+        report = export.export(randomized(spec), None, path, samples=samples, photo=sample_photo())
     except Exception as error:  # noqa: BLE001 - the row records why
         row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
         return row

@@ -1,0 +1,164 @@
+"""Tasks: what a model does, each with its result type, default postprocessing, parity and drawing.
+
+A :class:`Task` is registered by a plugin's ``zoo_register_tasks`` hook; the built-in
+ones (``image-classification``, ``object-detection``, ``instance-segmentation``,
+``keypoint-detection``, ``semantic-segmentation`` and ``regression``) are registered by
+:mod:`zoo.tasks.builtin` through the same hook. A spec names its task; a spec without a
+``postprocess`` function gets the task's default postprocessing, configured by the
+spec's ``decode`` table (checked by the task when the spec is registered).
+
+Postprocessing functions, the task's or a plugin's, declare only the parameters they use,
+as pluggy hooks do; the zoo passes them by name:
+
+* ``spec``: the :class:`~zoo.spec.ModelSpec`;
+* ``outputs``: the raw outputs of one run, by name (renamed by ``rename_outputs``), each
+  with a leading batch axis;
+* ``geometries``: one :class:`~zoo.geometry.Geometry` per image of the run;
+* ``options``: every option, the user's over the model's and the task's defaults;
+* any other parameter is an option itself (``score_threshold=0.25``): its default is the
+  default, and ``predict`` accepts it.
+
+It returns one result per image.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from zoo._fields import TASK_PATTERN
+from zoo.errors import PluginError, SpecError, UsageError, ZooError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from zoo.geometry import Geometry
+    from zoo.spec import ModelSpec
+
+#: The parameters the zoo passes to a postprocessing function by name; any other is an option.
+ARGUMENTS = ("spec", "outputs", "geometries", "options")
+#: The parameters the zoo passes to a pipeline's ``run`` function by name; any other is an option.
+PIPELINE_ARGUMENTS = ("spec", "models", "image", "options")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of model: its result type, default postprocessing, options, parity and decode check.
+
+    ``postprocess`` follows the rules in this module's docstring. ``options`` are the
+    options ``predict`` accepts for models of this task, with their defaults.
+    ``compare(want, got, spec)`` checks that two results of one image agree (ONNX against
+    PyTorch, a batch against a single image) and returns figures, or raises
+    ``AssertionError`` saying how they differ. ``check_decode(decode)`` validates a spec's
+    ``decode`` table and returns it normalised (``SpecError`` naming the key otherwise).
+    """
+
+    name: str
+    result: type
+    postprocess: Callable[..., list[Any]]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    compare: Callable[[Any, Any, ModelSpec], dict[str, float]] | None = None
+    check_decode: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not TASK_PATTERN.fullmatch(self.name):
+            raise SpecError("name", f"a task's name is lowercase words joined by '-', got {self.name!r}")
+        check_postprocess(self.postprocess)
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
+def require(condition: Any, message: str) -> None:
+    """``AssertionError(message)`` unless ``condition``: what a task's ``compare`` raises (kept under ``python -O``)."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def function_options(fn: Callable[..., Any], arguments: tuple[str, ...] = ARGUMENTS) -> dict[str, Any]:
+    """The options a function declares: its parameters other than ``arguments``, with their defaults."""
+    return {name: p.default for name, p in _parameters(fn).items() if name not in arguments}
+
+
+def check_postprocess(fn: Callable[..., Any], arguments: tuple[str, ...] = ARGUMENTS,
+                      field_name: str = "postprocess") -> None:
+    """:class:`SpecError` unless every parameter of ``fn`` is one of ``arguments`` or an option with a default."""
+    for name, parameter in _parameters(fn, field_name).items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD, parameter.POSITIONAL_ONLY):
+            raise SpecError(field_name, f"{_describe(fn)} takes {parameter}; its parameters are passed by name: "
+                                        f"{', '.join(arguments)}, or options with defaults")
+        if name not in arguments and parameter.default is parameter.empty:
+            raise SpecError(field_name, f"{_describe(fn)} takes {name!r}, which is not one of "
+                                        f"{', '.join(arguments)}; an option needs a default value")
+
+
+def _parameters(fn: Callable[..., Any], field_name: str = "postprocess") -> Mapping[str, inspect.Parameter]:
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError) as error:
+        raise SpecError(field_name, f"{_describe(fn)} has no signature the zoo can read: {error}") from None
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    return f"function {getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def call_declared(fn: Callable[..., Any], available: Mapping[str, Any], spec: ModelSpec, stage: str) -> Any:
+    """``fn`` called with the values of ``available`` that it declares; a plugin's exception becomes a
+    :class:`~zoo.errors.PluginError` naming the plugin, the model and ``stage``, the original chained."""
+    arguments = {name: available[name] for name in _parameters(fn) if name in available}
+    try:
+        return fn(**arguments)
+    except (ZooError, AssertionError):
+        raise
+    except Exception as error:
+        raise PluginError(spec.plugin or "-", f"{stage} of model {spec.name!r}", error) from error
+
+
+def accepted_options(spec: ModelSpec, task: Task | None) -> dict[str, Any]:
+    """Every option ``predict`` accepts for ``spec``, with its default (the spec's own defaults win)."""
+    accepted = dict(task.options) if task is not None and spec.postprocess is None else {}
+    if spec.postprocess is not None:
+        accepted.update(function_options(spec.postprocess))
+        if "options" in _parameters(spec.postprocess) and task is not None:
+            accepted = {**task.options, **accepted}
+    unknown = sorted(set(spec.options) - set(accepted))
+    if unknown:
+        raise SpecError("options", f"sets {', '.join(unknown)}, which its postprocessing does not take; it takes "
+                                   f"{', '.join(sorted(accepted)) or 'no options'}", model=spec.name, plugin=spec.plugin)
+    return {**accepted, **spec.options}
+
+
+def resolve_options(spec: ModelSpec, task: Task | None, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of one ``predict`` call: ``given`` over the defaults; :class:`UsageError` for unknown ones."""
+    accepted = accepted_options(spec, task)
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        takes = ", ".join(f"{k}={v!r}" for k, v in sorted(accepted.items())) or "no options"
+        raise UsageError(f"model {spec.name!r} does not take the option{'s' * (len(unknown) > 1)} "
+                         f"{', '.join(unknown)}; it takes {takes}")
+    return {**accepted, **given}
+
+
+def postprocess(spec: ModelSpec, task: Task | None, outputs: Mapping[str, np.ndarray],
+                geometries: list[Geometry], options: Mapping[str, Any]) -> list[Any]:
+    """Results for one run: the spec's postprocessing (or the task's), called with the arguments it declares.
+
+    An exception in a plugin's function becomes a :class:`~zoo.errors.PluginError` naming
+    the plugin and the model, with the original chained.
+    """
+    fn = spec.postprocess or (task.postprocess if task is not None else _raw)
+    renamed = {spec.rename_outputs.get(name, name): value for name, value in outputs.items()}
+    available = {"spec": spec, "outputs": renamed, "geometries": geometries, "options": dict(options), **options}
+    results = list(call_declared(fn, available, spec, "postprocess the outputs"))
+    if len(results) != len(geometries):
+        raise PluginError(spec.plugin or "-", f"postprocess the outputs of model {spec.name!r}", ValueError(
+            f"it returned {len(results)} results for {len(geometries)} images; return one per image"))
+    return results
+
+
+def _raw(outputs: Mapping[str, np.ndarray], geometries: list[Geometry]) -> list[dict[str, Any]]:
+    """A model of no known task: each image's raw outputs, by name."""
+    return [{name: value[i] for name, value in outputs.items()} for i in range(len(geometries))]

@@ -1,0 +1,24 @@
+"""The built-in tasks, registered through the same hook as a plugin's tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from zoo.hookspecs import hookimpl
+from zoo.tasks import Task, classification, detection, regression, segmentation
+
+
+@hookimpl
+def zoo_register_tasks(register: Callable[[Task], None]) -> None:
+    register(Task("image-classification", classification.Classification, classification.postprocess,
+                  options={"topk": 5}, summary="a class per image, with probabilities",
+                  compare=classification.compare))
+    for name, summary in (("object-detection", "boxes with classes and scores"),
+                          ("instance-segmentation", "boxes with classes, scores and a mask each"),
+                          ("keypoint-detection", "boxes with classes, scores and keypoints")):
+        register(Task(name, detection.Detections, detection.postprocess, options=detection.OPTIONS, summary=summary,
+                      compare=detection.compare, check_decode=detection.check_decode))
+    register(Task("semantic-segmentation", segmentation.Segmentation, segmentation.postprocess,
+                  summary="a class per pixel", compare=segmentation.compare))
+    register(Task("regression", regression.Regression, regression.postprocess,
+                  summary="a value per image, with an interval where the plugin computes one"))

@@ -1,0 +1,95 @@
+"""``image-classification``: a probability per class; the result is the top ``k``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zoo.tasks import _draw, require
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from zoo.geometry import Geometry
+    from zoo.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class and its probability."""
+
+    label: str
+    class_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The top class of one image and the ``k`` most probable ones, best first."""
+
+    label: str
+    class_id: int
+    score: float
+    topk: tuple[Prediction, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict JSON: the top class, and the top ``k`` as a list."""
+        return {**asdict(self), "topk": [asdict(p) for p in self.topk]}
+
+    def draw(self, image: Any) -> np.ndarray:
+        """An RGB uint8 copy of ``image`` with the top classes and their probabilities written at the top left."""
+        canvas = _draw.canvas(image)
+        font_scale, _ = _draw.scale_for(canvas)
+        line = int(32 * font_scale) + 8
+        for row, prediction in enumerate(self.topk or (Prediction(self.label, self.class_id, self.score),)):
+            _draw.label(canvas, f"{prediction.label} {prediction.score:.0%}", 4, 4 + line * (row + 1),
+                        _draw.color(prediction.class_id + 1))
+        return canvas
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    import numpy as np
+
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def classify(outputs: np.ndarray, labels: tuple[str, ...], k: int = 5, *, logits: bool = True) -> list[Classification]:
+    """Classifications for a batch of scores of shape ``(batch, classes)``, each row on its own.
+
+    ``logits`` says what the rows hold (the spec's ``scores`` field): logits get a softmax,
+    probabilities are used as they are.
+    """
+    import numpy as np
+
+    scores = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    if logits:
+        scores = softmax(scores)
+    k = max(1, min(k, scores.shape[1]))
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    results = []
+    for row, indices in zip(scores, best):
+        top = tuple(Prediction(label=labels[i] if i < len(labels) else str(i), class_id=int(i), score=float(row[i]))
+                    for i in indices)
+        results.append(Classification(label=top[0].label, class_id=top[0].class_id, score=top[0].score, topk=top))
+    return results
+
+
+def postprocess(spec: ModelSpec, outputs: Mapping[str, np.ndarray], geometries: list[Geometry],
+                topk: int = 5) -> list[Classification]:
+    """The task's default: the first output's rows, as logits or probabilities (the spec's ``scores``)."""
+    from zoo.model import check_count
+
+    check_count("topk", topk)
+    return classify(next(iter(outputs.values())), spec.labels, topk, logits=spec.scores == "logits")
+
+
+def compare(want: Classification, got: Classification, spec: ModelSpec) -> dict[str, float]:
+    """The same top class, and probabilities within the spec's tolerance."""
+    require(want.class_id == got.class_id, f"top class {got.label!r} instead of {want.label!r}")
+    difference = abs(want.score - got.score)
+    require(difference <= spec.atol + spec.rtol, f"top probability {got.score:.6g} instead of {want.score:.6g}")
+    return {"top1_agreement": 1.0, "max_abs": difference}

@@ -1,0 +1,450 @@
+"""``object-detection``, ``instance-segmentation``, ``keypoint-detection``: boxes, and masks or keypoints.
+
+The result is :class:`Detections`, in the original image's pixels, torchvision's
+conventions: boxes ``xyxy``, masks at the image's size, keypoints ``(x, y, score)``.
+
+A detector that exports its raw head needs no Python: its spec's ``decode`` table
+(:class:`Decode`) says how to read the outputs, and the default postprocessing decodes
+the candidates, keeps those of at least ``score_threshold``, runs non-maximum
+suppression (:func:`batched_nms`, torchvision's semantics) unless the graph did, keeps
+the best ``max_detections`` and maps them back through each image's geometry.
+
+The outputs it reads, by name (``rename_outputs`` maps a graph's names to these):
+
+* raw heads (``nms = "zoo"`` or ``"none"``): ``predictions``, ``(batch, candidates,
+  4 [+ 1] + classes)``: the box, the objectness when ``objectness`` is set, then the class
+  scores (``transpose`` when candidates are on the last axis, as YOLOv8 exports them); or
+  ``boxes`` ``(batch, candidates, 4)`` with ``scores`` ``(batch, candidates, classes)``;
+* final detections (``nms = "graph"``): ``boxes`` ``(batch, n, 4)``, ``scores``
+  ``(batch, n)``, ``class_ids`` ``(batch, n)``, optionally ``masks`` ``(batch, n, [1,] H, W)``
+  (probabilities over the model's input) and ``keypoints`` ``(batch, n, k, 2 or 3)``; or one
+  ``detections`` ``(batch, n, 6)``: box, score, class id.
+
+A graph with a single output needs no names: it is ``predictions`` or ``detections``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from zoo._fields import check_choice, check_int, from_mapping, set_field
+from zoo.errors import SpecError, ZooInputError
+from zoo.tasks import _draw, _rle, require
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from zoo.geometry import Geometry
+    from zoo.spec import ModelSpec
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+NMS_PLACES = ("zoo", "graph", "none")
+ACTIVATIONS = ("none", "sigmoid", "softmax")
+
+#: The options ``predict`` takes for detectors, with their defaults.
+OPTIONS = {"score_threshold": 0.25, "iou_threshold": 0.5, "max_detections": 100, "mask_threshold": 0.5}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object (an item of :class:`Detections`)."""
+
+    box: np.ndarray
+    score: float
+    class_id: int
+    label: str
+    mask: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The objects found in one image, best first, in the original image's pixels.
+
+    ``boxes`` ``(N, 4)`` float32 ``xyxy``; ``scores`` ``(N,)`` float32; ``class_ids``
+    ``(N,)`` int64; ``labels`` the N class names; ``masks`` ``(N, H, W)`` bool at the
+    image's size, or None; ``keypoints`` ``(N, K, 3)`` float32 ``(x, y, score)``, or None,
+    with ``keypoint_names`` and the ``skeleton``'s pairs of keypoint indices.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    labels: tuple[str, ...]
+    image_size: tuple[int, int]
+    masks: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    keypoint_names: tuple[str, ...] = ()
+    skeleton: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        order = np.argsort(-np.asarray(self.scores, np.float32), kind="stable")
+        set_field(self, "boxes", np.asarray(self.boxes, np.float32).reshape(-1, 4)[order])
+        set_field(self, "scores", np.asarray(self.scores, np.float32).reshape(-1)[order])
+        set_field(self, "class_ids", np.asarray(self.class_ids, np.int64).reshape(-1)[order])
+        set_field(self, "labels", tuple(self.labels[i] for i in order))
+        n = len(self.scores)
+        if not len(self.boxes) == len(self.class_ids) == len(self.labels) == n:
+            raise ValueError(f"Detections needs as many boxes ({len(self.boxes)}), class ids ({len(self.class_ids)}) "
+                             f"and labels ({len(self.labels)}) as scores ({n})")
+        if self.masks is not None:
+            set_field(self, "masks", np.asarray(self.masks, bool).reshape(n, *self.image_size)[order])
+        if self.keypoints is not None:
+            set_field(self, "keypoints", np.asarray(self.keypoints, np.float32).reshape(n, -1, 3)[order])
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __iter__(self) -> Iterator[Detection]:
+        for i in range(len(self)):
+            yield Detection(box=self.boxes[i], score=float(self.scores[i]), class_id=int(self.class_ids[i]),
+                            label=self.labels[i], mask=None if self.masks is None else self.masks[i],
+                            keypoints=None if self.keypoints is None else self.keypoints[i])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict JSON: one entry per detection; masks as COCO run-length encodings."""
+        items = []
+        for detection in self:
+            item: dict[str, Any] = {"label": detection.label, "class_id": detection.class_id,
+                                    "score": round(detection.score, 6),
+                                    "box": [round(float(v), 3) for v in detection.box]}
+            if detection.mask is not None:
+                item["mask"] = _rle.encode(detection.mask)
+            if detection.keypoints is not None:
+                item["keypoints"] = [[round(float(v), 3) for v in point] for point in detection.keypoints]
+            items.append(item)
+        data: dict[str, Any] = {"image_size": list(self.image_size), "detections": items}
+        if self.keypoints is not None:
+            data["keypoint_names"] = list(self.keypoint_names)
+            data["skeleton"] = [list(pair) for pair in self.skeleton]
+        return data
+
+    def draw(self, image: Any) -> np.ndarray:
+        """An RGB uint8 copy of ``image``: masks tinted, boxes outlined with label and score, keypoints and skeleton."""
+        import cv2
+
+        canvas = _draw.canvas(image)
+        _, thickness = _draw.scale_for(canvas)
+        for detection in reversed(list(self)):  # the best drawn last, on top
+            rgb = _draw.color(detection.class_id + 1)
+            if detection.mask is not None and detection.mask.shape == canvas.shape[:2]:
+                _draw.blend(canvas, detection.mask, rgb)
+            x1, y1, x2, y2 = (round(float(v)) for v in detection.box)
+            cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), rgb, thickness)
+            if detection.keypoints is not None:
+                self._draw_keypoints(canvas, detection.keypoints, rgb, thickness)
+            _draw.label(canvas, f"{detection.label} {detection.score:.2f}", x1, y1, rgb)
+        return canvas
+
+    def _draw_keypoints(self, canvas: np.ndarray, points: np.ndarray, rgb: tuple[int, int, int],
+                        thickness: int) -> None:
+        import cv2
+
+        xy = [(round(float(x)), round(float(y))) for x, y, _ in points]
+        for a, b in self.skeleton:
+            if a < len(xy) and b < len(xy):
+                cv2.line(canvas, xy[a], xy[b], rgb, thickness, cv2.LINE_AA)
+        for point in xy:
+            cv2.circle(canvas, point, thickness + 2, (255, 255, 255), -1, cv2.LINE_AA)
+            cv2.circle(canvas, point, thickness + 1, rgb, -1, cv2.LINE_AA)
+
+
+@dataclass(frozen=True)
+class Decode:
+    """How a detector's outputs are read: the ``decode`` table of its spec (see the module docstring).
+
+    ``boxes``: ``xyxy``, ``xywh`` (corner and size) or ``cxcywh`` (centre and size);
+    ``normalized``: boxes as fractions of the input's width and height; ``activation``:
+    applied to raw class scores (``none``, ``sigmoid``, or ``softmax`` over the classes);
+    ``objectness``: a column before the class scores that multiplies them (activated like
+    them); ``background``: class 0 is a background class, never reported; ``transpose``:
+    candidates on the last axis; ``label_offset``: added to a class id to index the
+    spec's labels; ``nms``: ``zoo`` (done here), ``graph`` (done in the model) or ``none``
+    (end-to-end models); ``class_agnostic``: suppress across classes;
+    ``keypoint_names`` and ``skeleton`` describe keypoints.
+    """
+
+    boxes: str = "xyxy"
+    normalized: bool = False
+    activation: str = "none"
+    objectness: bool = False
+    background: bool = False
+    transpose: bool = False
+    label_offset: int = 0
+    nms: str = "zoo"
+    class_agnostic: bool = False
+    keypoint_names: tuple[str, ...] = ()
+    skeleton: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_choice("boxes", self.boxes, BOX_FORMATS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("nms", self.nms, NMS_PLACES)
+        for name in ("normalized", "objectness", "background", "transpose", "class_agnostic"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpecError(name, f"must be true or false, got {getattr(self, name)!r}")
+        check_int("label_offset", self.label_offset, minimum=-1_000_000)
+        set_field(self, "keypoint_names", tuple(self.keypoint_names))
+        pairs = []
+        for pair in self.skeleton:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise SpecError("skeleton", f"must be pairs of keypoint indices, got {pair!r}")
+            pairs.append((check_int("skeleton", pair[0], minimum=0), check_int("skeleton", pair[1], minimum=0)))
+        set_field(self, "skeleton", tuple(pairs))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decode:
+        return from_mapping(cls, data, "decode")
+
+
+def check_decode(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Validate a detector spec's ``decode`` table (:class:`SpecError` naming the key)."""
+    decode = Decode.from_dict(data)
+    return {f.name: getattr(decode, f.name) for f in fields(decode) if f.name in data}
+
+
+# -- non-maximum suppression -------------------------------------------------------------------
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one ``xyxy`` box with each of ``boxes`` (torchvision's formula)."""
+    import numpy as np
+
+    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = width * height
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + areas - inter)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, by decreasing score.
+
+    A box is dropped when its IoU with a better kept box is greater than ``iou_threshold``,
+    as ``torchvision.ops.nms`` does.
+    """
+    import numpy as np
+
+    boxes = np.asarray(boxes, np.float32)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    keep = []
+    while order.size:
+        best = order[0]
+        keep.append(best)
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """:func:`nms` within each class (``torchvision.ops.batched_nms``): boxes of different classes never suppress
+    each other. Each class's boxes are shifted apart by an offset larger than any coordinate."""
+    import numpy as np
+
+    boxes = np.asarray(boxes, np.float32)
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    offsets = np.asarray(class_ids, np.float32) * (float(boxes.max()) + 1)
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+
+def to_xyxy(boxes: np.ndarray, box_format: str) -> np.ndarray:
+    """Boxes ``(..., 4)`` in ``box_format`` as ``xyxy``."""
+    import numpy as np
+
+    boxes = np.asarray(boxes, np.float32)
+    if box_format == "xyxy":
+        return boxes
+    out = np.empty_like(boxes)
+    if box_format == "xywh":
+        out[..., :2] = boxes[..., :2]
+        out[..., 2:] = boxes[..., :2] + boxes[..., 2:]
+    else:
+        half = boxes[..., 2:] / 2
+        out[..., :2] = boxes[..., :2] - half
+        out[..., 2:] = boxes[..., :2] + half
+    return out
+
+
+def _activate(values: np.ndarray, activation: str) -> np.ndarray:
+    import numpy as np
+
+    values = np.asarray(values, np.float32)
+    if activation == "sigmoid":
+        return 1 / (1 + np.exp(-values))
+    if activation == "softmax":
+        shifted = np.exp(values - values.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+    return values
+
+
+def candidates(outputs: Mapping[str, np.ndarray], i: int, decode: Decode) -> tuple[np.ndarray, np.ndarray]:
+    """Image ``i``'s raw candidates: boxes ``(N, 4)`` in the decode's format and class scores ``(N, C)``."""
+    import numpy as np
+
+    if "predictions" in outputs or len(outputs) == 1:
+        rows = np.asarray(outputs.get("predictions", next(iter(outputs.values())))[i], np.float32)
+        if decode.transpose:
+            rows = rows.T
+        boxes, rest = rows[:, :4], rows[:, 4:]
+        if decode.objectness:
+            objectness = _activate(rest[:, :1], "sigmoid" if decode.activation != "none" else "none")
+            return boxes, _activate(rest[:, 1:], decode.activation) * objectness
+        return boxes, _activate(rest, decode.activation)
+    if "boxes" in outputs and "scores" in outputs:
+        boxes, scores = np.asarray(outputs["boxes"][i], np.float32), np.asarray(outputs["scores"][i], np.float32)
+        if decode.transpose:
+            boxes, scores = boxes.T, scores.T
+        return boxes.reshape(-1, 4), _activate(scores.reshape(len(boxes.reshape(-1, 4)), -1), decode.activation)
+    raise ZooInputError(f"a raw detector's outputs are 'predictions', or 'boxes' and 'scores'; got {sorted(outputs)}: "
+                        f"map the graph's names with the spec's rename_outputs")
+
+
+def decode_raw(outputs: Mapping[str, np.ndarray], i: int, decode: Decode, *, score_threshold: float,
+               iou_threshold: float, max_detections: int, input_size: tuple[int, int]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes ``xyxy`` in input pixels, scores and class ids of image ``i``, after thresholding and NMS."""
+    import numpy as np
+
+    boxes, scores = candidates(outputs, i, decode)
+    first = 1 if decode.background else 0
+    best = scores[:, first:].argmax(axis=1) + first if scores.shape[1] > first else np.zeros(len(scores), np.intp)
+    best_scores = scores[np.arange(len(scores)), best] if scores.shape[1] > first else np.zeros(len(scores))
+    kept = np.flatnonzero(best_scores >= score_threshold)
+    boxes = to_xyxy(boxes[kept], decode.boxes)
+    if decode.normalized:
+        boxes = boxes * np.array([input_size[1], input_size[0]] * 2, np.float32)
+    best_scores, best = best_scores[kept].astype(np.float32), best[kept].astype(np.int64)
+    if decode.nms == "zoo":
+        chosen = nms(boxes, best_scores, iou_threshold) if decode.class_agnostic else batched_nms(
+            boxes, best_scores, best, iou_threshold)
+    else:
+        chosen = np.argsort(-best_scores, kind="stable")
+    chosen = chosen[:max_detections]
+    return boxes[chosen], best_scores[chosen], best[chosen]
+
+
+def postprocess(spec: ModelSpec, outputs: Mapping[str, np.ndarray], geometries: list[Geometry],
+                score_threshold: float = 0.25, iou_threshold: float = 0.5, max_detections: int = 100,
+                mask_threshold: float = 0.5) -> list[Detections]:
+    """The detection tasks' default: decode (see the module docstring), threshold, NMS, map back."""
+    import numpy as np
+
+    _check_options(score_threshold, iou_threshold, max_detections, mask_threshold)
+    decode = Decode.from_dict(spec.decode)
+    results = []
+    for i, geometry in enumerate(geometries):
+        masks = keypoints = None
+        if decode.nms == "graph":
+            boxes, scores, class_ids, masks, keypoints = _final(outputs, i, decode, geometry, score_threshold,
+                                                                max_detections)
+        else:
+            boxes, scores, class_ids = decode_raw(outputs, i, decode, score_threshold=score_threshold,
+                                                  iou_threshold=iou_threshold, max_detections=max_detections,
+                                                  input_size=geometry.input)
+        if masks is not None:
+            masks = geometry.to_original_mask(masks, interpolation="bilinear") > mask_threshold
+        if keypoints is not None:
+            points = np.zeros((*keypoints.shape[:2], 3), np.float32)
+            points[..., :2] = geometry.to_original_points(keypoints[..., :2])
+            points[..., 2] = keypoints[..., 2] if keypoints.shape[-1] > 2 else 1.0
+            keypoints = points
+        labels = tuple(_label(spec.labels, int(c) + decode.label_offset) for c in class_ids)
+        results.append(Detections(boxes=geometry.to_original_boxes(boxes), scores=scores, class_ids=class_ids,
+                                  labels=labels, image_size=geometry.original, masks=masks, keypoints=keypoints,
+                                  keypoint_names=decode.keypoint_names, skeleton=decode.skeleton))
+    return results
+
+
+def _final(outputs: Mapping[str, np.ndarray], i: int, decode: Decode, geometry: Geometry, score_threshold: float,
+           max_detections: int) -> tuple[np.ndarray, ...]:
+    """Image ``i``'s detections from a graph that did its own NMS, above the threshold, best first."""
+    import numpy as np
+
+    if "boxes" in outputs:
+        boxes = np.asarray(outputs["boxes"][i], np.float32).reshape(-1, 4)
+        scores = np.asarray(outputs["scores"][i], np.float32).reshape(-1)
+        ids = outputs.get("class_ids", outputs.get("labels"))
+        if ids is None:
+            raise ZooInputError(f"a detector with NMS in the graph outputs 'boxes', 'scores' and 'class_ids' (or "
+                                f"'labels'); got {sorted(outputs)}: map the graph's names with rename_outputs")
+        class_ids = np.asarray(ids[i]).reshape(-1).astype(np.int64)
+    else:
+        rows = np.asarray(outputs.get("detections", next(iter(outputs.values())))[i], np.float32).reshape(-1, 6)
+        boxes, scores, class_ids = rows[:, :4], rows[:, 4], rows[:, 5].round().astype(np.int64)
+    boxes = to_xyxy(boxes, decode.boxes)
+    if decode.normalized:
+        boxes = boxes * np.array([geometry.input[1], geometry.input[0]] * 2, np.float32)
+    chosen = np.argsort(-scores, kind="stable")
+    chosen = chosen[scores[chosen] >= score_threshold][:max_detections]
+    masks = outputs.get("masks")
+    if masks is not None:
+        masks = np.asarray(masks[i], np.float32)
+        masks = masks.reshape(len(scores), *masks.shape[-2:])[chosen]
+    keypoints = outputs.get("keypoints")
+    if keypoints is not None:
+        keypoints = np.asarray(keypoints[i], np.float32)
+        keypoints = keypoints.reshape(len(scores), -1, keypoints.shape[-1])[chosen]
+    return boxes[chosen], scores[chosen], class_ids[chosen], masks, keypoints
+
+
+def _label(labels: Sequence[str], index: int) -> str:
+    return labels[index] if 0 <= index < len(labels) else str(index)
+
+
+def _check_options(score_threshold: float, iou_threshold: float, max_detections: int, mask_threshold: float) -> None:
+    from zoo.errors import UsageError
+
+    for name, value in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold),
+                        ("mask_threshold", mask_threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise UsageError(f"{name} must be a number from 0 to 1, got {value!r}")
+    if isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 1:
+        raise UsageError(f"max_detections must be an integer of at least 1, got {max_detections!r}")
+
+
+# -- parity ------------------------------------------------------------------------------------
+
+
+def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *, iou: float = 0.99,
+            score_tolerance: float = 1e-3, mask_agreement: float = 0.995,
+            keypoint_tolerance: float = 1.0) -> dict[str, float]:
+    """Every detection of ``want`` matched in ``got`` (and none left over): box IoU >= ``iou``, the same class,
+    scores within ``score_tolerance``, masks agreeing on ``mask_agreement`` of the pixels, keypoints within
+    ``keypoint_tolerance`` pixels. Returns the worst figures; raises ``AssertionError`` naming the first mismatch."""
+    import numpy as np
+
+    require(len(want) == len(got), f"{len(got)} detections instead of {len(want)}")
+    figures = {"detections": float(len(want)), "min_iou": 1.0, "max_score_diff": 0.0}
+    unused = set(range(len(got)))
+    for k, detection in enumerate(want):
+        candidates_ = [j for j in unused if got.class_ids[j] == detection.class_id]
+        ious = box_iou(detection.box, got.boxes[candidates_]) if candidates_ else np.zeros(0)
+        j = candidates_[int(ious.argmax())] if len(ious) else None
+        require(j is not None and ious.max() >= iou, (
+            f"detection {k} ({detection.label} {detection.score:.4f} at {np.round(detection.box, 1).tolist()}) has "
+            f"no match of the same class at IoU >= {iou}" + (f" (best {ious.max():.4f})" if len(ious) else "")))
+        unused.discard(j)
+        score_diff = abs(float(got.scores[j]) - detection.score)
+        require(score_diff <= score_tolerance, f"detection {k}: score {got.scores[j]:.6f} instead of {detection.score:.6f}")
+        figures["min_iou"] = min(figures["min_iou"], float(ious.max()))
+        figures["max_score_diff"] = max(figures["max_score_diff"], score_diff)
+        if detection.mask is not None and got.masks is not None:
+            agreement = float((detection.mask == got.masks[j]).mean())
+            require(agreement >= mask_agreement, f"detection {k}: masks agree on {agreement:.2%} of the pixels")
+            figures["min_mask_agreement"] = min(figures.get("min_mask_agreement", 1.0), agreement)
+        if detection.keypoints is not None and got.keypoints is not None:
+            distance = float(np.abs(detection.keypoints[:, :2] - got.keypoints[j][:, :2]).max(initial=0.0))
+            require(distance <= keypoint_tolerance, f"detection {k}: keypoints {distance:.2f} pixels apart")
+            figures["max_keypoint_distance"] = max(figures.get("max_keypoint_distance", 0.0), distance)
+    return figures
