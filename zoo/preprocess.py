@@ -197,7 +197,8 @@ class Preprocess:
         offset, factor = self._normalisation()
         shape = (len(placed), c, height, width) if self.layout == "NCHW" else (len(placed), height, width, c)
         batch = np.empty(shape, np.float32)
-        fill = np.float32(self.pad_value) if self.pad_normalized else (np.float32(self.pad_value) - offset) * factor
+        fill = np.full(c, self.pad_value, np.float32) if self.pad_normalized else (
+            np.float32(self.pad_value) - offset) * factor
         geometries = []
         for i, (pixels, (top, left), geometry) in enumerate(placed):
             geometries.append(geometry if geometry.input == (height, width) else geometry.padded(height, width))

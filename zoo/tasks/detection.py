@@ -160,8 +160,8 @@ class Decode:
     ``boxes``: ``xyxy``, ``xywh`` (corner and size) or ``cxcywh`` (centre and size);
     ``normalized``: boxes as fractions of the input's width and height; ``activation``:
     applied to raw class scores (``none``, ``sigmoid``, or ``softmax`` over the classes);
-    ``objectness``: a column before the class scores that multiplies them (activated like
-    them); ``background``: class 0 is a background class, never reported; ``transpose``:
+    ``objectness``: a column before the class scores that multiplies them (through a
+    sigmoid unless ``activation`` is ``none``); ``background``: class 0 is a background class, never reported; ``transpose``:
     candidates on the last axis; ``label_offset``: added to a class id to index the
     spec's labels; ``nms``: ``zoo`` (done here), ``graph`` (done in the model) or ``none``
     (end-to-end models); ``class_agnostic``: suppress across classes;
