@@ -8,6 +8,7 @@ declarative postprocessing, with NMS in the zoo and in the graph; a two-model pi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,34 @@ def test_a_pipeline_of_two_registered_models(zoo_cache_dir, monkeypatch):
         zoo.get("colour-finder", opset=18)
     report = check_model("colour-finder", opencv=False)
     assert report.source == "pipeline" and sorted(report.parts) == ["colour", "finder"]
+
+
+def test_zoo_predict_saves_pictures_prints_detections_and_treats_a_pipeline_as_one(zoo_cache_dir, monkeypatch,
+                                                                                  tmp_path, capsys):
+    import cv2
+
+    from zoo import cache, cli
+
+    monkeypatch.setattr(zoo.registry, "_default", registry_with(pipes=PipelinePlugin()))
+    photo = scene(90, 120, [(30, 20, 80, 70)])
+    cv2.imwrite(str(tmp_path / "a.png"), photo)
+    cv2.imwrite(str(tmp_path / "b.jpg"), scene(50, 50, [(5, 5, 20, 40)]))
+    out = tmp_path / "drawn"
+    assert cli.main(["predict", "finder", str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--save", str(out),
+                     "--score-threshold", "0.5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [Path(r["saved"]).name for r in rows] == ["a.png", "b.jpg"]
+    first = rows[0]["result"]["detections"][0]
+    assert first["label"] == "thing" and np.abs(np.subtract(first["box"], [30, 20, 80, 70])).max() <= 2
+    drawn = cv2.imread(rows[0]["saved"])
+    assert drawn.shape == photo.shape and (drawn[45, 30] != photo[45, 30]).any()  # the box's left edge is drawn
+    assert cli.main(["predict", "finder", str(tmp_path / "a.png"), "--topk", "3"]) == 2
+    assert "does not take the option topk" in capsys.readouterr().err
+    assert cli.main(["predict", "colour-finder", str(tmp_path / "a.png"), "-o", "min_score=0.2"]) == 0
+    assert "1 detection(s)" in capsys.readouterr().out
+    assert cli.main(["info", "colour-finder"]) == 0
+    assert "pipeline of  finder, colour" in capsys.readouterr().out
+    assert cli.main(["cache", "rm", "colour-finder"]) == 0
+    removed = capsys.readouterr().out
+    assert "removed finder/" in removed and "removed colour/" in removed
+    assert not [e.name for e in cache.entries()]

@@ -105,18 +105,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     data = spec.to_dict()
     data["variants"] = registry.variants(spec.name)
     data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in entries]}
+    task = registry.task(spec.task)
+    if spec.is_pipeline:
+        from zoo.tasks import PIPELINE_ARGUMENTS, function_options
+
+        assert spec.run is not None
+        data["options"] = {**function_options(spec.run, PIPELINE_ARGUMENTS), **spec.options}
+        data["cache"] = {"entries": [e.to_dict() for name in spec.requires for e in cache.entries(name)]}
+    else:
+        from zoo.tasks import accepted_options
+
+        data["options"] = accepted_options(spec, task)
     if args.json:
         _print_json(data)
         return 0
-    pre = spec.preprocess
-    if pre.resize is None:
-        resize = "none"
-    elif pre.resize == "cover":
-        resize = "scaled to cover the crop (cv2.dnn.blobFromImage with crop=True)"
-    elif isinstance(pre.resize, int):
-        resize = f"shorter side to {pre.resize}"
-    else:
-        resize = f"exactly {pre.resize[0]}x{pre.resize[1]}"
+    if spec.is_pipeline:
+        lines = [("name", spec.name), ("task", spec.task), ("summary", spec.summary), ("plugin", spec.plugin),
+                 ("pipeline of", ", ".join(spec.requires)), ("options", _show_options(data["options"])),
+                 ("cache", "that of its models: 'zoo info NAME' for each")]
+        _print_lines(lines)
+        return 0
     lines = [
         ("name", spec.name),
         ("aliases", ", ".join(spec.aliases) or "-"),
@@ -126,12 +134,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("plugin", spec.plugin),
         ("license", spec.license),
         ("homepage", spec.homepage or "-"),
-        ("input", f"{pre.layout} {pre.dtype} {'x'.join(map(str, pre.input_shape))}, {pre.channels}"),
-        ("resize", f"{resize}, {pre.interpolation}{' with antialias' if pre.antialias else ''}"),
-        ("crop", "none" if pre.crop is None else f"centre {pre.crop[0]}x{pre.crop[1]}"),
-        ("normalise", f"(pixel * {pre.scale:.6g} - mean {list(pre.mean)}) / std {list(pre.std)}"),
+        *_preprocess_lines(spec.preprocess),
+        ("normalise", f"(pixel * {spec.preprocess.scale:.6g} - mean {list(spec.preprocess.mean)}) / std {list(spec.preprocess.std)}"),
         ("labels", str(len(spec.labels))),
-        ("outputs", ", ".join(spec.outputs)),
+        ("outputs", ", ".join(f"{o} (as {spec.rename_outputs[o]})" if o in spec.rename_outputs else o
+                              for o in spec.outputs) + ("" if spec.batch_axis else ", one image at a time")),
+        *([("decode", json.dumps(dict(spec.decode)))] if spec.decode else []),
+        ("options", _show_options(data["options"])),
         ("weights", f"{spec.weights.url} (sha256 {spec.weights.sha256})" if spec.weights else "none"),
         ("onnx", f"{spec.onnx.url} (sha256 {spec.onnx.sha256})" if spec.onnx else "exported on first use"),
         ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
@@ -143,10 +152,43 @@ def cmd_info(args: argparse.Namespace) -> int:
         lines.append(("cache", f"{entry.name}/{entry.key}: {state}"))
     if not entries:
         lines.append(("cache", f"not cached yet ({data['cache']['dir']})"))
+    _print_lines(lines)
+    return 0
+
+
+def _print_lines(lines: Sequence[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key.ljust(width)}  {value}")
-    return 0
+
+
+def _show_options(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(options.items())) or "none"
+
+
+def _preprocess_lines(pre: Any) -> list[tuple[str, str]]:
+    """How ``zoo info`` states a :class:`~zoo.preprocess.Preprocess`."""
+    if pre.resize is None:
+        resize = "none (the image's own size" + (f", padded to a multiple of {pre.multiple})" if pre.multiple > 1
+                                                 else ")")
+    elif pre.resize == "cover":
+        resize = "scaled to cover the crop (cv2.dnn.blobFromImage with crop=True)"
+    elif pre.resize == "letterbox":
+        resize = (f"letterbox: fit inside {pre.size[0]}x{pre.size[1]}, padded with {pre.pad_value:g}"
+                  f"{' (after normalisation)' if pre.pad_normalized else ''}, image at the {pre.pad_position}")
+    elif pre.resize in ("longer", "shorter"):
+        limit = "at most" if pre.resize == "longer" else "at least"
+        resize = f"{pre.resize} side {limit} {pre.size}, each side rounded to a multiple of {pre.multiple}"
+    elif isinstance(pre.resize, int):
+        resize = f"shorter side to {pre.resize}"
+    else:
+        resize = f"exactly {pre.resize[0]}x{pre.resize[1]}"
+    shape = "x".join("?" if d is None else str(d) for d in pre.input_shape)
+    lines = [("input", f"{pre.layout} {pre.dtype} {shape}, {pre.channels}"
+                       + (f" (any size; batched: {pre.batching})" if pre.dynamic else "")),
+             ("resize", f"{resize}, {pre.interpolation}{' with antialias' if pre.antialias else ''}")]
+    lines.append(("crop", "none" if pre.crop is None else f"centre {pre.crop[0]}x{pre.crop[1]}"))
+    return lines
 
 
 def _built_from(entry: dict[str, Any]) -> str:
@@ -206,6 +248,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from zoo.runtime import open_session
 
     check_count("--threads", args.threads, optional=True)
+    pipeline = default_registry().get(args.name)
+    if pipeline.is_pipeline:
+        if args.output:
+            raise UsageError(f"{pipeline.name} is a pipeline of {', '.join(pipeline.requires)}; export each with -o")
+        return max(cmd_export(argparse.Namespace(**{**vars(args), "name": name})) for name in pipeline.requires)
     spec, converted = prepare(args.name, weights=args.weights, sha256=args.sha256, labels=_labels(args),
                               opset=args.opset, exporter=args.exporter, simplify=not args.no_simplify)
     meta = converted.metadata
@@ -225,9 +272,7 @@ def cmd_export(args: argparse.Namespace) -> int:
              ("size", f"{_size(record['size'])}, sha256 {record['sha256']}"), *_parity_lines(meta)]
     if providers:
         lines.append(("opens on", ", ".join(providers)))
-    width = max(len(k) for k, _ in lines)
-    for key, value in lines:
-        print(f"{key.ljust(width)}  {value}")
+    _print_lines(lines)
     return 0
 
 
@@ -299,35 +344,42 @@ def _expand_images(patterns: Sequence[str]) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from zoo import images
     from zoo.errors import ZooInputError
     from zoo.model import check_count
 
-    check_count("--topk", args.topk)
     check_count("--batch-size", args.batch_size)
+    options = _options(args)
     paths = _expand_images(args.images)
+    saved = _save_paths(paths, args.save) if args.save else {}
     labels = _labels(args)
     model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, runtime=args.runtime,
                     providers=args.providers, threads=args.threads, batch_size=args.batch_size)
+    if isinstance(model, zoo.Model):
+        from zoo.tasks import resolve_options
+
+        resolve_options(model.spec, model.task, options)  # a wrong option fails before any image is read
     bar = _progress(len(paths), args)
     rows: list[dict[str, Any]] = []
     failed = 0
-    for start in range(0, len(paths), model.batch_size):  # a batch at a time: memory stays flat
+    for start in range(0, len(paths), args.batch_size):  # a batch at a time: memory stays flat
         chunk: list[dict[str, Any]] = []
-        inputs = []
-        for path in paths[start:start + model.batch_size]:
+        pixels = []
+        for path in paths[start:start + args.batch_size]:
             try:
-                inputs.append(model.preprocess(path))
+                pixels.append(images.load(path))
                 chunk.append({"image": path})
             except ZooInputError as error:
                 _write(f"zoo: error: {error}", bar, sys.stderr)
                 chunk.append({"image": path, "error": str(error)})
                 failed += 1
-        results = iter(model.postprocess(model.run(np.concatenate(inputs)), topk=args.topk) if inputs else [])
+        results = iter(zip(model.predict(pixels, **options), pixels) if pixels else [])
         for row in chunk:
             if "error" not in row:
-                row["result"] = _jsonable(next(results)) if args.json or args.jsonl else next(results)
+                result, image = next(results)
+                if args.save:
+                    row["saved"] = _save(result, image, saved[row["image"]])
+                row["result"] = _jsonable(result) if args.json or args.jsonl else result
             if args.jsonl:
                 _write(json.dumps(row, default=str, ensure_ascii=False), bar)
             elif args.json:
@@ -343,6 +395,56 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"zoo: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The prediction options given on the command line: the named flags, then each ``-o KEY=VALUE``."""
+    options = {name: getattr(args, name) for name in ("topk", "score_threshold", "iou_threshold", "max_detections")
+               if getattr(args, name) is not None}
+    for item in args.option or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-o takes KEY=VALUE (e.g. -o score_threshold=0.3), got {item!r}")
+        try:
+            options[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.strip()] = text
+    return options
+
+
+def _save_paths(paths: Sequence[str], folder: str) -> dict[str, Path]:
+    """Where each input's annotated picture goes: ``folder`` with the same file name (PNG where the format is another,
+    a number added where two inputs share a name). The folder is made now, so that a bad one fails before the model."""
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--save folder {folder!r} cannot be made ({error.strerror or error}); give a writable "
+                         f"folder") from None
+    chosen: dict[str, Path] = {}
+    taken: set[str] = set()
+    for path in paths:
+        name = Path(path)
+        suffix = name.suffix.lower() if name.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
+        stem, candidate, n = name.stem, name.stem + suffix, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{stem}-{n}{suffix}"
+        taken.add(candidate)
+        chosen[path] = target / candidate
+    return chosen
+
+
+def _save(result: Any, image: Any, path: Path) -> str:
+    """Write ``result.draw(image)`` to ``path``; the path written."""
+    import cv2
+
+    if not hasattr(result, "draw"):
+        raise UsageError("the results of this model have no draw(); --save cannot picture them")
+    drawn = result.draw(image)
+    if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+        raise UsageError(f"--save could not write {path}")
+    return str(path)
 
 
 def _progress(total: int, args: argparse.Namespace) -> Any:
@@ -372,10 +474,18 @@ def _jsonable(result: Any) -> Any:
 
 
 def _format_result(image: str, result: Any) -> str:
-    from zoo.results import Classification, Regression
+    from zoo.results import Classification, Detections, Regression, Segmentation
 
     if isinstance(result, Classification):
         return "\n".join([image, *(f"  {p.score:7.2%}  {p.label} ({p.class_id})" for p in result.topk)])
+    if isinstance(result, Detections):
+        lines = [f"  {d.score:6.3f}  {d.label} ({d.class_id})  [{', '.join(f'{v:.1f}' for v in d.box)}]"
+                 + ("  mask" if d.mask is not None else "") + ("  keypoints" if d.keypoints is not None else "")
+                 for d in result]
+        return "\n".join([f"{image}: {len(result)} detection(s)", *lines])
+    if isinstance(result, Segmentation):
+        fractions = result.fractions
+        return "\n".join([image, *(f"  {share:7.2%}  {label}" for label, share in fractions.items())])
     if isinstance(result, Regression):
         unit = f" {result.unit}" if result.unit else ""
         return f"{image}: {result.value:.1f}{unit} [{result.low:.1f}, {result.high:.1f}]"
@@ -409,15 +519,20 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache.Entry]:
-    """The entries that ``NAME`` (every entry of a model) or ``NAME/KEY`` (one entry) arguments designate.
+    """The entries that ``NAME`` (every entry of a model, or of each model of a pipeline) or ``NAME/KEY`` (one
+    entry) arguments designate.
 
     An argument that designates nothing is an error naming it.
     """
     from zoo.errors import CacheError
 
     selected: list[cache.Entry] = []
+    registry = default_registry()
     for argument in names:
         name, _, key = argument.strip().partition("/")
+        if not key and name in registry and registry.get(name).is_pipeline:  # a pipeline is its models
+            selected += _selected_entries(registry.get(name).requires, full=full)
+            continue
         name = _cached_name(name)
         found = cache.entries(name, full=full)
         if key:
@@ -574,13 +689,22 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_arguments(p)
     p.add_argument("--json", action="store_true", help="print the cache metadata as JSON")
 
-    p = command("predict", cmd_predict, "predict images with a model (top-k classes, ages, ...)",
+    p = command("predict", cmd_predict, "predict images with a model (classes, boxes, masks, ages, ...)",
                 "Run NAME on images: files, folders (their image files) and globs. Every argument is checked before "
                 "the model is built. An image that cannot be decoded is reported on stderr and the others go on; the "
-                "exit status is 1 if any failed.")
+                "exit status is 1 if any failed. Boxes and masks are in the original image's pixels. Options not "
+                "named here go with -o KEY=VALUE; 'zoo info NAME' lists those the model takes.")
     p.add_argument("name", metavar="NAME", help="model name or alias")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob (URLs are not fetched)")
-    p.add_argument("-k", "--topk", type=int, default=5, metavar="K", help="classes to show per image (default 5)")
+    p.add_argument("-k", "--topk", type=int, metavar="K", help="classes to show per image (classifiers; default 5)")
+    p.add_argument("--score-threshold", type=float, metavar="S", help="keep detections scoring at least S (detectors)")
+    p.add_argument("--iou-threshold", type=float, metavar="T",
+                   help="non-maximum suppression drops a box overlapping a better one by more than T (detectors)")
+    p.add_argument("--max-detections", type=int, metavar="N", help="keep the N best detections (detectors)")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="any option of the model's postprocessing (VALUE read as JSON if it parses); repeatable")
+    p.add_argument("--save", metavar="DIR",
+                   help="write each image annotated with its result to DIR, same file name (PNG or JPEG as given)")
     p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
                    help="inference engine (default onnxruntime)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
