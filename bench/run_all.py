@@ -2,8 +2,8 @@
 
     python bench/run_all.py [--quick] [--only predict cold ...]
 
-Runs ``bench_list.py``, ``bench_preprocess.py``, ``bench_predict.py``, ``bench_cold.py``
-and ``bench_export.py`` with ``--json bench/results/NAME.json``, with the interpreter running this script. Each script's
+Runs ``bench_list.py``, ``bench_preprocess.py``, ``bench_predict.py``, ``bench_cold.py``,
+``bench_export.py`` and ``bench_postprocess.py`` with ``--json bench/results/NAME.json``, with the interpreter running this script. Each script's
 stdout is shown and saved as ``bench/results/NAME.md``; the first failure stops the run
 with its exit status. Then every row goes into one table, ``bench/results/summary.md`` (the
 README's), and ``plot.py`` draws ``bench/results.png`` from the JSON files.
@@ -31,6 +31,7 @@ BENCHMARKS = (
     ("predict", "bench_predict.py", ["--runs", "3"]),
     ("cold", "bench_cold.py", ["--runs", "2"]),
     ("export", "bench_export.py", ["--runs", "1"]),
+    ("postprocess", "bench_postprocess.py", ["--runs", "20"]),
 )
 
 

@@ -121,7 +121,7 @@ def test_a_letterboxed_detector_gives_boxes_in_original_pixels(zoo_cache_dir, po
 
 def test_a_raw_head_is_decoded_with_nms_in_the_zoo_and_in_the_graph(zoo_cache_dir, tmp_path):
     pre = zoo.Preprocess(resize=(64, 64))
-    common = dict(task="object-detection", labels=("a", "b", "c"), preprocess=pre, options={"score_threshold": 0.3})
+    common = {"task": "object-detection", "labels": ("a", "b", "c"), "preprocess": pre, "options": {"score_threshold": 0.3}}
     raw_spec = zoo.ModelSpec(name="raw", build=lambda s, w: head(), outputs=("output0",),
                              rename_outputs={"output0": "predictions"},
                              decode={"boxes": "cxcywh", "transpose": True}, **common)
@@ -130,7 +130,7 @@ def test_a_raw_head_is_decoded_with_nms_in_the_zoo_and_in_the_graph(zoo_cache_di
     raw, in_graph = zoo.get(raw_spec), zoo.get(nms_spec)
     photos = [scene(64, 64, [(10, 10, 40, 30)]), scene(128, 96, [(50, 20, 90, 120)]), scene(64, 64, [])]
     for photo in photos:
-        batch, geometries = raw.transform(photo)
+        batch, _ = raw.transform(photo)
         outputs = raw.run(batch)["output0"][0]
         boxes, scores, classes = yolo_reference(outputs, 0.3, 0.5, 100)
         got = raw.predict(photo)

@@ -222,6 +222,22 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (area + areas - inter)
 
 
+#: Up to this many boxes, NMS works on their IoU matrix (4 MB of float32 at 1,024 boxes); beyond, box by box.
+MATRIX_LIMIT = 1024
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The ``(len(a), len(b))`` IoU matrix of two sets of ``xyxy`` boxes, in float32 as torchvision computes it."""
+    import numpy as np
+
+    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = width * height
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Indices of the boxes kept by greedy non-maximum suppression, by decreasing score.
 
@@ -232,27 +248,46 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 
     boxes = np.asarray(boxes, np.float32)
     order = np.argsort(-np.asarray(scores), kind="stable")
+    if len(order) > MATRIX_LIMIT:
+        return _nms_box_by_box(boxes, order, iou_threshold)
+    ordered = boxes[order]
+    overlaps = np.triu(pairwise_iou(ordered, ordered) > iou_threshold, k=1)  # row i: later boxes that i suppresses
+    suppressed = np.zeros(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= overlaps[i]
+    return order[np.asarray(keep, np.int64)]
+
+
+def _nms_box_by_box(boxes: np.ndarray, order: np.ndarray, iou_threshold: float) -> np.ndarray:
+    import numpy as np
+
     keep = []
     while order.size:
         best = order[0]
         keep.append(best)
-        if order.size == 1:
-            break
         rest = order[1:]
         order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
     return np.asarray(keep, np.int64)
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """:func:`nms` within each class (``torchvision.ops.batched_nms``): boxes of different classes never suppress
-    each other. Each class's boxes are shifted apart by an offset larger than any coordinate."""
+    """:func:`nms` within each class, as ``torchvision.ops.batched_nms``: boxes of different classes never
+    suppress each other. The kept indices are by decreasing score."""
     import numpy as np
 
-    boxes = np.asarray(boxes, np.float32)
-    if not len(boxes):
-        return np.zeros(0, np.int64)
-    offsets = np.asarray(class_ids, np.float32) * (float(boxes.max()) + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    boxes, scores, class_ids = np.asarray(boxes, np.float32), np.asarray(scores), np.asarray(class_ids)
+    if len(boxes) <= MATRIX_LIMIT:  # one matrix: each class's boxes shifted apart, beyond any coordinate
+        offsets = class_ids.astype(np.float32) * (float(boxes.max(initial=0.0)) + 1)
+        return nms(boxes + offsets[:, None], scores, iou_threshold)
+    by_class = np.argsort(class_ids, kind="stable")
+    starts = np.flatnonzero(np.diff(class_ids[by_class], prepend=-1, append=-1) != 0)
+    kept = [members[nms(boxes[members], scores[members], iou_threshold)]
+            for members in (by_class[a:b] for a, b in zip(starts[:-1], starts[1:]))]
+    kept_all = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    return kept_all[np.argsort(-scores[kept_all], kind="stable")]
 
 
 # -- decoding ----------------------------------------------------------------------------------
@@ -318,13 +353,16 @@ def decode_raw(outputs: Mapping[str, np.ndarray], i: int, decode: Decode, *, sco
 
     boxes, scores = candidates(outputs, i, decode)
     first = 1 if decode.background else 0
-    best = scores[:, first:].argmax(axis=1) + first if scores.shape[1] > first else np.zeros(len(scores), np.intp)
-    best_scores = scores[np.arange(len(scores)), best] if scores.shape[1] > first else np.zeros(len(scores))
+    classes = scores[:, first:]
+    if not classes.shape[1]:
+        classes = np.zeros((len(scores), 1), np.float32)
+    best_scores = classes.max(axis=1)  # a max over every candidate is cheap; an argmax only over those kept
     kept = np.flatnonzero(best_scores >= score_threshold)
+    best = classes[kept].argmax(axis=1) + first
     boxes = to_xyxy(boxes[kept], decode.boxes)
     if decode.normalized:
         boxes = boxes * np.array([input_size[1], input_size[0]] * 2, np.float32)
-    best_scores, best = best_scores[kept].astype(np.float32), best[kept].astype(np.int64)
+    best_scores, best = best_scores[kept].astype(np.float32), best.astype(np.int64)
     if decode.nms == "zoo":
         chosen = nms(boxes, best_scores, iou_threshold) if decode.class_agnostic else batched_nms(
             boxes, best_scores, best, iou_threshold)
