@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -20,30 +21,34 @@ def guide_files() -> dict[str, str]:
     return dict(blocks)
 
 
-def test_the_guide_names_its_three_files():
-    assert sorted(guide_files()) == ["zoo-lenet/pyproject.toml", "zoo-lenet/tests/test_lenet.py",
-                                     "zoo-lenet/zoo_lenet/__init__.py"]
+def test_the_guide_names_the_files_of_its_two_plugins():
+    assert sorted(guide_files()) == ["zoo-bright/pyproject.toml", "zoo-bright/tests/test_bright.py",
+                                     "zoo-bright/zoo_bright/__init__.py", "zoo-lenet/pyproject.toml",
+                                     "zoo-lenet/tests/test_lenet.py", "zoo-lenet/zoo_lenet/__init__.py"]
 
 
-def test_the_guides_plugin_installs_registers_and_passes_its_own_tests(tmp_path):
+@pytest.mark.parametrize(("plugin", "models", "tests"), [("zoo-lenet", ["lenet5"], 4),
+                                                         ("zoo-bright", ["bright-box", "bright-fill", "bright-seg"], 3)])
+def test_each_guide_plugin_installs_registers_and_passes_its_own_tests(tmp_path, plugin, models, tests):
     for path, text in guide_files().items():
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(text, encoding="utf-8")
+        if path.startswith(plugin + "/"):
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_text(text, encoding="utf-8")
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(tmp_path / "zoo-lenet")],
+                    "--no-index", "--target", str(site), str(tmp_path / plugin)],
                    check=True, capture_output=True, text=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(site)}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=600,
-                              cwd=tmp_path / "zoo-lenet", check=False)
+                              cwd=tmp_path / plugin, check=False)
 
-    listed = run("-m", "zoo.cli", "list", "lenet*", "--json")
+    listed = run("-m", "zoo.cli", "list", "--plugin", plugin, "--json")
     assert listed.returncode == 0, listed.stderr
-    assert "lenet5" in listed.stdout
+    assert sorted(item["name"] for item in json.loads(listed.stdout)) == models
     plugins = run("-m", "zoo.cli", "plugins")
-    assert "lenet" in plugins.stdout and "zoo-lenet" in plugins.stdout
-    tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests")
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert re.search(r"\b4 passed\b", tests.stdout), tests.stdout
+    assert plugin in plugins.stdout
+    result = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(rf"\b{tests} passed\b", result.stdout), result.stdout
