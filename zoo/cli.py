@@ -244,16 +244,33 @@ def _labels(args: argparse.Namespace) -> list[str] | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from zoo.model import check_count, prepare
-    from zoo.runtime import open_session
+    from zoo.model import check_count
 
     check_count("--threads", args.threads, optional=True)
-    pipeline = default_registry().get(args.name)
-    if pipeline.is_pipeline:
-        if args.output:
-            raise UsageError(f"{pipeline.name} is a pipeline of {', '.join(pipeline.requires)}; export each with -o")
-        return max(cmd_export(argparse.Namespace(**{**vars(args), "name": name})) for name in pipeline.requires)
-    spec, converted = prepare(args.name, weights=args.weights, sha256=args.sha256, labels=_labels(args),
+    spec = default_registry().get(args.name)
+    names = [spec.name]
+    if spec.is_pipeline:  # a pipeline is exported as its models
+        chosen = [flag for flag, value in (("-o", args.output), ("--weights", args.weights), ("--sha256", args.sha256),
+                                           ("--labels", args.labels)) if value]
+        if chosen:
+            raise UsageError(f"{spec.name} is a pipeline of {', '.join(spec.requires)}; {', '.join(chosen)} "
+                             f"cannot apply to it: export each of its models")
+        names = list(spec.requires)
+    exported = [_export_one(args, name) for name in names]
+    if args.json:
+        _print_json(exported[0][0] if not spec.is_pipeline else [data for data, _ in exported])
+        return 0
+    for _, lines in exported:
+        _print_lines(lines)
+    return 0
+
+
+def _export_one(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Export (or find cached) one model as the arguments say: its JSON data and its lines for the terminal."""
+    from zoo.model import prepare
+    from zoo.runtime import open_session
+
+    spec, converted = prepare(name, weights=args.weights, sha256=args.sha256, labels=_labels(args),
                               opset=args.opset, exporter=args.exporter, simplify=not args.no_simplify)
     meta = converted.metadata
     path = converted.path
@@ -263,17 +280,14 @@ def cmd_export(args: argparse.Namespace) -> int:
                                          threads=args.threads), "providers", None)
     if args.output:
         path = _copy_model(converted.path, args.output, spec.name)
-    if args.json:
-        _print_json({"name": spec.name, "path": str(path), "cache_path": str(converted.path), **meta,
-                     **({"providers": providers} if providers else {})})
-        return 0
+    data = {"name": spec.name, "path": str(path), "cache_path": str(converted.path), **meta,
+            **({"providers": providers} if providers else {})}
     record = meta["files"][cache.MODEL_FILE]
     lines = [("model", spec.name), ("file", str(path)),
              ("size", f"{_size(record['size'])}, sha256 {record['sha256']}"), *_parity_lines(meta)]
     if providers:
         lines.append(("opens on", ", ".join(providers)))
-    _print_lines(lines)
-    return 0
+    return data, lines
 
 
 def _copy_model(source: Path, output: str, name: str) -> Path:
@@ -349,6 +363,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from zoo.model import check_count
 
     check_count("--batch-size", args.batch_size)
+    check_count("--topk", args.topk, optional=True)
+    check_count("--max-detections", args.max_detections, optional=True)
+    for flag, value in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
+        if value is not None and not 0 <= value <= 1:
+            raise UsageError(f"{flag} must be a number from 0 to 1, got {value}")
     options = _options(args)
     paths = _expand_images(args.images)
     saved = _save_paths(paths, args.save) if args.save else {}
@@ -359,6 +378,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from zoo.tasks import resolve_options
 
         resolve_options(model.spec, model.task, options)  # a wrong option fails before any image is read
+    if args.save and model.task is not None and not hasattr(model.task.result, "draw"):
+        raise UsageError(f"the results of {model.spec.name} ({model.task.result.__name__}) have no draw(); --save "
+                         f"cannot picture them")
     bar = _progress(len(paths), args)
     rows: list[dict[str, Any]] = []
     failed = 0
@@ -408,7 +430,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         try:
             options[key.strip()] = json.loads(text)
         except json.JSONDecodeError:
-            options[key.strip()] = text
+            try:
+                options[key.strip()] = float(text)  # ".3", "1e-3" and friends that JSON does not read
+            except ValueError:
+                options[key.strip()] = text
     return options
 
 
@@ -530,8 +555,11 @@ def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache
     registry = default_registry()
     for argument in names:
         name, _, key = argument.strip().partition("/")
-        if not key and name in registry and registry.get(name).is_pipeline:  # a pipeline is its models
-            selected += _selected_entries(registry.get(name).requires, full=full)
+        if not key and name in registry and registry.get(name).is_pipeline:  # a pipeline is its cached models
+            parts = [part for part in registry.get(name).requires if cache.entries(_cached_name(part))]
+            if not parts:
+                raise CacheError(f"{argument!r} is a pipeline none of whose models is cached")
+            selected += _selected_entries(parts, full=full)
             continue
         name = _cached_name(name)
         found = cache.entries(name, full=full)

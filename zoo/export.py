@@ -221,8 +221,7 @@ def feeds(spec: ModelSpec, batch: np.ndarray, geometries: list[Geometry]) -> dic
         if source == "image":
             fed[name] = np.ascontiguousarray(batch, dtype=np.float32)
         else:
-            fed[name] = np.asarray([g.original if source == "original_size" else g.input if source == "input_size"
-                                    else g.scale for g in geometries], np.float32)
+            fed[name] = np.asarray([g.value(source) for g in geometries], np.float32)
     return fed
 
 

@@ -115,6 +115,11 @@ class Geometry:
         out[:, :, outside] = fill
         return out.reshape(*mask.shape[:-2], len(ys), len(xs))
 
+    def value(self, source: str) -> tuple[float, float]:
+        """What feeds a graph input named by ``source``: ``original_size`` or ``input_size`` as ``(height,
+        width)``, or ``scale`` as ``(y, x)`` (see :data:`zoo.spec.INPUT_SOURCES`)."""
+        return {"original_size": self.original, "input_size": self.input, "scale": self.scale}[source]
+
     def to_dict(self) -> dict[str, Any]:
         return {"original": list(self.original), "input": list(self.input), "scale": list(self.scale),
                 "offset": list(self.offset)}

@@ -25,6 +25,7 @@ from zoo.tasks import (
     accepted_options,
     call_declared,
     function_options,
+    merge_options,
     postprocess,
     resolve_options,
 )
@@ -132,9 +133,8 @@ class Model:
             if geometries is None or len(geometries) != len(batch):
                 raise ZooInputError(f"model {self.spec.name!r} also takes each image's {source} (input {name!r}): "
                                     f"pass the geometries from Model.transform(images)")
-            values = [g.original if source == "original_size" else g.input if source == "input_size" else g.scale
-                      for g in geometries]
-            feeds[name] = np.asarray(values, dtype=self.session.input_types.get(name, np.float32))
+            feeds[name] = np.asarray([g.value(source) for g in geometries],
+                                     dtype=self.session.input_types.get(name, np.float32))
         return self.session.run(feeds)
 
     def predict(self, x: Any, *, batch_size: int | None = None, channels: str = "RGB", **options: Any) -> Any:
@@ -169,6 +169,9 @@ class Model:
         if not self.spec.batch_axis:
             outputs = {name: value[None] for name, value in outputs.items()}
         if geometries is None:
+            if self.spec.preprocess.dynamic:
+                raise UsageError(f"model {self.spec.name!r} takes images of any size: pass the geometries from "
+                                 f"Model.transform(images) to postprocess, so that results map back to the images")
             count = len(next(iter(outputs.values())))
             height, width = (d or 1 for d in self.spec.preprocess.input_size)
             geometries = [Geometry.identity(height, width)] * count
@@ -210,12 +213,7 @@ class Pipeline:
 
     def predict(self, x: Any, *, channels: str = "RGB", **options: Any) -> Any:
         """The result for one image, or a list of results for a list of images (one at a time)."""
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            takes = ", ".join(f"{k}={v!r}" for k, v in sorted(self.options.items())) or "no options"
-            raise UsageError(f"model {self.spec.name!r} does not take the option{'s' * (len(unknown) > 1)} "
-                             f"{', '.join(unknown)}; it takes {takes}")
-        options = {**self.options, **options}
+        options = merge_options(self.spec, self.options, options)
         single = not isinstance(x, (list, tuple))
         results = [self._run_one(images.load(item, channels=channels), options) for item in ([x] if single else x)]
         return results[0] if single else results

@@ -147,6 +147,9 @@ class Preprocess:
                 check_int("size", size)
         elif size is not None:
             raise SpecError("size", "is used only by resize 'letterbox', 'longer' or 'shorter'")
+        fixed = crop is not None or isinstance(self.resize, tuple) or resize == "letterbox"
+        if self.multiple != 1 and fixed:
+            raise SpecError("multiple", "applies to a dynamic size only; this crop, exact resize or letterbox fixes it")
 
     @property
     def num_channels(self) -> int:

@@ -118,12 +118,6 @@ class Registry:
             self.tasks.pop(name, None)
             del self._task_plugins[name]
 
-    def register_task(self, task: Task, plugin: str) -> Task:
-        """Add one task on behalf of ``plugin``."""
-        self._check_task(task, plugin, set())
-        self._add_tasks([task])
-        return task
-
     def _check_task(self, task: object, plugin: str, pending: set[str]) -> Task:
         if not isinstance(task, Task):
             raise SpecError("task", f"register() takes a zoo.Task here, got {type(task).__name__}", plugin=plugin)
@@ -155,8 +149,8 @@ class Registry:
                 task.check_decode(spec.decode)
             except SpecError as error:
                 raise SpecError(f"decode.{error.field}", error.problem, model=spec.name, plugin=plugin) from None
-        if spec.postprocess is not None or spec.options:
-            accepted_options(spec, task)
+        if not spec.is_pipeline and (spec.postprocess is not None or spec.options):
+            accepted_options(spec, task)  # a pipeline's options are its run function's: zoo.Pipeline checks them
         if spec.plugin != plugin:
             spec = copy.copy(spec)  # already validated: no need for dataclasses.replace to check again
             object.__setattr__(spec, "plugin", plugin)
@@ -253,7 +247,8 @@ class _Registrar:
 
     def __call__(self, item: Any, /) -> None:
         if self.closed:
-            raise PluginError(self._plugin, "register a model", RuntimeError(
+            raise PluginError(self._plugin, "register a task" if self._hook == "zoo_register_tasks" else
+                              "register a model", RuntimeError(
                 f"register() was called after {self._hook} returned; call it inside the hook"))
         # Checked here, so that an error points at the plugin's own call.
         check = self._registry._check_task if self._hook == "zoo_register_tasks" else self._registry._check

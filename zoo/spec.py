@@ -188,9 +188,9 @@ class ModelSpec:
     #: Graph input name -> what feeds it (one of :data:`INPUT_SOURCES`); empty: the graph's one
     #: input is the image batch (an export names it ``input``).
     inputs: Mapping[str, str] = field(default_factory=dict)
-    #: Whether the graph's inputs and outputs have a leading batch axis. Without one (a
-    #: detector that returns one image's boxes), images run one at a time and the zoo adds
-    #: the axis before postprocessing.
+    #: Whether the graph's outputs have a leading batch axis. Without one (a detector that
+    #: returns one image's boxes), images run one at a time (the input keeps its batch axis,
+    #: of size 1) and the zoo adds the axis before postprocessing.
     batch_axis: bool = True
     #: How the task's default postprocessing reads the outputs (box format, score
     #: composition, NMS placement for a detector): a table the task checks.

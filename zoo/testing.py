@@ -224,8 +224,17 @@ def _check_preprocessing(spec: ModelSpec, samples: dict[str, np.ndarray], where:
             f"{where}: preprocessing {label!r} gave values in [{tensor.min():.3g}, {tensor.max():.3g}], outside "
             f"[{low:.3g}, {high:.3g}] that scale, mean, std and the padding allow")
         assert geometry.original == image.shape[:2], f"{where}: the geometry of {label!r} lost the image's size"
-        corner = geometry.to_original_points([[geometry.offset[1], geometry.offset[0]]])[0]
-        assert np.allclose(corner, 0, atol=1e-3), f"{where}: the geometry of {label!r} does not map back to the image"
+        assert geometry.input == tensor.shape[1:3] if pre.layout == "NCHW" else tensor.shape[:2], (
+            f"{where}: the geometry of {label!r} says the input is {geometry.input}, the tensor is {tensor.shape}")
+        corners = np.array([[0.0, 0.0], [image.shape[1], image.shape[0]]])
+        to_input = corners * [geometry.scale[1], geometry.scale[0]] + [geometry.offset[1], geometry.offset[0]]
+        assert np.allclose(geometry.to_original_points(to_input), corners, atol=1e-3), (
+            f"{where}: the geometry of {label!r} does not map its own points back")
+        if pre.crop is None:  # nothing cropped: the whole image lies in the tensor
+            height, width = geometry.input
+            assert (to_input >= -1e-3).all() and (to_input <= [width + 1e-3, height + 1e-3]).all(), (
+                f"{where}: the geometry of {label!r} puts the image at {to_input.tolist()}, outside the "
+                f"{width}x{height} input")
 
 
 def _check_predictions(loaded: Any, samples: dict[str, np.ndarray], where: str, options: dict[str, Any]) -> list[Any]:
@@ -284,12 +293,13 @@ def _check_opencv(loaded: Any, samples: dict[str, np.ndarray]) -> str:
 
 
 def _normalised_range(spec: ModelSpec) -> tuple[float, float]:
-    """The smallest and largest values the preprocessing can produce (0 for padding included)."""
+    """The smallest and largest values the preprocessing can produce, its padding included."""
     pre = spec.preprocess
     mean = np.broadcast_to(np.asarray(pre.mean), (pre.num_channels,))
     std = np.broadcast_to(np.asarray(pre.std), (pre.num_channels,))
     ends = np.concatenate([(value * pre.scale - mean) / std for value in (0, 255)])
-    return min(0.0, float(ends.min())), max(0.0, float(ends.max()))
+    pad = pre.pad_value if pre.pad_normalized else (pre.pad_value * pre.scale - mean) / std
+    return min(float(ends.min()), float(np.min(pad))), max(float(ends.max()), float(np.max(pad)))
 
 
 def _plain(result: Any, where: str) -> Any:

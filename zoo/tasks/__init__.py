@@ -133,7 +133,11 @@ def accepted_options(spec: ModelSpec, task: Task | None) -> dict[str, Any]:
 
 def resolve_options(spec: ModelSpec, task: Task | None, given: Mapping[str, Any]) -> dict[str, Any]:
     """The options of one ``predict`` call: ``given`` over the defaults; :class:`UsageError` for unknown ones."""
-    accepted = accepted_options(spec, task)
+    return merge_options(spec, accepted_options(spec, task), given)
+
+
+def merge_options(spec: ModelSpec, accepted: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` over the ``accepted`` defaults; :class:`UsageError` naming every accepted option for an unknown one."""
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         takes = ", ".join(f"{k}={v!r}" for k, v in sorted(accepted.items())) or "no options"

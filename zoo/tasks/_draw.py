@@ -33,16 +33,6 @@ def color(index: int) -> tuple[int, int, int]:
     return int(rgb[0]), int(rgb[1]), int(rgb[2])
 
 
-def palette(count: int) -> np.ndarray:
-    """``(count, 3)`` uint8 colours: black for index 0 (background), :func:`color` for the rest."""
-    import numpy as np
-
-    colors = np.zeros((max(count, 1), 3), np.uint8)
-    for i in range(1, count):
-        colors[i] = color(i)
-    return colors
-
-
 def scale_for(image: np.ndarray) -> tuple[float, int]:
     """A font scale and line thickness that read well at the image's size."""
     side = min(image.shape[:2])

@@ -2,7 +2,7 @@
 
 Runs are counted down the columns (column-major, as COCO does), starting with a run of
 zeros (empty when the first pixel is set). ``counts`` is COCO's compact string: each run,
-from the third on, as its difference from the run two before it, written in groups of 5
+from the fourth on, as its difference from the run two before it, written in groups of 5
 bits (least significant first) with a continuation bit, each group offset by 48 into
 printable ASCII. pycocotools' ``mask.decode`` reads it.
 """

@@ -25,6 +25,7 @@ A graph with a single output needs no names: it is ``predictions`` or ``detectio
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -82,15 +83,18 @@ class Detections:
     def __post_init__(self) -> None:
         import numpy as np
 
-        order = np.argsort(-np.asarray(self.scores, np.float32), kind="stable")
-        set_field(self, "boxes", np.asarray(self.boxes, np.float32).reshape(-1, 4)[order])
-        set_field(self, "scores", np.asarray(self.scores, np.float32).reshape(-1)[order])
-        set_field(self, "class_ids", np.asarray(self.class_ids, np.int64).reshape(-1)[order])
-        set_field(self, "labels", tuple(self.labels[i] for i in order))
-        n = len(self.scores)
-        if not len(self.boxes) == len(self.class_ids) == len(self.labels) == n:
-            raise ValueError(f"Detections needs as many boxes ({len(self.boxes)}), class ids ({len(self.class_ids)}) "
+        boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        scores = np.asarray(self.scores, np.float32).reshape(-1)
+        class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
+        n = len(scores)
+        if not len(boxes) == len(class_ids) == len(self.labels) == n:
+            raise ValueError(f"Detections needs as many boxes ({len(boxes)}), class ids ({len(class_ids)}) "
                              f"and labels ({len(self.labels)}) as scores ({n})")
+        order = np.argsort(-scores, kind="stable")
+        set_field(self, "boxes", boxes[order])
+        set_field(self, "scores", scores[order])
+        set_field(self, "class_ids", class_ids[order])
+        set_field(self, "labels", tuple(self.labels[i] for i in order))
         if self.masks is not None:
             set_field(self, "masks", np.asarray(self.masks, bool).reshape(n, *self.image_size)[order])
         if self.keypoints is not None:
@@ -212,14 +216,7 @@ def check_decode(data: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Intersection over union of one ``xyxy`` box with each of ``boxes`` (torchvision's formula)."""
-    import numpy as np
-
-    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = width * height
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + areas - inter)
+    return pairwise_iou(box[None], boxes)[0]
 
 
 #: Up to this many boxes, NMS works on their IoU matrix (4 MB of float32 at 1,024 boxes); beyond, box by box.
@@ -230,12 +227,14 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The ``(len(a), len(b))`` IoU matrix of two sets of ``xyxy`` boxes, in float32 as torchvision computes it."""
     import numpy as np
 
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = width * height
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    with np.errstate(invalid="ignore", divide="ignore"):  # two empty boxes: 0 / 0, never over a threshold
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -269,7 +268,7 @@ def _nms_box_by_box(boxes: np.ndarray, order: np.ndarray, iou_threshold: float) 
         best = order[0]
         keep.append(best)
         rest = order[1:]
-        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
+        order = rest[~(box_iou(boxes[best], boxes[rest]) > iou_threshold)]  # NaN (empty boxes) is not over
     return np.asarray(keep, np.int64)
 
 
@@ -280,12 +279,14 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, io
 
     boxes, scores, class_ids = np.asarray(boxes, np.float32), np.asarray(scores), np.asarray(class_ids)
     if len(boxes) <= MATRIX_LIMIT:  # one matrix: each class's boxes shifted apart, beyond any coordinate
-        offsets = class_ids.astype(np.float32) * (float(boxes.max(initial=0.0)) + 1)
+        span = float(boxes.max(initial=0.0) - boxes.min(initial=0.0)) + 1  # wider than any box, negative or not
+        offsets = (class_ids - class_ids.min(initial=0)).astype(np.float32) * span
         return nms(boxes + offsets[:, None], scores, iou_threshold)
     by_class = np.argsort(class_ids, kind="stable")
-    starts = np.flatnonzero(np.diff(class_ids[by_class], prepend=-1, append=-1) != 0)
+    ordered = class_ids[by_class]
+    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1, len(ordered)]
     kept = [members[nms(boxes[members], scores[members], iou_threshold)]
-            for members in (by_class[a:b] for a, b in zip(starts[:-1], starts[1:]))]
+            for members in (by_class[a:b] for a, b in itertools.pairwise(starts))]
     kept_all = np.concatenate(kept) if kept else np.zeros(0, np.int64)
     return kept_all[np.argsort(-scores[kept_all], kind="stable")]
 
@@ -334,6 +335,8 @@ def candidates(outputs: Mapping[str, np.ndarray], i: int, decode: Decode) -> tup
         boxes, rest = rows[:, :4], rows[:, 4:]
         if decode.objectness:
             objectness = _activate(rest[:, :1], "sigmoid" if decode.activation != "none" else "none")
+            if rest.shape[1] == 1:  # a one-class head: the objectness is the score
+                return boxes, objectness
             return boxes, _activate(rest[:, 1:], decode.activation) * objectness
         return boxes, _activate(rest, decode.activation)
     if "boxes" in outputs and "scores" in outputs:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zoo._fields import set_field
+from zoo.errors import ZooInputError
 from zoo.tasks import _draw, _rle, require
 
 if TYPE_CHECKING:
@@ -80,9 +81,10 @@ def postprocess(spec: ModelSpec, outputs: Mapping[str, np.ndarray], geometries: 
     results = []
     for i, geometry in enumerate(geometries):
         plane = np.asarray(scores[i])
-        class_map = plane.argmax(axis=0) if plane.ndim == 3 else plane
         if plane.ndim not in (2, 3):
-            raise ValueError(f"a segmentation output is (batch, classes, h, w) or (batch, h, w), got {scores.shape}")
+            raise ZooInputError(f"model {spec.name!r}: a segmentation output is (batch, classes, h, w) or "
+                                f"(batch, h, w), got {np.shape(scores)}")
+        class_map = plane.argmax(axis=0) if plane.ndim == 3 else plane
         results.append(Segmentation(mask=geometry.to_original_mask(class_map.astype(np.int32)), labels=spec.labels))
     return results
 
