@@ -315,3 +315,30 @@ def test_draw_outlines_each_box_where_it_is_and_tints_masks():
     assert seg.fractions == {"bg": 0.5, "x": 0.5}
     classified = zoo.Classification(label="cat", class_id=0, score=0.9).draw(image)
     assert (classified[:40, :80] != 128).any() and (classified[80:] == 128).all()
+
+
+def test_masks_and_keypoints_from_the_graph_come_back_at_the_image_size():
+    # an instance-segmentation / keypoint graph that did its own NMS, run on a letterboxed 100x200 image
+    geometry = Geometry(original=(100, 200), input=(64, 64), scale=(0.32, 0.32), offset=(16.0, 0.0))
+    masks = np.zeros((1, 2, 1, 64, 64), np.float32)
+    masks[0, 0, 0, 16:32, 0:32] = 0.9  # the top-left quarter of the image, in the tensor
+    masks[0, 1, 0, 40:48, 40:64] = 0.4  # under the 0.5 mask threshold
+    outputs = {"boxes": np.array([[[0, 16, 32, 32], [40, 40, 64, 48]]], np.float32),
+               "scores": np.array([[0.9, 0.6]], np.float32), "class_ids": np.array([[1, 2]]),
+               "masks": masks, "keypoints": np.array([[[[16, 24, 0.8]], [[48, 44, 0.1]]]], np.float32)}
+    spec = make_spec(task="instance-segmentation", labels=("bg", "cat", "dog"), decode={"nms": "graph"},
+                     preprocess=Preprocess(resize="letterbox", size=(64, 64)))
+    task = registry_with().task("instance-segmentation")
+    (result,) = run_postprocess(spec, task, outputs, [geometry], accepted_options(spec, task))
+    assert result.labels == ("cat", "dog") and result.masks.shape == (2, 100, 200)
+    assert np.allclose(result.boxes[0], [0, 0, 100, 50]) and np.allclose(result.boxes[1], [125, 75, 200, 100])
+    inside = result.masks[0, :50, :100]  # bilinear: the corner pixels, a third inside each way, fall under 0.5
+    assert inside[1:-1, 1:-1].all() and inside.mean() > 0.99 and not result.masks[0, 50:].any()
+    assert not result.masks[0, :, 100:].any()
+    assert not result.masks[1].any()
+    assert np.allclose(result.keypoints[0], [[50, 25, 0.8]]) and np.allclose(result.keypoints[1], [[150, 87.5, 0.1]])
+    (fewer,) = run_postprocess(spec, task, outputs, [geometry], accepted_options(spec, task) | {"score_threshold": 0.7})
+    assert len(fewer) == 1 and fewer.masks.shape == (1, 100, 200)
+    (none,) = run_postprocess(spec, task, outputs, [geometry], accepted_options(spec, task) | {"score_threshold": 0.95})
+    assert len(none) == 0 and none.masks.shape == (0, 100, 200) and none.to_dict()["detections"] == []
+    assert (none.draw(np.zeros((100, 200, 3), np.uint8)) == 0).all()

@@ -98,7 +98,9 @@ class Detections:
         if self.masks is not None:
             set_field(self, "masks", np.asarray(self.masks, bool).reshape(n, *self.image_size)[order])
         if self.keypoints is not None:
-            set_field(self, "keypoints", np.asarray(self.keypoints, np.float32).reshape(n, -1, 3)[order])
+            points = np.asarray(self.keypoints, np.float32)
+            count = points.shape[-2] if points.ndim == 3 else points.size // max(3 * n, 1)  # K, also when n is 0
+            set_field(self, "keypoints", points.reshape(n, count, 3)[order])
 
     def __len__(self) -> int:
         return len(self.scores)
