@@ -194,6 +194,8 @@ def test_decode_tables_are_checked_when_the_model_is_registered():
     spec = make_spec(task="object-detection", decode={"boxes": "ltrb"})
     with pytest.raises(SpecError, match=r"decode.boxes.*'xyxy', 'xywh', 'cxcywh'"):
         registry_with().register(spec, "mine")
+    with pytest.raises(SpecError, match=r"decode.nms.*must be 'graph' for masks or keypoints"):
+        registry_with().register(make_spec(task="instance-segmentation"), "mine")
 
 
 # -- options and postprocessing signatures --------------------------------------------------------

@@ -190,8 +190,8 @@ def parity_runs(spec: ModelSpec, samples: int = 2, seed: int = 0, photo: np.ndar
     """The inputs an export is compared on, as runs of the graph: feeds by input name, and their geometries.
 
     A fixed-size model: one run of ``samples`` random inputs and the photo. A dynamic
-    size: the photo at three sizes (and the random inputs at the first), each run alone
-    when the model runs images one at a time.
+    size: the photo at three sizes (and the random inputs at the first), each run alone,
+    and, where the spec batches by padding, the three padded into one batch.
     """
     pre = spec.preprocess
     generator = np.random.default_rng(seed)
@@ -210,8 +210,12 @@ def parity_runs(spec: ModelSpec, samples: int = 2, seed: int = 0, photo: np.ndar
         prepared.insert(0, (noise, prepared[0][1] if prepared else Geometry.identity(*size)))
     one_at_a_time = not spec.batch_axis or pre.dynamic
     groups = [[item] for item in prepared] if one_at_a_time else [prepared]
-    return [(feeds(spec, np.stack([t for t, _ in group]), [g for _, g in group]), [g for _, g in group])
+    runs = [(feeds(spec, np.stack([t for t, _ in group]), [g for _, g in group]), [g for _, g in group])
             for group in groups]
+    if pre.dynamic and pre.batching == "pad" and spec.batch_axis and len(photos) > 1:  # as predict batches them
+        batch, geometries = pre.batch(photos)
+        runs.append((feeds(spec, batch, geometries), geometries))
+    return runs
 
 
 def feeds(spec: ModelSpec, batch: np.ndarray, geometries: list[Geometry]) -> dict[str, np.ndarray]:

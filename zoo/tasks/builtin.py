@@ -13,11 +13,12 @@ def zoo_register_tasks(register: Callable[[Task], None]) -> None:
     register(Task("image-classification", classification.Classification, classification.postprocess,
                   options={"topk": 5}, summary="a class per image, with probabilities",
                   compare=classification.compare))
-    for name, summary in (("object-detection", "boxes with classes and scores"),
-                          ("instance-segmentation", "boxes with classes, scores and a mask each"),
-                          ("keypoint-detection", "boxes with classes, scores and keypoints")):
+    for name, summary, check in (
+            ("object-detection", "boxes with classes and scores", detection.check_decode),
+            ("instance-segmentation", "boxes with classes, scores and a mask each", detection.check_decode_with_extras),
+            ("keypoint-detection", "boxes with classes, scores and keypoints", detection.check_decode_with_extras)):
         register(Task(name, detection.Detections, detection.postprocess, options=detection.OPTIONS, summary=summary,
-                      compare=detection.compare, check_decode=detection.check_decode))
+                      compare=detection.compare, check_decode=check))
     register(Task("semantic-segmentation", segmentation.Segmentation, segmentation.postprocess,
                   summary="a class per pixel", compare=segmentation.compare))
     register(Task("regression", regression.Regression, regression.postprocess,

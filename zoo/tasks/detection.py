@@ -213,6 +213,16 @@ def check_decode(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return {f.name: getattr(decode, f.name) for f in fields(decode) if f.name in data}
 
 
+def check_decode_with_extras(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """:func:`check_decode` for instance segmentation and keypoints: their masks and keypoints come from a graph
+    that does its own NMS, since decoding raw heads reads only boxes and scores."""
+    checked = check_decode(data)
+    if Decode.from_dict(data).nms != "graph":
+        raise SpecError("nms", "must be 'graph' for masks or keypoints (the zoo decodes only boxes and scores of raw "
+                               "heads); give a postprocess function to decode a raw head's masks or keypoints")
+    return checked
+
+
 # -- non-maximum suppression -------------------------------------------------------------------
 
 
