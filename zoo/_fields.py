@@ -51,6 +51,12 @@ def check_number(field: str, value: Any, *, positive: bool = False, minimum: flo
     return value
 
 
+def check_bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(field, f"must be true or false, got {value!r}")
+    return value
+
+
 def check_int(field: str, value: Any, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(field, f"must be an integer of at least {minimum}, got {value!r}")

@@ -105,17 +105,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     data = spec.to_dict()
     data["variants"] = registry.variants(spec.name)
     data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in entries]}
-    task = registry.task(spec.task)
+    from zoo.tasks import accepted_options
+
+    data["options"] = accepted_options(spec, registry.task(spec.task))
     if spec.is_pipeline:
-        from zoo.tasks import PIPELINE_ARGUMENTS, function_options
-
-        assert spec.run is not None
-        data["options"] = {**function_options(spec.run, PIPELINE_ARGUMENTS), **spec.options}
         data["cache"] = {"entries": [e.to_dict() for name in spec.requires for e in cache.entries(name)]}
-    else:
-        from zoo.tasks import accepted_options
-
-        data["options"] = accepted_options(spec, task)
     if args.json:
         _print_json(data)
         return 0
@@ -374,10 +368,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     labels = _labels(args)
     model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, runtime=args.runtime,
                     providers=args.providers, threads=args.threads, batch_size=args.batch_size)
-    if isinstance(model, zoo.Model):
-        from zoo.tasks import resolve_options
+    from zoo.tasks import merge_options
 
-        resolve_options(model.spec, model.task, options)  # a wrong option fails before any image is read
+    merge_options(model.spec, model.options, options)  # a wrong option fails before any image is read
     if args.save and model.task is not None and not hasattr(model.task.result, "draw"):
         raise UsageError(f"the results of {model.spec.name} ({model.task.result.__name__}) have no draw(); --save "
                          f"cannot picture them")

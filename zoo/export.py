@@ -39,6 +39,7 @@ import numpy as np
 
 from zoo.errors import ExportError, ZooError
 from zoo.geometry import Geometry
+from zoo.runtime import input_feeds
 from zoo.spec import ModelSpec
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -71,10 +72,6 @@ class OutputParity:
 
 class OutputMismatch(ExportError):
     """An output's values (or shape) differ from PyTorch's beyond the spec's tolerance."""
-
-    @property
-    def compared(self) -> str:
-        return str(self).split(": ", 1)[-1]
 
 
 @dataclass
@@ -210,23 +207,12 @@ def parity_runs(spec: ModelSpec, samples: int = 2, seed: int = 0, photo: np.ndar
         prepared.insert(0, (noise, prepared[0][1] if prepared else Geometry.identity(*size)))
     one_at_a_time = not spec.batch_axis or pre.dynamic
     groups = [[item] for item in prepared] if one_at_a_time else [prepared]
-    runs = [(feeds(spec, np.stack([t for t, _ in group]), [g for _, g in group]), [g for _, g in group])
+    runs = [(input_feeds(spec.graph_inputs(), np.stack([t for t, _ in group]), [g for _, g in group]), [g for _, g in group])
             for group in groups]
     if pre.dynamic and pre.batching == "pad" and spec.batch_axis and len(photos) > 1:  # as predict batches them
         batch, geometries = pre.batch(photos)
-        runs.append((feeds(spec, batch, geometries), geometries))
+        runs.append((input_feeds(spec.graph_inputs(), batch, geometries), geometries))
     return runs
-
-
-def feeds(spec: ModelSpec, batch: np.ndarray, geometries: list[Geometry]) -> dict[str, np.ndarray]:
-    """The graph's inputs by name for a preprocessed batch (extra inputs as float32, from the geometries)."""
-    fed = {}
-    for name, source in spec.graph_inputs().items():
-        if source == "image":
-            fed[name] = np.ascontiguousarray(batch, dtype=np.float32)
-        else:
-            fed[name] = np.asarray([g.value(source) for g in geometries], np.float32)
-    return fed
 
 
 def _tensors(fed: dict[str, np.ndarray]) -> list[Any]:
@@ -282,7 +268,7 @@ def _compare(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray]
             if not variable or not _results_agree(spec, want, got, geometries):
                 raise
             run_parity = {name: OutputParity(max_abs=None, max_rel=None, top1_agreement=None,
-                                              note=f"compared as results: {error.compared}")
+                                              note=f"compared as results: {error}")
                           for name in spec.outputs}
         for name, figures in run_parity.items():
             parity[name] = figures if name not in parity else parity[name].worst(figures)

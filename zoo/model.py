@@ -17,17 +17,14 @@ from zoo.convert import Converted, convert
 from zoo.errors import CacheError, SpecError, UsageError, ZooInputError
 from zoo.geometry import Geometry
 from zoo.registry import Registry, default_registry
-from zoo.runtime import Session, open_session
+from zoo.runtime import Session, input_feeds, open_session
 from zoo.spec import Artifact, ModelSpec
 from zoo.tasks import (
-    PIPELINE_ARGUMENTS,
     Task,
     accepted_options,
     call_declared,
-    function_options,
     merge_options,
     postprocess,
-    resolve_options,
 )
 
 log = logging.getLogger(__name__)
@@ -125,17 +122,8 @@ class Model:
             shape = ", ".join("?" if w is None else str(w) for w in want)
             raise ZooInputError(f"model {self.spec.name!r} takes input batches of shape (N, {shape}) with N >= 1, "
                                 f"got {batch.shape}; Model.preprocess(images) makes them")
-        feeds = {}
-        for name, source in self.feeds.items():
-            if source == "image":
-                feeds[name] = np.ascontiguousarray(batch, dtype=np.float32)
-                continue
-            if geometries is None or len(geometries) != len(batch):
-                raise ZooInputError(f"model {self.spec.name!r} also takes each image's {source} (input {name!r}): "
-                                    f"pass the geometries from Model.transform(images)")
-            feeds[name] = np.asarray([g.value(source) for g in geometries],
-                                     dtype=self.session.input_types.get(name, np.float32))
-        return self.session.run(feeds)
+        return self.session.run(input_feeds(self.feeds, batch, geometries, self.session.input_types,
+                                            model=self.spec.name))
 
     def predict(self, x: Any, *, batch_size: int | None = None, channels: str = "RGB", **options: Any) -> Any:
         """The result for one image, or a list of results for a list of images, run in batches.
@@ -146,7 +134,7 @@ class Model:
         ``max_detections=100`` for a detector (:attr:`options` lists them with their
         defaults). Results are in the original image's pixels.
         """
-        options = resolve_options(self.spec, self.task, options)  # before any image is decoded
+        options = merge_options(self.spec, self.options, options)  # before any image is decoded
         check_count("batch_size", batch_size, optional=True)
         single = not isinstance(x, (list, tuple))
         items = [x] if single else list(x)
@@ -156,7 +144,7 @@ class Model:
         results: list[Any] = []
         for start in range(0, len(items), size):
             batch, geometries = self.transform(items[start:start + size], channels=channels)
-            results += self.postprocess(self.run(batch, geometries), geometries, **options)
+            results += self._postprocess(self.run(batch, geometries), geometries, options)
         return results[0] if single else results
 
     def postprocess(self, outputs: dict[str, np.ndarray], geometries: list[Geometry] | None = None,
@@ -165,16 +153,20 @@ class Model:
 
         Without ``geometries``, the outputs are taken to be of images fed at the input's own size.
         """
-        options = resolve_options(self.spec, self.task, options)
-        if not self.spec.batch_axis:
-            outputs = {name: value[None] for name, value in outputs.items()}
+        options = merge_options(self.spec, self.options, options)
         if geometries is None:
             if self.spec.preprocess.dynamic:
                 raise UsageError(f"model {self.spec.name!r} takes images of any size: pass the geometries from "
                                  f"Model.transform(images) to postprocess, so that results map back to the images")
-            count = len(next(iter(outputs.values())))
+            count = len(next(iter(outputs.values()))) if self.spec.batch_axis else 1
             height, width = (d or 1 for d in self.spec.preprocess.input_size)
             geometries = [Geometry.identity(height, width)] * count
+        return self._postprocess(outputs, geometries, options)
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], geometries: list[Geometry],
+                     options: dict[str, Any]) -> list[Any]:
+        if not self.spec.batch_axis:  # one image's outputs: postprocessing always sees a batch axis
+            outputs = {name: value[None] for name, value in outputs.items()}
         return postprocess(self.spec, self.task, outputs, geometries, options)
 
     def __repr__(self) -> str:
@@ -194,13 +186,8 @@ class Pipeline:
         #: The sub-models, by the names the spec requires.
         self.models = models
         self.task = default_registry().task(spec.task)
-        assert spec.run is not None
-        self.options: dict[str, Any] = function_options(spec.run, PIPELINE_ARGUMENTS)
-        unknown = sorted(set(spec.options) - set(self.options))
-        if unknown:
-            raise SpecError("options", f"sets {', '.join(unknown)}, which its run function does not take",
-                            model=spec.name, plugin=spec.plugin)
-        self.options.update(spec.options)
+        #: The options ``predict`` takes (those of the spec's ``run``), with this pipeline's defaults.
+        self.options: dict[str, Any] = accepted_options(spec, self.task)
 
     @property
     def runtime(self) -> str:

@@ -53,7 +53,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from zoo._fields import check_choice, check_int, check_number, check_numbers, check_size, from_mapping, set_field
+from zoo._fields import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_numbers,
+    check_size,
+    from_mapping,
+    set_field,
+)
 from zoo.errors import SpecError
 from zoo.geometry import Geometry
 
@@ -105,8 +114,7 @@ class Preprocess:
         self._check_geometry()
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         for name in ("antialias", "pad_normalized"):
-            if not isinstance(getattr(self, name), bool):
-                raise SpecError(name, f"must be true or false, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         check_number("scale", self.scale, positive=True)
         check_number("pad_value", self.pad_value)
         check_choice("channels", self.channels, CHANNELS)

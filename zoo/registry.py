@@ -149,8 +149,8 @@ class Registry:
                 task.check_decode(spec.decode)
             except SpecError as error:
                 raise SpecError(f"decode.{error.field}", error.problem, model=spec.name, plugin=plugin) from None
-        if not spec.is_pipeline and (spec.postprocess is not None or spec.options):
-            accepted_options(spec, task)  # a pipeline's options are its run function's: zoo.Pipeline checks them
+        if spec.options:
+            accepted_options(spec, task)  # the spec's option defaults are options its postprocessing (or run) takes
         if spec.plugin != plugin:
             spec = copy.copy(spec)  # already validated: no need for dataclasses.replace to check again
             object.__setattr__(spec, "plugin", plugin)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from zoo.errors import UsageError, ZooError
+from zoo.errors import UsageError, ZooError, ZooInputError
+
+if TYPE_CHECKING:
+    from zoo.geometry import Geometry
 
 RUNTIMES = ("onnxruntime", "opencv")
 _ORT_TYPES = {f"tensor({name})": np.dtype(name) for name in ("float", "double", "int64", "int32", "uint8", "bool")}
@@ -110,6 +114,22 @@ class OpenCvSession:
                 self.net.setInput(value, name)
             outputs = self.net.forward(self.output_names)
         return dict(zip(self.output_names, outputs))
+
+
+def input_feeds(sources: Mapping[str, str], batch: np.ndarray, geometries: Sequence[Geometry] | None,
+                dtypes: Mapping[str, np.dtype] | None = None, *, model: str = "") -> dict[str, np.ndarray]:
+    """A graph's inputs by name: the image batch where ``sources`` says ``image``, else each image's value from its
+    geometry (``original_size``, ``input_size`` or ``scale``), in the input's dtype (float32 by default)."""
+    feeds = {}
+    for name, source in sources.items():
+        if source == "image":
+            feeds[name] = np.ascontiguousarray(batch, dtype=np.float32)
+            continue
+        if geometries is None or len(geometries) != len(batch):
+            raise ZooInputError(f"model {model!r} also takes each image's {source} (input {name!r}): pass the "
+                                f"geometries from Model.transform(images)")
+        feeds[name] = np.asarray([g.value(source) for g in geometries], dtype=(dtypes or {}).get(name, np.float32))
+    return feeds
 
 
 def graph_signature(path: Path) -> tuple[dict[str, list[int | str | None]], list[str]]:

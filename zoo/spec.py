@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from zoo._fields import (
     HEX_PATTERN,
     TASK_PATTERN,
+    check_bool,
     check_choice,
     check_int,
     check_mapping,
@@ -263,8 +264,7 @@ class ModelSpec:
         if inputs and list(inputs.values()).count("image") != 1:
             raise SpecError("inputs", f"must feed the image to exactly one graph input, got {dict(inputs)}")
         set_field(self, "inputs", _frozen(inputs))
-        if not isinstance(self.batch_axis, bool):
-            raise SpecError("batch_axis", f"must be true or false, got {self.batch_axis!r}")
+        check_bool("batch_axis", self.batch_axis)
         for name in ("decode", "options"):
             set_field(self, name, _frozen(check_mapping(name, getattr(self, name))))
             _json_plain(name, getattr(self, name))

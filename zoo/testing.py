@@ -279,13 +279,13 @@ def _check_inside(result: Any, size: tuple[int, int], where: str) -> None:
 def _check_opencv(loaded: Any, samples: dict[str, np.ndarray]) -> str:
     """Whether OpenCV DNN loads the file and agrees with onnxruntime on the first sample (reported, not required)."""
     from zoo import export
-    from zoo.runtime import OpenCvSession
+    from zoo.runtime import OpenCvSession, input_feeds
 
     spec = loaded.spec
     batch, geometries = spec.preprocess.batch([next(iter(samples.values()))])
     want = loaded.run(batch, geometries)
     try:
-        got = OpenCvSession(loaded.path, spec.outputs).run(export.feeds(spec, batch, geometries))
+        got = OpenCvSession(loaded.path, spec.outputs).run(input_feeds(loaded.feeds, batch, geometries))
     except Exception as error:  # noqa: BLE001 - reported, not required
         return f"fails: {type(error).__name__}: {str(error)[:200]}"
     agree = all(got[n].shape == want[n].shape and export.within_tolerance(got[n], want[n], spec) for n in spec.outputs)

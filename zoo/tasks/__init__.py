@@ -118,15 +118,23 @@ def call_declared(fn: Callable[..., Any], available: Mapping[str, Any], spec: Mo
 
 
 def accepted_options(spec: ModelSpec, task: Task | None) -> dict[str, Any]:
-    """Every option ``predict`` accepts for ``spec``, with its default (the spec's own defaults win)."""
-    accepted = dict(task.options) if task is not None and spec.postprocess is None else {}
-    if spec.postprocess is not None:
-        accepted.update(function_options(spec.postprocess))
-        if "options" in _parameters(spec.postprocess) and task is not None:
-            accepted = {**task.options, **accepted}
+    """Every option ``predict`` accepts for ``spec``, with its default (the spec's own defaults win).
+
+    A pipeline takes the options of its ``run`` function; a model with its own
+    postprocessing, that function's (and the task's too where it takes ``options``);
+    any other model, its task's.
+    """
+    task_options = dict(task.options) if task is not None else {}
+    if spec.run is not None:
+        accepted, taker = function_options(spec.run, PIPELINE_ARGUMENTS), "its run function"
+    elif spec.postprocess is None:
+        accepted, taker = task_options, "its postprocessing"
+    else:
+        underneath = task_options if "options" in _parameters(spec.postprocess) else {}
+        accepted, taker = {**underneath, **function_options(spec.postprocess)}, "its postprocessing"
     unknown = sorted(set(spec.options) - set(accepted))
     if unknown:
-        raise SpecError("options", f"sets {', '.join(unknown)}, which its postprocessing does not take; it takes "
+        raise SpecError("options", f"sets {', '.join(unknown)}, which {taker} does not take; it takes "
                                    f"{', '.join(sorted(accepted)) or 'no options'}", model=spec.name, plugin=spec.plugin)
     return {**accepted, **spec.options}
 

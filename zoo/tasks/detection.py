@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from zoo._fields import check_choice, check_int, from_mapping, set_field
+from zoo._fields import check_bool, check_choice, check_int, from_mapping, set_field
 from zoo.errors import SpecError, ZooInputError
 from zoo.tasks import _draw, _rle, require
 
@@ -191,8 +191,7 @@ class Decode:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("nms", self.nms, NMS_PLACES)
         for name in ("normalized", "objectness", "background", "transpose", "class_agnostic"):
-            if not isinstance(getattr(self, name), bool):
-                raise SpecError(name, f"must be true or false, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         check_int("label_offset", self.label_offset, minimum=-1_000_000)
         set_field(self, "keypoint_names", tuple(self.keypoint_names))
         pairs = []
@@ -331,8 +330,9 @@ def _activate(values: np.ndarray, activation: str) -> np.ndarray:
     if activation == "sigmoid":
         return 1 / (1 + np.exp(-values))
     if activation == "softmax":
-        shifted = np.exp(values - values.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
+        from zoo.tasks.classification import softmax
+
+        return softmax(values)
     return values
 
 
