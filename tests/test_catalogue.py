@@ -35,16 +35,26 @@ def test_every_first_party_plugin_is_listed():
     assert plugins == {"digits": "zoo-digits", "ssrnet": "zoo-ssrnet", "torchvision": "zoo-torchvision"}
 
 
-def test_the_wheel_carries_the_top_level_registry_toml(tmp_path):
-    """registry.toml lives at the top of the repository; the wheel must still hold it as package data."""
+def test_the_wheel_carries_the_top_level_registry_toml_and_every_module(tmp_path):
+    """registry.toml lives at the top of the repository; the wheel must still hold it as package data, and every
+    module of the package (an editable install, as in CI, would hide a subpackage the wheel leaves out)."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    # Built from a copy without build/ and *.egg-info: setuptools takes files listed in a stale egg-info as package
+    # data, which would hide a subpackage missing from pyproject.toml.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "plugins",
+                                                                "tests", "bench", "docs"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    "--wheel-dir", str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("onnx_zoo-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         packaged = archive.read("zoo/registry.toml").decode("utf-8")
+        names = set(archive.namelist())
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "zoo").rglob("*.py")}
+    assert modules <= names, f"missing from the wheel: {sorted(modules - names)}"
     assert packaged == (ROOT / "registry.toml").read_text(encoding="utf-8")
     assert "[models." in packaged
