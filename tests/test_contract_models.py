@@ -241,3 +241,30 @@ def test_zoo_predict_saves_pictures_prints_detections_and_treats_a_pipeline_as_o
     removed = capsys.readouterr().out
     assert "removed finder/" in removed and "removed colour/" in removed
     assert not [e.name for e in cache.entries()]
+
+
+def test_the_readme_pictures_script_finds_each_shape_and_writes_one_picture_per_task(zoo_cache_dir, monkeypatch,
+                                                                                      tmp_path):
+    import importlib.util
+
+    import cv2
+
+    spec = importlib.util.spec_from_file_location("pictures", Path(__file__).parents[1] / "docs" / "pictures.py")
+    pictures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pictures)
+    specs, image = pictures.specs(), pictures.scene()
+    found = zoo.get(specs["keypoint-detection"]).predict(image)
+    assert found.labels == ("rectangle", "disc", "triangle")  # by score: the share of the box each fills
+    rectangle, disc = found.boxes[0], found.boxes[1]
+    assert np.allclose(rectangle, [250, 140, 346, 226]) and np.allclose(disc, [25, 55, 136, 166])
+    assert np.allclose(found.keypoints[1, :, :2], [[80, 55], [135, 110], [80, 165], [25, 110], [80, 110]], atol=0.5)
+    masks = zoo.get(specs["instance-segmentation"]).predict(image).masks
+    assert masks.shape == (3, 240, 360) and abs(masks[1].sum() - np.pi * 55**2) / (np.pi * 55**2) < 0.03
+    classes = zoo.get(specs["semantic-segmentation"]).predict(image)
+    assert classes.mask[110, 80] == 1 and classes.mask[180, 300] == 3 and classes.mask[5, 5] == 0
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(zoo_cache_dir))  # main() points it at a folder of its own
+    assert pictures.main(["--out", str(tmp_path)]) == 0
+    written = sorted(p.stem for p in tmp_path.glob("*.png"))
+    assert written == sorted(t for t in zoo.registry.default_registry().tasks)
+    drawn = cv2.imread(str(tmp_path / "object-detection.png"))
+    assert (drawn[180, 250] != cv2.cvtColor(image, cv2.COLOR_RGB2BGR)[180, 250]).any()  # the rectangle's left edge
