@@ -89,7 +89,10 @@ def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, 
     parameter gets Gaussian noise of ``scale`` times its own standard deviation (0.02 for
     constant tensors such as zero biases or unit norm weights). Then, if the module has
     BatchNorm layers, ``batches`` forward passes recompute their running statistics, with
-    only those layers in training mode (dropout and stochastic depth would skew them). The
+    only those layers in training mode (dropout and stochastic depth would skew them);
+    frozen BatchNorm (a layer with ``running_mean`` and ``running_var`` buffers that is not
+    a BatchNorm, such as torchvision's ``FrozenBatchNorm2d`` in its detectors' backbones)
+    takes the statistics of its input in the same passes. The
     passes see ``batch_size`` Gaussian inputs and, when ``spec`` is a spec rather than an
     input shape (C, H, W), the sample photo preprocessed by it and its mirror image:
     statistics from noise alone let a deep network's activations on a real photo grow
@@ -112,15 +115,29 @@ def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, 
             spread = float(p.std()) if p.numel() > 1 else 0.0
             p.add_(torch.randn(p.shape, generator=generator) * (scale * spread or 0.02))
         norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        frozen = [m for m in module.modules() if not isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                  and isinstance(getattr(m, "running_mean", None), torch.Tensor)
+                  and isinstance(getattr(m, "running_var", None), torch.Tensor)]
         module.eval()
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average over the calibration batches
             m.train()
-        for _ in range(batches if norms else 0):
+        hooks = [m.register_forward_pre_hook(_take_statistics) for m in frozen]
+        for _ in range(batches if norms or frozen else 0):
             noise = torch.randn((batch_size, *shape), generator=generator)
             module(noise if photos is None else torch.cat([noise, photos]))
+        for hook in hooks:
+            hook.remove()
     return module.eval()
+
+
+def _take_statistics(layer: Any, inputs: tuple[Any, ...]) -> None:
+    """A frozen BatchNorm's statistics set from the batch it is about to normalise."""
+    (x,) = inputs[:1]
+    axes = [0, *range(2, x.dim())]
+    layer.running_mean.copy_(x.mean(axes))
+    layer.running_var.copy_(x.var(axes).clamp(min=1e-5))
 
 
 def sample_images() -> dict[str, np.ndarray]:

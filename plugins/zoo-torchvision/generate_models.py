@@ -1,4 +1,4 @@
-"""Regenerate zoo_torchvision/models.toml from the installed torchvision.
+"""Regenerate zoo_torchvision/models.toml from the installed torchvision: every classifier, detector and segmenter.
 
     python plugins/zoo-torchvision/generate_models.py
 
@@ -24,8 +24,18 @@ SKIPPED = {("vgg16", "IMAGENET1K_FEATURES"): "feature-extractor weights with no 
 #: SPDX identifiers for the licence URLs torchvision's metadata gives; weights without one
 #: are distributed under torchvision's own BSD-3-Clause licence.
 LICENSES = {"https://github.com/facebookresearch/SWAG/blob/main/LICENSE": "CC-BY-NC-4.0"}
-#: Constructor arguments torchvision's builders set themselves when given these weights.
+#: Constructor arguments torchvision's classifier builders set themselves when given these weights.
 AUX_KWARGS = {"transform_input": True, "aux_logits": True, "init_weights": False}
+#: The task of each family's models, and the name of its categories in the file.
+FAMILIES = {"classification": (torchvision.models, "image-classification"),
+            "detection": (torchvision.models.detection, None),
+            "segmentation": (torchvision.models.segmentation, "semantic-segmentation")}
+#: Human keypoints are joined as COCO's annotations join them (its "skeleton", here counted from 0).
+COCO_SKELETON = [[15, 13], [13, 11], [16, 14], [14, 12], [11, 12], [5, 11], [6, 12], [5, 6], [5, 7], [6, 8],
+                 [7, 9], [8, 10], [1, 2], [0, 1], [0, 2], [1, 3], [2, 4], [3, 5], [4, 6]]
+#: Names for the label sets, by their length: ImageNet's classes, COCO's 91 ids (with background and the ten
+#: unused ones, "N/A"), Pascal VOC's 20 classes with background, and background or person for keypoints.
+CATEGORY_SETS = {1000: "imagenet", 91: "coco", 21: "voc", 2: "coco_person"}
 
 
 def builder_kwargs(arch: str, weights: torchvision.models.WeightsEnum) -> dict[str, object]:
@@ -34,6 +44,38 @@ def builder_kwargs(arch: str, weights: torchvision.models.WeightsEnum) -> dict[s
     if arch.startswith("vit_") and weights.meta["min_size"][0] != 224:
         return {"image_size": weights.meta["min_size"][0]}
     return {}
+
+
+def detection_task(arch: str) -> str:
+    if arch.startswith("maskrcnn"):
+        return "instance-segmentation"
+    return "keypoint-detection" if arch.startswith("keypointrcnn") else "object-detection"
+
+
+def preprocess(family: str, weights: torchvision.models.WeightsEnum) -> dict[str, object]:
+    """The Preprocess fields that reproduce ``weights.transforms()``."""
+    transform = weights.transforms()
+    if family == "detection":  # ObjectDetection: the image in [0, 1]; the model resizes and normalises it
+        return {}
+    pixels = {"interpolation": transform.interpolation.value, "antialias": bool(transform.antialias),
+              "mean": list(transform.mean), "std": list(transform.std)}
+    if family == "segmentation":  # SemanticSegmentation: the shorter side resized, no crop
+        (resize,) = transform.resize_size
+        return {"resize": resize, **pixels}
+    (resize,), (crop,) = transform.resize_size, transform.crop_size
+    return {"resize": resize, "crop": crop, **pixels}
+
+
+def metrics(meta: dict[str, object]) -> dict[str, float]:
+    (values,) = meta["_metrics"].values()
+    return {**values, "params": meta["num_params"], "gflops": meta["_ops"]}
+
+
+def category_set(categories: list[str], sets: dict[str, list[str]]) -> str:
+    """The name of the label set ``categories`` is, recorded in ``sets``."""
+    name = CATEGORY_SETS[len(categories)]
+    assert sets.setdefault(name, categories) == categories, categories
+    return name
 
 
 def toml_value(value: object) -> str:
@@ -49,51 +91,49 @@ def toml_value(value: object) -> str:
 
 
 def main() -> None:
-    categories = None
+    sets: dict[str, list[str]] = {}
+    keypoint_names = None
     blocks = []
-    for arch in list_models(module=torchvision.models):
-        enum = get_model_weights(arch)
-        for weights in enum:
-            if (arch, weights.name) in SKIPPED:
-                continue
-            meta = weights.meta
-            if categories is None:
-                categories = meta["categories"]
-            assert meta["categories"] == categories, (arch, weights)
-            transform = weights.transforms()
-            (resize,), (crop,) = transform.resize_size, transform.crop_size
-            tag = weights.name.lower()
-            default = weights == enum.DEFAULT
-            acc = meta["_metrics"]["ImageNet-1K"]
-            sha = HASH_IN_FILENAME.search(weights.url.rsplit("/", 1)[-1])
-            assert sha, weights.url
-            entry = {
-                "arch": arch,
-                "weights": weights.name,
-                "default": default,
-                "url": weights.url,
-                "sha256": sha.group(1),
-                "file_size_mb": meta["_file_size"],
-                "license": LICENSES[meta["license"]] if "license" in meta else "BSD-3-Clause",
-                "recipe": meta["recipe"],
-                "resize": resize,
-                "crop": crop,
-                "interpolation": transform.interpolation.value,
-                "antialias": bool(transform.antialias),
-                "mean": list(transform.mean),
-                "std": list(transform.std),
-                "metrics": {"acc@1": acc["acc@1"], "acc@5": acc["acc@5"], "params": meta["num_params"],
-                            "gflops": meta["_ops"]},
-                "builder_kwargs": builder_kwargs(arch, weights),
-            }
-            name = arch if default else f"{arch}.{tag}"
-            lines = [f"[models.{json.dumps(name)}]"] + [f"{k} = {toml_value(v)}" for k, v in entry.items()]
-            blocks.append("\n".join(lines))
+    for family, (module, task) in FAMILIES.items():
+        for arch in list_models(module=module):
+            enum = get_model_weights(arch)
+            for weights in enum:
+                if (arch, weights.name) in SKIPPED:
+                    continue
+                meta = weights.meta
+                tag = weights.name.lower()
+                default = weights == enum.DEFAULT
+                sha = HASH_IN_FILENAME.search(weights.url.rsplit("/", 1)[-1])
+                assert sha, weights.url
+                entry = {
+                    "arch": arch,
+                    "weights": weights.name,
+                    "task": task or detection_task(arch),
+                    "default": default,
+                    "url": weights.url,
+                    "sha256": sha.group(1),
+                    "file_size_mb": meta["_file_size"],
+                    "license": LICENSES[meta["license"]] if "license" in meta else "BSD-3-Clause",
+                    "recipe": meta["recipe"],
+                    "categories": category_set(meta["categories"], sets),
+                    "preprocess": preprocess(family, weights),
+                    "metrics": metrics(meta),
+                }
+                if family == "classification":
+                    entry["builder_kwargs"] = builder_kwargs(arch, weights)
+                if "keypoint_names" in meta:
+                    assert keypoint_names in (None, meta["keypoint_names"])
+                    keypoint_names = meta["keypoint_names"]
+                name = arch if default else f"{arch}.{tag}"
+                lines = [f"[models.{json.dumps(name)}]"] + [f"{k} = {toml_value(v)}" for k, v in entry.items()]
+                blocks.append("\n".join(lines))
     header = (
         f"# Generated by generate_models.py from torchvision {VERSION}; do not edit by hand.\n"
         f'torchvision = "{VERSION}"\n'
         f"skipped = {toml_value([f'{a}.{w.lower()}: {why}' for (a, w), why in SKIPPED.items()])}\n"
-        f"categories = {toml_value(categories)}\n"
+        f"keypoint_names = {toml_value(keypoint_names)}\n"
+        f"skeleton = {toml_value(COCO_SKELETON)}\n\n"
+        "[categories]\n" + "".join(f"{name} = {toml_value(values)}\n" for name, values in sets.items())
     )
     OUT.write_text(header + "\n" + "\n\n".join(blocks) + "\n", encoding="utf-8")
     print(f"wrote {len(blocks)} models to {OUT}")

@@ -1,5 +1,6 @@
-"""zoo-torchvision: every torchvision image classifier, with each of its weights variants.
+"""zoo-torchvision: every torchvision model for images, with each of its weights variants.
 
+Classifiers, detectors (boxes, instance masks, human keypoints) and semantic segmenters.
 Registration reads ``models.toml`` (generated from torchvision by ``generate_models.py``)
 and imports neither torch nor torchvision; :func:`build` imports them when a model is
 exported. The default weights of an architecture are registered under its bare name
@@ -16,55 +17,82 @@ from typing import Any
 
 import zoo
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-TASK = "image-classification"
+#: What each task's published metrics are called in summaries, most telling first.
+METRICS = {"image-classification": ("acc@1", "ImageNet-1K top-1 {:.1f}%"),
+           "object-detection": ("box_map", "COCO val2017 box mAP {:.1f}"),
+           "instance-segmentation": ("mask_map", "COCO val2017 mask mAP {:.1f}"),
+           "keypoint-detection": ("kp_map", "COCO val2017 keypoint mAP {:.1f}"),
+           "semantic-segmentation": ("miou", "COCO val2017 (VOC classes) mIoU {:.1f}")}
+#: The graph's outputs, in the order :class:`zoo_torchvision.graphs.Detector` returns them.
+DETECTION_OUTPUTS = {"object-detection": ("boxes", "scores", "class_ids"),
+                     "instance-segmentation": ("boxes", "scores", "class_ids", "masks"),
+                     "keypoint-detection": ("boxes", "scores", "class_ids", "keypoints")}
 
 
 def build(spec: zoo.ModelSpec, weights: Path | None) -> Any:
     """The torchvision model for ``spec`` in eval mode, with ``weights`` (a state-dict file) loaded.
 
     The model has as many classes as ``spec.labels``: ``zoo.get(name, weights="ft.pth",
-    labels=[...])`` builds a model fine-tuned for other classes.
+    labels=[...])`` builds a model fine-tuned for other classes. Detectors and segmenters
+    are wrapped to return what the zoo reads (:mod:`zoo_torchvision.graphs`).
     """
-    import torchvision
+    from zoo_torchvision import graphs
 
     info = spec.extra["torchvision"]
-    model = torchvision.models.get_model(info["arch"], weights=None, num_classes=len(spec.labels),
-                                         **info["builder_kwargs"])
+    if spec.task == "image-classification":
+        import torchvision
+
+        model = torchvision.models.get_model(info["arch"], weights=None, num_classes=len(spec.labels),
+                                             **info["builder_kwargs"])
+        if weights is not None:
+            zoo.load_weights(model, weights, what=spec.name)
+        return model.eval()
+    model = graphs.trained_architecture(info["arch"], info["weights"], len(spec.labels))
     if weights is not None:
         zoo.load_weights(model, weights, what=spec.name)
-    return model.eval()
+    wrapper = graphs.Segmenter if spec.task == "semantic-segmentation" else graphs.Detector
+    return wrapper(model).eval()
+
+
+def _spec(name: str, entry: dict[str, Any], data: dict[str, Any]) -> zoo.ModelSpec:
+    task = entry["task"]
+    key, summary = METRICS[task]
+    kind = {"image-classification": "", "semantic-segmentation": "semantic segmentation, "}.get(task, "")
+    fields: dict[str, Any] = {}
+    if task in DETECTION_OUTPUTS:  # the graph takes one image in [0, 1] of any size, resizes it and runs NMS
+        fields.update(outputs=DETECTION_OUTPUTS[task], batch_axis=False, decode={"nms": "graph"})
+        if task == "keypoint-detection":
+            fields["decode"].update(keypoint_names=tuple(data["keypoint_names"]),
+                                    skeleton=tuple(map(tuple, data["skeleton"])))
+    else:
+        fields["outputs"] = ("logits",)
+    builder = {"arch": entry["arch"], "weights": entry["weights"], "version": data["torchvision"]}
+    if "builder_kwargs" in entry:
+        builder["builder_kwargs"] = entry["builder_kwargs"]
+    return zoo.ModelSpec(
+        name=name,
+        aliases=(f"{entry['arch']}.{entry['weights'].lower()}",) if entry["default"] else (),
+        task=task,
+        summary=f"{kind}{entry['arch']} with torchvision's {entry['weights']} weights "
+                f"({summary.format(entry['metrics'][key])})",
+        license=entry["license"],
+        homepage=entry["recipe"],
+        preprocess=zoo.Preprocess(**entry["preprocess"]),
+        labels=tuple(data["categories"][entry["categories"]]),
+        weights=zoo.Artifact(url=entry["url"], sha256=entry["sha256"]),
+        build=build,
+        metrics=entry["metrics"],
+        extra={"torchvision": builder},
+        **fields,
+    )
 
 
 def load_specs() -> list[zoo.ModelSpec]:
     """Build every spec from ``models.toml``."""
     data = tomllib.loads((files(__name__) / "models.toml").read_text(encoding="utf-8"))
-    labels = tuple(data["categories"])
-    specs = []
-    for name, entry in data["models"].items():
-        tag = entry["weights"].lower()
-        acc = entry["metrics"]["acc@1"]
-        specs.append(zoo.ModelSpec(
-            name=name,
-            aliases=(f"{entry['arch']}.{tag}",) if entry["default"] else (),
-            task=TASK,
-            summary=f"{entry['arch']} with torchvision's {entry['weights']} weights (ImageNet-1K top-1 {acc:.1f}%)",
-            license=entry["license"],
-            homepage=entry["recipe"],
-            preprocess=zoo.Preprocess(
-                resize=entry["resize"], crop=entry["crop"], interpolation=entry["interpolation"],
-                antialias=entry["antialias"], mean=entry["mean"], std=entry["std"],
-            ),
-            labels=labels,
-            weights=zoo.Artifact(url=entry["url"], sha256=entry["sha256"]),
-            build=build,
-            outputs=("logits",),
-            metrics=entry["metrics"],
-            extra={"torchvision": {"arch": entry["arch"], "weights": entry["weights"],
-                                   "builder_kwargs": entry["builder_kwargs"], "version": data["torchvision"]}},
-        ))
-    return specs
+    return [_spec(name, entry, data) for name, entry in data["models"].items()]
 
 
 @zoo.hookimpl

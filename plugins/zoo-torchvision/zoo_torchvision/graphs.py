@@ -1,0 +1,142 @@
+"""The torch side of the plugin (imported by ``build`` only): torchvision's detectors and
+segmenters as the zoo exports them.
+
+:func:`trained_architecture` builds exactly the network that torchvision builds for a set of
+weights (its builder's arguments, frozen BatchNorm and its epsilon included) without
+downloading them. :class:`Detector` and :class:`Segmenter` wrap a model so that its graph
+takes the zoo's tensor and returns the outputs the zoo's tasks read.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import MethodType
+from typing import Any
+from unittest import mock
+
+import torch
+import torchvision
+from torchvision.models import get_model, get_model_weights
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FrozenBatchNorm2d
+
+
+def _untrained(arch: str, num_classes: int) -> torch.nn.Module:
+    """``arch`` as its builder makes it without any weights (BatchNorm where trained models may freeze it)."""
+    kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
+    if "aux_loss" in inspect.signature(torchvision.models.get_model_builder(arch)).parameters:  # segmenters' weights come with the auxiliary head
+        kwargs["aux_loss"] = True
+    return get_model(arch, **kwargs)
+
+
+def trained_architecture(arch: str, weights: str, num_classes: int) -> torch.nn.Module:
+    """torchvision's ``arch`` as built for its ``weights`` variant, randomly initialised, with ``num_classes`` classes.
+
+    torchvision's builders change the network when given weights: BatchNorm is frozen in
+    the backbones of detectors, its epsilon set to 0 for some variants, auxiliary heads
+    added. The builder is run with ``weights`` whose download is replaced by the state of
+    a randomly initialised model, so that every such decision is torchvision's own. For
+    another number of classes (fine-tuned weights), the frozen layers are copied onto the
+    untrained architecture with that many classes.
+    """
+    enum = get_model_weights(arch)[weights]
+    classes = len(enum.meta["categories"])
+    state = {key: value for key, value in _untrained(arch, classes).state_dict().items()
+             if not key.endswith("num_batches_tracked")}  # frozen BatchNorm has no counter; BatchNorm makes one
+    with mock.patch.object(type(enum), "get_state_dict", lambda self, *args, **kwargs: state):
+        trained = get_model(arch, weights=enum)
+    if num_classes == classes:
+        return trained
+    model = _untrained(arch, num_classes)
+    for name, module in trained.named_modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, FrozenBatchNorm2d(len(module.weight), eps=module.eps))
+    return model
+
+
+def _exact_resize(self: GeneralizedRCNNTransform, image: torch.Tensor,
+                  target: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, Any]:
+    """``GeneralizedRCNNTransform.resize`` at inference, with the same size in PyTorch and in the exported graph.
+
+    torchvision computes the factor in float64 in eager mode but in float32 when traced, so
+    a 400x600 image becomes 320x480 in PyTorch and 319x479 in ONNX, and every box comes back
+    0.3% off. Here the size is ``floor(side * factor)`` in float64 in both, and the image is
+    resized to that size (what ``recompute_scale_factor=True`` does in eager mode).
+    """
+    if self.training or self.fixed_size is not None:
+        return GeneralizedRCNNTransform.resize(self, image, target)
+    sides = torch._shape_as_tensor(image)[-2:].to(torch.float64)
+    # one float64 vector: the exporter would make a Python number, or one element of this vector, float32
+    limits = torch.tensor([self.min_size[-1], self.max_size], dtype=torch.float64)
+    factor = (limits / torch.stack([sides.min(), sides.max()])).min()
+    size = torch.floor(sides * factor).to(torch.int64)
+    resized = torch.nn.functional.interpolate(image[None], size=list(size) if torchvision._is_tracing() else
+                                              size.tolist(), mode="bilinear", align_corners=False)[0]
+    return resized, target
+
+
+class Detector(torch.nn.Module):
+    """A torchvision detector for one image ``(1, 3, H, W)`` in [0, 1], of any size.
+
+    The model resizes and normalises the image itself and maps its boxes back, so the
+    outputs are in the input's pixels: boxes ``(N, 4)`` xyxy, scores, class ids (COCO's
+    91 ids); Mask R-CNN adds masks ``(N, H, W)`` (probabilities, thresholded by the zoo);
+    Keypoint R-CNN adds keypoints ``(N, 17, 3)`` as ``(x, y, score)`` with torchvision's
+    ``keypoints_scores`` (heatmap logits) as the score.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        if isinstance(model.transform, GeneralizedRCNNTransform):
+            model.transform.resize = MethodType(_exact_resize, model.transform)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        found = self.model(list(images))[0]  # the zoo runs one image at a time; BatchNorm calibration more
+        outputs = [found["boxes"], found["scores"], found["labels"]]
+        if "masks" in found:
+            outputs.append(found["masks"][:, 0])
+        if "keypoints" in found:
+            outputs.append(torch.cat([found["keypoints"][:, :, :2], found["keypoints_scores"][:, :, None]], 2))
+        return tuple(outputs)
+
+
+class Segmenter(torch.nn.Module):
+    """A torchvision segmenter: class scores ``(N, classes, H, W)`` at the input's size, without the auxiliary head."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)["out"]
+
+
+def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0) -> torch.nn.Module:
+    """``model`` (a :class:`Detector` with random weights) made to detect, for tests.
+
+    Random weights score every class near 1/91: torchvision's detectors drop boxes under
+    0.05 inside the graph, so a test would compare two empty lists, and near-equal scores
+    would compare ties. The score thresholds are set to 0 and each class-logit layer is
+    scaled so that its outputs on ``photo`` (a preprocessed batch of one) have a standard
+    deviation of ``spread``.
+    """
+    inner = model.model
+    for holder in (inner, getattr(inner, "roi_heads", None)):
+        if holder is not None and hasattr(holder, "score_thresh"):
+            holder.score_thresh = 0.0
+    layers = {name: module for name, module in inner.named_modules()
+              if name.endswith(("cls_score", "cls_logits")) or "classification_head.module_list." in name}
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    hooks = [module.register_forward_hook(lambda _, __, output, name=name: seen[name].append(output.flatten()))
+             for name, module in layers.items()]
+    with torch.no_grad():
+        model(photo)
+        for hook in hooks:
+            hook.remove()
+        for name, module in layers.items():
+            factor = spread / float(torch.cat(seen[name]).std())
+            module.weight.mul_(factor)
+            module.bias.mul_(factor)
+    return model
