@@ -32,7 +32,7 @@ from zoo import cache, testing
 sys.path.insert(0, str(ROOT / "plugins" / "zoo-torchvision"))
 import check_exports
 
-SPECS = {spec.name: spec for spec in zoo_torchvision.load_specs()}
+SPECS = {spec.name: spec for spec in zoo_torchvision.load_specs() if spec.task == "image-classification"}
 GRAPHS = check_exports.representatives()
 #: Cheap, and between them: fire modules, depthwise and squeeze-excitation blocks, channel
 #: shuffle, inception branches with transform_input, shifted-window attention.

@@ -1,4 +1,5 @@
-"""Export every torchvision classifier with random weights and check the ONNX file.
+"""Export every torchvision classifier with random weights and check the ONNX file (detectors and segmenters:
+``tests/test_torchvision_tasks.py`` for now).
 
     python plugins/zoo-torchvision/check_exports.py                 # all, results in exports.jsonl
     python plugins/zoo-torchvision/check_exports.py resnet50 vit_b_16
@@ -46,7 +47,8 @@ def graph_key(spec: ModelSpec) -> tuple[Any, ...]:
 
 def representatives() -> dict[str, list[str]]:
     """Default-variant-first: one spec name per distinct graph, with the variant names it stands for."""
-    specs = sorted(zoo_torchvision.load_specs(), key=lambda s: (s.tag is not None, s.name))
+    specs = sorted((s for s in zoo_torchvision.load_specs() if s.task == "image-classification"),  # detectors: next
+                   key=lambda s: (s.tag is not None, s.name))
     groups: dict[tuple[Any, ...], list[str]] = {}
     for spec in specs:
         groups.setdefault(graph_key(spec), []).append(spec.name)

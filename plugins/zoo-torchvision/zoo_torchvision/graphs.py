@@ -126,8 +126,10 @@ def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0) -
     for holder in (inner, getattr(inner, "roi_heads", None)):
         if holder is not None and hasattr(holder, "score_thresh"):
             holder.score_thresh = 0.0
-    layers = {name: module for name, module in inner.named_modules()
-              if name.endswith(("cls_score", "cls_logits")) or "classification_head.module_list." in name}
+    layers = {name: [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))][-1]
+              for name, module in inner.named_modules()
+              if name.endswith(("cls_score", "cls_logits")) or name.startswith("head.classification_head.module_list.")
+              and name.count(".") == 3}  # SSD: one per feature map, its last convolution
     seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     hooks = [module.register_forward_hook(lambda _, __, output, name=name: seen[name].append(output.flatten()))
              for name, module in layers.items()]
