@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import pytest
@@ -69,7 +70,7 @@ def test_unknown_model_is_one_line_and_nonzero():
 def test_plugins_lists_distribution_version_and_hooks():
     rows = json.loads(run_zoo("plugins", "--json").stdout)
     tv = next(r for r in rows if r["name"] == "torchvision")
-    assert tv["distribution"] == "zoo-torchvision" and tv["version"] == "0.1.0"
+    assert tv["distribution"] == "zoo-torchvision" and tv["version"] == importlib.metadata.version("zoo-torchvision")
     assert tv["hooks"] == ["zoo_register_models"] and tv["models"] > 100 and tv["error"] is None
     table = run_zoo("plugins").stdout
     assert "zoo-torchvision" in table and "zoo_register_models" in table
