@@ -14,6 +14,9 @@ runs all 19 variants.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 
 import numpy as np
 import pytest
@@ -23,10 +26,12 @@ pytest.importorskip("torchvision")
 skimage_data = pytest.importorskip("skimage.data")
 import cv2
 import zoo_torchvision
+from conftest import run_zoo
+from fileserver import FileServer
 from zoo_torchvision import graphs
 
 import zoo
-from zoo import testing
+from zoo import cache, testing
 from zoo.convert import sample_inputs
 
 SPECS = {spec.name: spec for spec in zoo_torchvision.load_specs()}
@@ -57,16 +62,27 @@ def photos() -> list[tuple[str, np.ndarray]]:
     return found
 
 
-def randomized(name: str) -> tuple[zoo.ModelSpec, dict[str, torch.nn.Module]]:
-    """``name``'s spec with perturbed random weights instead of a download, and a dict that gets the module built."""
+def random_module(spec: zoo.ModelSpec) -> torch.nn.Module:
+    """The plugin's module for ``spec`` with perturbed random weights that detect (detectors) or segment."""
+    torch.manual_seed(0)
+    module = testing.randomize(zoo_torchvision.build(spec, None), spec)
+    if spec.task != "semantic-segmentation":
+        graphs.decisive(module, torch.from_numpy(sample_inputs(spec)))
+    return module
+
+
+def randomized(name: str, score_threshold: float | None = None) -> tuple[zoo.ModelSpec, dict[str, torch.nn.Module]]:
+    """``name``'s spec with perturbed random weights instead of a download, and a dict that gets the module built.
+
+    ``score_threshold`` replaces the detector's in-graph threshold (0 after ``decisive``).
+    """
     made: dict[str, torch.nn.Module] = {}
 
     def build(spec: zoo.ModelSpec, weights: object) -> torch.nn.Module:
-        torch.manual_seed(0)
-        module = testing.randomize(zoo_torchvision.build(spec, None), spec)
-        if spec.task != "semantic-segmentation":
-            graphs.decisive(module, torch.from_numpy(sample_inputs(spec)))
-        made["module"] = module
+        module = made["module"] = random_module(spec)
+        for holder in (module.model, getattr(module.model, "roi_heads", None)):
+            if score_threshold is not None and hasattr(holder, "score_thresh"):
+                holder.score_thresh = score_threshold
         return module
 
     return dataclasses.replace(SPECS[name], build=build, weights=None), made
@@ -141,3 +157,53 @@ def test_fine_tuned_weights_with_other_classes_keep_the_frozen_layers():
     reference = graphs.trained_architecture("fasterrcnn_resnet50_fpn", "COCO_V1", 91)
     theirs = {k: v.shape for k, v in reference.state_dict().items() if "box_predictor" not in k}
     assert {k: v.shape for k, v in model.state_dict().items() if "box_predictor" not in k} == theirs
+
+
+def test_mask_rcnn_before_and_after_images_with_no_detections(zoo_cache_dir):
+    # pytorch/vision#2251: an exported Mask R-CNN failed after an image with zero detections
+    spec, _ = randomized("maskrcnn_resnet50_fpn", score_threshold=0.9)
+    model = zoo.get(spec)
+    black, photo = np.zeros((200, 200, 3), np.uint8), skimage_data.astronaut()
+    for image, found in ((black, False), (photo, True), (black, False), (photo, True)):
+        result = model.predict(image, score_threshold=0.0)
+        assert (len(result) > 0) is found and result.masks.shape == (len(result), *image.shape[:2])
+        assert json.loads(json.dumps(result.to_dict()))["detections"] == [] or found
+    assert model.predict([black, photo, black], score_threshold=0.0)[1].masks.any()
+
+
+def test_zoo_predict_a_detector_with_weights_from_a_server(zoo_cache_dir, tmp_path):
+    # torchvision's format (the detector's own state dict, no wrapper) from 127.0.0.1, through the command line
+    spec = SPECS["fasterrcnn_mobilenet_v3_large_320_fpn"]
+    net = random_module(spec).model
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    photo = tmp_path / "coffee.png"
+    cv2.imwrite(str(photo), skimage_data.coffee()[:, :, ::-1])
+    with FileServer() as server:
+        url = server.add("detector-random.pth", buffer.getvalue())
+        done = run_zoo("predict", spec.name, str(photo), "--weights", url, "--sha256",
+                       hashlib.sha256(buffer.getvalue()).hexdigest(), "--score-threshold", "0.5", "--json",
+                       "--save", str(tmp_path / "drawn"))
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    found = row["result"]["detections"]
+    with torch.no_grad():  # torchvision's own model and transform on the same image
+        theirs = net(list(torch.from_numpy(skimage_data.coffee()).permute(2, 0, 1)[None].float() / 255))[0]
+    keep = theirs["scores"] >= 0.5
+    assert len(found) == int(keep.sum()) > 0
+    for detection, box, label in zip(found, theirs["boxes"][keep], theirs["labels"][keep]):
+        assert detection["label"] == spec.labels[int(label)] and np.abs(np.subtract(detection["box"], box)).max() < 0.01
+    assert cv2.imread(row["saved"]).shape == (400, 600, 3)
+
+
+def test_a_detectors_published_file_name_checks_its_hash(zoo_cache_dir, tmp_path):
+    spec = SPECS["maskrcnn_resnet50_fpn"]
+    filename = spec.weights.url.rsplit("/", 1)[-1]
+    assert filename == f"maskrcnn_resnet50_fpn_coco-{spec.weights.sha256}.pth"
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), skimage_data.coffee())
+    with FileServer() as server:
+        mirror = server.add(filename, b"not the published weights" * 1000).rsplit("/", 1)[0]
+        done = run_zoo("predict", spec.name, str(photo), env={"ZOO_MIRROR": mirror})
+    assert done.returncode == 1 and spec.weights.sha256 in done.stderr and filename in done.stderr
+    assert not cache.entries(spec.name)
