@@ -1,13 +1,13 @@
-"""Export every torchvision classifier with random weights and check the ONNX file (detectors and segmenters:
-``tests/test_torchvision_tasks.py`` for now).
+"""Export every torchvision model with random weights and check the ONNX file.
 
     python plugins/zoo-torchvision/check_exports.py                 # all, results in exports.jsonl
     python plugins/zoo-torchvision/check_exports.py resnet50 vit_b_16
     python plugins/zoo-torchvision/check_exports.py --table         # the Markdown table of the results
 
-One export per distinct ONNX graph: weights variants of an architecture that share its
+One export per distinct ONNX graph: weights variants of a classifier that share its
 constructor arguments and input size give the same graph, so the default variant stands for
-them (86 exports cover the 114 variants). For each: build through the plugin, perturb the
+them (86 exports cover the 114 variants); each of the 19 detector and segmenter variants is
+its own row (their builders differ by weights variant, e.g. frozen BatchNorm's epsilon). For each: build through the plugin, perturb the
 weights and calibrate BatchNorm (:func:`zoo.testing.randomize`), export as ``zoo.get`` does
 (TorchScript exporter, opset 17, onnxsim, PyTorch-vs-onnxruntime parity on random inputs
 and a photo), then load the file with OpenCV DNN and compare with onnxruntime, and time
@@ -33,8 +33,10 @@ import zoo_torchvision
 
 from zoo import export, testing
 from zoo.convert import sample_inputs, sample_photo
+from zoo.registry import default_registry
 from zoo.runtime import OnnxRuntimeSession, OpenCvSession
 from zoo.spec import ModelSpec
+from zoo.tasks import accepted_options, postprocess
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "exports.jsonl"
@@ -42,13 +44,14 @@ RESULTS = HERE / "exports.jsonl"
 
 def graph_key(spec: ModelSpec) -> tuple[Any, ...]:
     info = spec.extra["torchvision"]
+    if spec.task != "image-classification":
+        return info["arch"], info["weights"]
     return info["arch"], tuple(sorted(info["builder_kwargs"].items())), spec.preprocess.crop
 
 
 def representatives() -> dict[str, list[str]]:
     """Default-variant-first: one spec name per distinct graph, with the variant names it stands for."""
-    specs = sorted((s for s in zoo_torchvision.load_specs() if s.task == "image-classification"),  # detectors: next
-                   key=lambda s: (s.tag is not None, s.name))
+    specs = sorted(zoo_torchvision.load_specs(), key=lambda s: (s.tag is not None, s.name))
     groups: dict[tuple[Any, ...], list[str]] = {}
     for spec in specs:
         groups.setdefault(graph_key(spec), []).append(spec.name)
@@ -61,8 +64,13 @@ def randomized(spec: ModelSpec) -> ModelSpec:
     def build(spec: ModelSpec, weights: Path | None) -> Any:
         import torch
 
+        from zoo_torchvision import graphs
+
         torch.manual_seed(0)  # the initialisation before the perturbation: the same model every run
-        return testing.randomize(zoo_torchvision.build(spec, None), spec)
+        module = testing.randomize(zoo_torchvision.build(spec, None), spec)
+        if isinstance(module, graphs.Detector):  # detections to compare, not ties (see graphs.decisive)
+            graphs.decisive(module, torch.from_numpy(sample_inputs(spec)))
+        return module
 
     return dataclasses.replace(spec, build=build)
 
@@ -81,35 +89,55 @@ def _median_ms(run: Any, batch: np.ndarray, budget_s: float = 5.0, repeats: int 
 def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     """Export ``name`` with random weights into ``workdir`` and return its row of results."""
     spec = next(s for s in zoo_torchvision.load_specs() if s.name == name)
-    row: dict[str, Any] = {"model": name, "input": list(spec.preprocess.input_shape),
+    photo = sample_photo()
+    tensor, geometry = spec.preprocess.transform(photo)
+    row: dict[str, Any] = {"model": name, "task": spec.task, "input": [int(d) for d in tensor.shape],
                            "params_m": round(spec.metrics["params"] / 1e6, 1), "gflops": spec.metrics["gflops"]}
     path = workdir / f"{name}.onnx"
-    batch = {"input": sample_inputs(spec)}  # the photo: in the export's parity inputs, then timed and run in OpenCV
+    batch = {"input": tensor[None]}  # the photo: in the export's parity inputs, then timed and run in OpenCV
     start = time.perf_counter()
     print("stage: export", flush=True)
     try:
-        report = export.export(randomized(spec), None, path, samples=samples, photo=sample_photo())
+        report = export.export(randomized(spec), None, path, samples=samples, photo=photo)
     except Exception as error:  # noqa: BLE001 - the row records why
         row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
         return row
-    parity = report.parity["logits"]
+    parity = report.parity[spec.outputs[0]]
     row.update(exported=True, export_s=round(time.perf_counter() - start, 1), simplified=report.simplified,
                simplify_note=report.simplify_note, max_abs=parity.max_abs, max_rel=parity.max_rel,
-               top1=parity.top1_agreement, size_mb=round(sum(f.stat().st_size for f in workdir.iterdir()) / 1e6, 1))
+               top1=parity.top1_agreement, parity_note=parity.note,
+               size_mb=round(sum(f.stat().st_size for f in workdir.iterdir()) / 1e6, 1))
     print("stage: onnxruntime", flush=True)
     ort = OnnxRuntimeSession(path, providers=["CPUExecutionProvider"])
-    reference = ort.run(batch)["logits"]
+    reference = ort.run(batch)
     row["ort_ms"] = round(_median_ms(ort.run, batch), 1)
     print("partial: " + json.dumps(row), flush=True)  # what a crash in OpenCV must not lose
     try:
-        got = OpenCvSession(path, spec.outputs).run(batch)["logits"]
+        got = OpenCvSession(path, spec.outputs).run(batch)
+        missing = [n for n in spec.outputs if n not in got]
+        if missing:
+            raise RuntimeError(f"no output {missing}")
     except Exception as error:  # noqa: BLE001 - the row records why
-        row.update(opencv="fails", opencv_error=f"{type(error).__name__}: {error}"[:300])
-    else:
-        diff, scale = export.differences(got, reference)
-        row.update(opencv="agrees" if export.within_tolerance(got, reference, spec) else "differs",
+        lines = [line.strip(" >") for line in str(error).strip().splitlines() if line.strip(" >")]
+        row.update(opencv="fails", opencv_error=f"{type(error).__name__}: {' '.join(lines[-3:])}"[:300])
+        return row
+    if spec.task == "image-classification":
+        got_logits, logits = got["logits"], reference["logits"]
+        diff, scale = export.differences(got_logits, logits)
+        row.update(opencv="agrees" if export.within_tolerance(got_logits, logits, spec) else "differs",
                    opencv_max_rel=float((diff / scale).max()),
-                   opencv_top1=bool((got.argmax(1) == reference.argmax(1)).all()))
+                   opencv_top1=bool((got_logits.argmax(1) == logits.argmax(1)).all()))
+        return row
+    task = default_registry().task(spec.task)
+    wrap = (lambda v: v) if spec.batch_axis else (lambda v: v[None])
+    want, have = (postprocess(spec, task, {n: wrap(o[n]) for n in spec.outputs}, [geometry],
+                              accepted_options(spec, task))[0] for o in (reference, got))
+    try:
+        figures = task.compare(want, have, spec)
+    except AssertionError as error:
+        row.update(opencv="differs", opencv_error=str(error)[:300])
+    else:
+        row.update(opencv="agrees", opencv_figures=figures)
     return row
 
 
@@ -139,6 +167,28 @@ def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
+def task_table(rows: list[dict[str, Any]], names: list[str]) -> str:
+    """The Markdown table of the detectors' and segmenters' ``rows`` (in the order of ``names``)."""
+    lines = ["| model | task | input (the sample photo) | exported | onnxsim | parity with PyTorch, photo at 3 sizes "
+             "| OpenCV DNN | onnxruntime ms/image |", "|---|---|---|---|---|---|---|---|"]
+    by_name = {row["model"]: row for row in rows}
+    for name in names:
+        row = by_name.get(name)
+        if row is None:
+            lines.append(f"| {name} | | | not run | | | | |")
+            continue
+        size = "x".join(str(n) for n in row["input"][1:])
+        if not row["exported"]:
+            lines.append(f"| {name} | {row['task']} | {size} | **no**: {row['error']} | | | | |")
+            continue
+        parity = (f"max diff / scale {row['max_rel']:.1e}" if row["max_rel"] is not None
+                  else "equal as results (boxes IoU >= 0.99)")
+        opencv = row["opencv"] + (f": {row['opencv_error']}" if "opencv_error" in row else "")
+        lines.append(f"| {name} | {row['task']} | {size} | yes | {'yes' if row['simplified'] else 'no'} | {parity} "
+                     f"| {opencv} | {row['ort_ms']:g} |")
+    return "\n".join(lines)
+
+
 def load(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -165,7 +215,7 @@ def check_in_child(name: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help="models to check (default: one per distinct graph, all 86)")
+    parser.add_argument("names", nargs="*", help="models to check (default: one per distinct graph, all 105)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file of results (appended)")
     parser.add_argument("--table", action="store_true", help="print the Markdown table of the results and exit")
     parser.add_argument("--again", action="store_true", help="re-check models that already have a result")
@@ -177,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     variants = representatives()
     if args.table:
-        print(table(load(args.results), variants))
+        rows = load(args.results)
+        tasks = {spec.name for spec in zoo_torchvision.load_specs() if spec.task != "image-classification"}
+        print(table(rows, {n: v for n, v in variants.items() if n not in tasks}))
+        print()
+        print(task_table(rows, [n for n in variants if n in tasks]))
         return 0
     done = set() if args.again else {row["model"] for row in load(args.results)}
     todo = [n for n in (args.names or variants) if n not in done]
