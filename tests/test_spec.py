@@ -102,3 +102,18 @@ def test_to_dict_is_json_ready():
     data = make_spec(weights=zoo.Artifact(url="https://x/y-0123abcd.pth", sha256="0123abcd")).to_dict()
     text = json.dumps(data)
     assert data["build"].endswith("<lambda>") and "0123abcd" in text and data["num_labels"] == 2
+
+
+def test_a_runtime_known_not_to_run_a_model_is_refused_before_anything_is_built():
+    def build(spec, weights):
+        raise AssertionError("nothing is built for a runtime the spec rules out")
+
+    spec = make_spec(build=build, unsupported={"opencv": "OpenCV DNN crashes the process on this graph"})
+    with pytest.raises(zoo.UsageError, match=r"does not run on opencv: OpenCV DNN crashes the process on this graph; "
+                                             r"use runtime='onnxruntime'"):
+        zoo.get(spec, runtime="opencv")
+    assert spec.to_dict()["unsupported"] == {"opencv": "OpenCV DNN crashes the process on this graph"}
+    with pytest.raises(SpecError, match=r"unsupported' must be one of 'onnxruntime', 'opencv', got 'tensorrt'"):
+        make_spec(unsupported={"tensorrt": "not tried"})
+    with pytest.raises(SpecError, match=r"unsupported.opencv.*must say what happens"):
+        make_spec(unsupported={"opencv": ""})

@@ -92,3 +92,12 @@ def test_detector_and_segmenter_specs_match_torchvision(arch, weights):
         assert spec.task == "instance-segmentation" and spec.outputs[-1] == "masks"
     else:
         assert spec.task == "object-detection" and spec.outputs == ("boxes", "scores", "class_ids")
+
+
+def test_opencv_is_refused_where_check_exports_found_it_crashes_or_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
+    assert "crashes the process" in SPECS["maxvit_t"].unsupported["opencv"]
+    with pytest.raises(zoo.UsageError, match=r"'maxvit_t' does not run on opencv: OpenCV DNN crashes the process"):
+        zoo.get("maxvit_t", runtime="opencv")  # before any download: there is no network here
+    assert not list(tmp_path.iterdir())
+    assert "opencv" not in SPECS["resnet50"].unsupported

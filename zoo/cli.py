@@ -138,6 +138,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("weights", f"{spec.weights.url} (sha256 {spec.weights.sha256})" if spec.weights else "none"),
         ("onnx", f"{spec.onnx.url} (sha256 {spec.onnx.sha256})" if spec.onnx else "exported on first use"),
         ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
+        *[("not on", f"{runtime}: {why}") for runtime, why in spec.unsupported.items()],
     ]
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
     for entry, record in zip(entries, data["cache"]["entries"]):

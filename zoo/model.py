@@ -234,6 +234,9 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     check_count("batch_size", batch_size)
     check_count("threads", threads, optional=True)
     spec = name if isinstance(name, ModelSpec) else default_registry().get(name)
+    if runtime in spec.unsupported:
+        raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
+                         f"use runtime='onnxruntime' (--runtime onnxruntime)")
     if spec.is_pipeline:
         _pipeline_arguments(spec, weights=weights, sha256=sha256, labels=labels, opset=opset, exporter=exporter)
         models = {required: get(required, runtime=runtime, providers=providers, threads=threads, simplify=simplify,

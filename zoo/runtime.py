@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from zoo.errors import UsageError, ZooError, ZooInputError
+from zoo.spec import RUNTIMES
 
 if TYPE_CHECKING:
     from zoo.geometry import Geometry
 
-RUNTIMES = ("onnxruntime", "opencv")
 _ORT_TYPES = {f"tensor({name})": np.dtype(name) for name in ("float", "double", "int64", "int32", "uint8", "bool")}
 _ORT_TYPES["tensor(float)"] = np.dtype(np.float32)
 #: Execution providers used when present, in order of preference.

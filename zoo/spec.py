@@ -101,6 +101,8 @@ class Artifact:
 #: What a classifier's output holds: ``logits`` (a softmax turns them into probabilities) or
 #: ``probabilities`` (used as they are).
 SCORES = ("logits", "probabilities")
+#: The runtimes a model can be opened with (:func:`zoo.get`'s ``runtime``).
+RUNTIMES = ("onnxruntime", "opencv")
 
 
 def callable_name(fn: Any) -> str | None:
@@ -204,6 +206,9 @@ class ModelSpec:
     run: PipelineFn | None = field(default=None, compare=False)
     #: ONNX opset to export with (None: the zoo's default).
     opset: int | None = None
+    #: Runtimes known not to run this model, each with what happens (``{"opencv": "crashes the
+    #: process"}``): ``zoo.get`` refuses them before anything is built or downloaded.
+    unsupported: Mapping[str, str] = field(default_factory=dict)
     #: Parity tolerance between PyTorch and ONNX outputs: ``|onnx - torch| <= atol + rtol * scale``,
     #: ``scale`` being the largest ``|torch|`` in that sample's output.
     atol: float = 1e-4
@@ -276,6 +281,12 @@ class ModelSpec:
             check_postprocess(self.run, PIPELINE_ARGUMENTS, "run")
         if self.opset is not None:
             check_int("opset", self.opset, minimum=7)
+        unsupported = check_mapping("unsupported", self.unsupported)
+        for runtime, why in unsupported.items():
+            check_choice("unsupported", runtime, RUNTIMES)
+            if not isinstance(why, str) or not why.strip():
+                raise SpecError(f"unsupported.{runtime}", f"must say what happens on that runtime, got {why!r}")
+        set_field(self, "unsupported", _frozen(unsupported))
         check_number("atol", self.atol, minimum=0)
         check_number("rtol", self.rtol, minimum=0)
         metrics = check_mapping("metrics", self.metrics)
@@ -354,5 +365,6 @@ class ModelSpec:
             "atol": self.atol,
             "rtol": self.rtol,
             "metrics": dict(self.metrics),
+            "unsupported": dict(self.unsupported),
             "extra": _json_plain("extra", self.extra),
         }

@@ -189,6 +189,22 @@ def task_table(rows: list[dict[str, Any]], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def unsupported(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
+    """``runtimes.toml``: the models OpenCV DNN crashes on or cannot run, for every variant of their graph."""
+    lines = ["# Written by check_exports.py --runtimes from its results (exports.jsonl); do not edit by hand.",
+             "# Runtimes known not to run a model, and what happens: zoo.get refuses them before building.",
+             "[opencv]"]
+    for row in sorted(rows, key=lambda r: r["model"]):
+        if row.get("opencv") == "crashes":
+            why = "OpenCV DNN crashes the process on this graph (" + row["opencv_error"].split(":")[0] + ")"
+        elif row.get("opencv") == "fails":
+            why = "OpenCV DNN cannot run this graph (" + row["opencv_error"] + ")"
+        else:
+            continue
+        lines += [f"{json.dumps(name)} = {json.dumps(why)}" for name in variants.get(row["model"], [row["model"]])]
+    return "\n".join(lines) + "\n"
+
+
 def load(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -218,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="models to check (default: one per distinct graph, all 105)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file of results (appended)")
     parser.add_argument("--table", action="store_true", help="print the Markdown table of the results and exit")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="write zoo_torchvision/runtimes.toml (what OpenCV cannot run) from the results and exit")
     parser.add_argument("--again", action="store_true", help="re-check models that already have a result")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: check one model, print its row
     args = parser.parse_args(argv)
@@ -226,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(check(args.one, Path(folder))), flush=True)
         return 0
     variants = representatives()
+    if args.runtimes:
+        (HERE / "zoo_torchvision" / "runtimes.toml").write_text(unsupported(load(args.results), variants),
+                                                                 encoding="utf-8")
+        return 0
     if args.table:
         rows = load(args.results)
         tasks = {spec.name for spec in zoo_torchvision.load_specs() if spec.task != "image-classification"}

@@ -56,7 +56,8 @@ def build(spec: zoo.ModelSpec, weights: Path | None) -> Any:
     return wrapper(model).eval()
 
 
-def _spec(name: str, entry: dict[str, Any], data: dict[str, Any]) -> zoo.ModelSpec:
+def _spec(name: str, entry: dict[str, Any], data: dict[str, Any], runtimes: dict[str, dict[str, str]]
+          ) -> zoo.ModelSpec:
     task = entry["task"]
     key, summary = METRICS[task]
     kind = {"image-classification": "", "semantic-segmentation": "semantic segmentation, "}.get(task, "")
@@ -85,14 +86,16 @@ def _spec(name: str, entry: dict[str, Any], data: dict[str, Any]) -> zoo.ModelSp
         build=build,
         metrics=entry["metrics"],
         extra={"torchvision": builder},
+        unsupported={runtime: models[name] for runtime, models in runtimes.items() if name in models},
         **fields,
     )
 
 
 def load_specs() -> list[zoo.ModelSpec]:
-    """Build every spec from ``models.toml``."""
-    data = tomllib.loads((files(__name__) / "models.toml").read_text(encoding="utf-8"))
-    return [_spec(name, entry, data) for name, entry in data["models"].items()]
+    """Build every spec from ``models.toml``, with the runtimes each is known not to run on (``runtimes.toml``)."""
+    data, runtimes = (tomllib.loads((files(__name__) / f).read_text(encoding="utf-8"))
+                      for f in ("models.toml", "runtimes.toml"))
+    return [_spec(name, entry, data, runtimes) for name, entry in data["models"].items()]
 
 
 @zoo.hookimpl
