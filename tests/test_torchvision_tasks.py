@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -26,13 +27,16 @@ pytest.importorskip("torchvision")
 skimage_data = pytest.importorskip("skimage.data")
 import cv2
 import zoo_torchvision
-from conftest import run_zoo
+from conftest import ROOT, run_zoo
 from fileserver import FileServer
 from zoo_torchvision import graphs
 
 import zoo
 from zoo import cache, testing
 from zoo.convert import sample_inputs
+
+sys.path.insert(0, str(ROOT / "plugins" / "zoo-torchvision"))
+import check_exports
 
 SPECS = {spec.name: spec for spec in zoo_torchvision.load_specs()}
 TASK_MODELS = sorted(name for name, spec in SPECS.items() if spec.task != "image-classification")
@@ -64,11 +68,7 @@ def photos() -> list[tuple[str, np.ndarray]]:
 
 def random_module(spec: zoo.ModelSpec) -> torch.nn.Module:
     """The plugin's module for ``spec`` with perturbed random weights that detect (detectors) or segment."""
-    torch.manual_seed(0)
-    module = testing.randomize(zoo_torchvision.build(spec, None), spec)
-    if spec.task != "semantic-segmentation":
-        graphs.decisive(module, torch.from_numpy(sample_inputs(spec)))
-    return module
+    return check_exports.randomized(spec).build(spec, None)
 
 
 def randomized(name: str, score_threshold: float | None = None) -> tuple[zoo.ModelSpec, dict[str, torch.nn.Module]]:

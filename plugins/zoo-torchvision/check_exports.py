@@ -63,7 +63,6 @@ def randomized(spec: ModelSpec) -> ModelSpec:
 
     def build(spec: ModelSpec, weights: Path | None) -> Any:
         import torch
-
         from zoo_torchvision import graphs
 
         torch.manual_seed(0)  # the initialisation before the perturbation: the same model every run
@@ -169,8 +168,9 @@ def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
 
 def task_table(rows: list[dict[str, Any]], names: list[str]) -> str:
     """The Markdown table of the detectors' and segmenters' ``rows`` (in the order of ``names``)."""
-    lines = ["| model | task | input (the sample photo) | exported | onnxsim | parity with PyTorch, photo at 3 sizes "
-             "| OpenCV DNN | onnxruntime ms/image |", "|---|---|---|---|---|---|---|---|"]
+    header = ("| model | task | input (the sample photo) | exported | onnxsim | parity with PyTorch, photo at 3 sizes "
+              "| OpenCV DNN | onnxruntime ms/image |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     by_name = {row["model"]: row for row in rows}
     for name in names:
         row = by_name.get(name)

@@ -24,8 +24,8 @@ from torchvision.ops import FrozenBatchNorm2d
 def _untrained(arch: str, num_classes: int) -> torch.nn.Module:
     """``arch`` as its builder makes it without any weights (BatchNorm where trained models may freeze it)."""
     kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
-    if "aux_loss" in inspect.signature(torchvision.models.get_model_builder(arch)).parameters:  # segmenters' weights come with the auxiliary head
-        kwargs["aux_loss"] = True
+    if "aux_loss" in inspect.signature(torchvision.models.get_model_builder(arch)).parameters:
+        kwargs["aux_loss"] = True  # segmenters' weights come with the auxiliary head
     return get_model(arch, **kwargs)
 
 
