@@ -344,3 +344,25 @@ def test_masks_and_keypoints_from_the_graph_come_back_at_the_image_size():
     (none,) = run_postprocess(spec, task, outputs, [geometry], accepted_options(spec, task) | {"score_threshold": 0.95})
     assert len(none) == 0 and none.masks.shape == (0, 100, 200) and none.to_dict()["detections"] == []
     assert (none.draw(np.zeros((100, 200, 3), np.uint8)) == 0).all()
+
+
+def test_detections_compare_allows_rounding_ties_and_one_pixel_mask_shifts_only():
+    mask = np.zeros((60, 80), bool)
+    mask[10:50, 10:70] = True
+    boxes = np.array([[10, 10, 70, 50], [12, 12, 68, 48], [20, 20, 60, 40]], np.float32)
+
+    def found(boxes, scores, masks):
+        return Detections(boxes=boxes, scores=np.array(scores, np.float32), class_ids=[0] * len(boxes),
+                          labels=("a",) * len(boxes), masks=np.stack(masks), image_size=(60, 80))
+
+    want = found(boxes, [0.9, 0.5, 0.30000], [mask, mask, mask])
+    # NMS kept the other of two overlapping boxes whose scores tie: one tie, counted
+    tie = found(boxes[[0, 1, 2]] + [[0, 0, 0, 0], [3, 3, 3, 3], [0, 0, 0, 0]], [0.9, 0.5002, 0.3], [mask] * 3)
+    assert detection.compare(want, tie, max_ties=0.5)["ties"] == 1
+    with pytest.raises(AssertionError, match=r"detection 2 .* is not one of at most 5% ties"):  # a second tie
+        detection.compare(want, found(boxes + [[0, 0, 0, 0], [3, 3, 3, 3], [2, 2, 2, 2]], [0.9, 0.5002, 0.3],
+                                      [mask] * 3), max_ties=0.05)
+    one = found(boxes, [0.9, 0.5, 0.3], [np.roll(mask, 1, axis=1)] * 3)
+    assert detection.compare(want, one)["min_mask_agreement"] == 1.0  # one pixel off: agrees once shifted back
+    with pytest.raises(AssertionError, match=r"masks agree on 9\d\.\d\d% of the pixels"):
+        detection.compare(want, found(boxes, [0.9, 0.5, 0.3], [np.roll(mask, 3, axis=1)] * 3))
