@@ -366,3 +366,9 @@ def test_detections_compare_allows_rounding_ties_and_one_pixel_mask_shifts_only(
     assert detection.compare(want, one)["min_mask_agreement"] == 1.0  # one pixel off: agrees once shifted back
     with pytest.raises(AssertionError, match=r"masks agree on 9\d\.\d\d% of the pixels"):
         detection.compare(want, found(boxes, [0.9, 0.5, 0.3], [np.roll(mask, 3, axis=1)] * 3))
+
+
+def test_detections_compare_matches_boxes_of_no_area_by_their_corners():
+    boxes = np.array([[0, 384, 15.9, 384], [10, 10, 20, 20]], np.float32)  # the first clipped flat at the border
+    found = Detections(boxes=boxes, scores=[0.9, 0.8], class_ids=[1, 1], labels=("a", "a"), image_size=(384, 384))
+    assert detection.compare(found, found)["detections"] == 2
