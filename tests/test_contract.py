@@ -344,6 +344,12 @@ def test_masks_and_keypoints_from_the_graph_come_back_at_the_image_size():
     (none,) = run_postprocess(spec, task, outputs, [geometry], accepted_options(spec, task) | {"score_threshold": 0.95})
     assert len(none) == 0 and none.masks.shape == (0, 100, 200) and none.to_dict()["detections"] == []
     assert (none.draw(np.zeros((100, 200, 3), np.uint8)) == 0).all()
+    # a graph that found nothing: zero rows of every output (Keypoint R-CNN on an empty picture)
+    empty = {"boxes": np.zeros((1, 0, 4), np.float32), "scores": np.zeros((1, 0), np.float32),
+             "class_ids": np.zeros((1, 0), np.int64), "masks": np.zeros((1, 0, 64, 64), np.float32),
+             "keypoints": np.zeros((1, 0, 17, 3), np.float32)}
+    (nothing,) = run_postprocess(spec, task, empty, [geometry], accepted_options(spec, task))
+    assert len(nothing) == 0 and nothing.keypoints.shape == (0, 17, 3) and nothing.masks.shape == (0, 100, 200)
 
 
 def test_detections_compare_allows_rounding_ties_and_one_pixel_mask_shifts_only():

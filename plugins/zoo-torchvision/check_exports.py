@@ -190,15 +190,19 @@ def task_table(rows: list[dict[str, Any]], names: list[str]) -> str:
 
 
 def unsupported(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
-    """``runtimes.toml``: the models OpenCV DNN crashes on or cannot run, for every variant of their graph."""
+    """``runtimes.toml``: the models OpenCV DNN crashes on, cannot run or gets wrong, for every variant of their graph."""
     lines = ["# Written by check_exports.py --runtimes from its results (exports.jsonl); do not edit by hand.",
              "# Runtimes known not to run a model, and what happens: zoo.get refuses them before building.",
              "[opencv]"]
-    for row in sorted(rows, key=lambda r: r["model"]):
+    latest = {row["model"]: row for row in rows}  # a model checked again: its last row
+    for row in sorted(latest.values(), key=lambda r: r["model"]):
         if row.get("opencv") == "crashes":
             why = "OpenCV DNN crashes the process on this graph (" + row["opencv_error"].split(":")[0] + ")"
         elif row.get("opencv") == "fails":
             why = "OpenCV DNN cannot run this graph (" + row["opencv_error"] + ")"
+        elif row.get("opencv") == "differs":  # wrong answers are worse than none
+            detail = row.get("opencv_error") or f"largest difference {row.get('opencv_max_rel', 0):.1e} of the scale"
+            why = f"OpenCV DNN runs this graph but its results differ from onnxruntime's ({detail})"
         else:
             continue
         lines += [f"{json.dumps(name)} = {json.dumps(why)}" for name in variants.get(row["model"], [row["model"]])]

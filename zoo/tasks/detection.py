@@ -447,7 +447,7 @@ def _final(outputs: Mapping[str, np.ndarray], i: int, decode: Decode, geometry: 
     keypoints = outputs.get("keypoints")
     if keypoints is not None:
         keypoints = np.asarray(keypoints[i], np.float32)
-        keypoints = keypoints.reshape(len(scores), -1, keypoints.shape[-1])[chosen]
+        keypoints = keypoints.reshape(len(scores), *keypoints.shape[-2:])[chosen]  # -1 cannot be inferred for 0
     return boxes[chosen], scores[chosen], class_ids[chosen], masks, keypoints
 
 
