@@ -27,19 +27,19 @@ HERE = Path(__file__).resolve().parent
 #: (model, photo, predict's options): one model per task.
 PICTURES = (("fasterrcnn_mobilenet_v3_large_320_fpn", "astronaut", {"score_threshold": 0.9, "max_detections": 6}),
             ("maskrcnn_resnet50_fpn", "coffee", {"score_threshold": 0.9, "max_detections": 4}),
-            ("keypointrcnn_resnet50_fpn", "astronaut", {"score_threshold": 0.9, "max_detections": 2}),
+            ("keypointrcnn_resnet50_fpn", "astronaut", {"score_threshold": 0.3, "max_detections": 2}),
             ("deeplabv3_mobilenet_v3_large", "chelsea", {}))
 
 
-def confident(build):
-    """``build`` whose detector keeps only boxes over 0.9 in its graph: the pictures show no more, and the export's
-    parity check then skips the low-scoring random masks that do not pass it (see the note of issue 15)."""
+def confident(build, threshold):
+    """``build`` whose detector keeps only boxes over ``threshold`` in its graph: the pictures show no more, and the
+    export's parity check then skips the low-scoring random masks that do not pass it (see the note of issue 15)."""
 
     def confident_build(spec, weights):
         module = build(spec, weights)
         for holder in (getattr(module, "model", None), getattr(getattr(module, "model", None), "roi_heads", None)):
             if hasattr(holder, "score_thresh"):
-                holder.score_thresh = 0.9
+                holder.score_thresh = threshold
         return module
 
     return confident_build
@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["ZOO_CACHE_DIR"] = folder
         for name, photo_name, options in PICTURES:
             photo = getattr(skimage.data, photo_name)()
-            spec = randomized(zoo.get_spec(name))
-            spec = dataclasses.replace(spec, weights=None, build=confident(spec.build))  # no download: random weights
+            spec = randomized(zoo.get_spec(name))  # random weights: nothing to download
+            threshold = options.get("score_threshold", 0.0)
+            spec = dataclasses.replace(spec, weights=None, build=confident(spec.build, threshold))
             result = zoo.get(spec).predict(photo, **options)
             path = args.out / f"{name}.jpg"
             cv2.imwrite(str(path), cv2.cvtColor(result.draw(photo), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
