@@ -92,7 +92,7 @@ def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, 
     only those layers in training mode (dropout and stochastic depth would skew them);
     frozen BatchNorm (a layer with ``running_mean`` and ``running_var`` buffers that is not
     a BatchNorm, such as torchvision's ``FrozenBatchNorm2d`` in its detectors' backbones)
-    takes the statistics of its input in the same passes. The
+    takes the statistics of its input in those passes (the last pass's). The
     passes see ``batch_size`` Gaussian inputs and, when ``spec`` is a spec rather than an
     input shape (C, H, W), the sample photo preprocessed by it and its mirror image:
     statistics from noise alone let a deep network's activations on a real photo grow
@@ -124,11 +124,13 @@ def randomize(module: Any, spec: ModelSpec | tuple[int, ...], *, seed: int = 1, 
             m.momentum = None  # a cumulative average over the calibration batches
             m.train()
         hooks = [m.register_forward_pre_hook(_take_statistics) for m in frozen]
-        for _ in range(batches if norms or frozen else 0):
-            noise = torch.randn((batch_size, *shape), generator=generator)
-            module(noise if photos is None else torch.cat([noise, photos]))
-        for hook in hooks:
-            hook.remove()
+        try:
+            for _ in range(batches if norms or frozen else 0):
+                noise = torch.randn((batch_size, *shape), generator=generator)
+                module(noise if photos is None else torch.cat([noise, photos]))
+        finally:
+            for hook in hooks:
+                hook.remove()
     return module.eval()
 
 

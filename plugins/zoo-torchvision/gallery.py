@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import skimage.data
 from check_exports import randomized
+from zoo_torchvision import graphs
 
 import zoo
 
@@ -37,10 +38,7 @@ def confident(build, threshold):
 
     def confident_build(spec, weights):
         module = build(spec, weights)
-        for holder in (getattr(module, "model", None), getattr(getattr(module, "model", None), "roi_heads", None)):
-            if hasattr(holder, "score_thresh"):
-                holder.score_thresh = threshold
-        return module
+        return graphs.score_threshold(module, threshold) if isinstance(module, graphs.Detector) else module
 
     return confident_build
 

@@ -460,11 +460,10 @@ def _mask_agreement(want: np.ndarray, got: np.ndarray, enough: float) -> float:
     import numpy as np
 
     best = float((want == got).mean())
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if best >= enough:
-                return best
-            best = max(best, float((want == np.roll(got, (dy, dx), axis=(0, 1))).mean()))
+    for shift in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
+        if best >= enough:
+            break
+        best = max(best, float((want == np.roll(got, shift, axis=(0, 1))).mean()))  # masks clear of the border
     return best
 
 
@@ -495,9 +494,10 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
     A mask one pixel off everywhere (its box's corner rounded the other way) may agree once shifted back.
 
     Rounding can break a tie the other way: NMS keeps the other of two overlapping boxes of
-    the same class whose scores agree within ``score_tolerance``, or the ``max_detections``
-    cut keeps another box of the same score. Such unmatched pairs are counted as ``ties``,
-    up to ``max_ties`` of the detections (at least one).
+    the same class whose scores agree within ``score_tolerance``, or, among the lowest
+    scores of both lists, the ``max_detections`` cut keeps another box of the same score.
+    Such unmatched pairs are counted as ``ties``, up to ``max_ties`` of the detections (none
+    in a list of fewer than ``1 / max_ties``).
     """
     import numpy as np
 
@@ -506,8 +506,8 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
     unused, unmatched = set(range(len(got))), []
     for k, detection in enumerate(want):
         same_class = [j for j in unused if got.class_ids[j] == detection.class_id]
-        ious = box_iou(detection.box, got.boxes[same_class]) if same_class else np.zeros(0)
-        if len(ious):  # boxes of no area (clipped at the border) have no IoU: equal corners match them
+        ious = np.nan_to_num(box_iou(detection.box, got.boxes[same_class])) if same_class else np.zeros(0)
+        if len(ious):  # boxes of no area (clipped at the border) have no IoU (NaN): equal corners match them
             ious[np.abs(got.boxes[same_class] - detection.box).max(axis=1) <= 1e-3] = 1.0
         if not len(ious) or ious.max() < iou:
             unmatched.append((k, float(ious.max()) if len(ious) else None))
@@ -527,14 +527,15 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
             distance = float(np.abs(detection.keypoints[:, :2] - got.keypoints[j][:, :2]).max(initial=0.0))
             require(distance <= keypoint_tolerance, f"detection {k}: keypoints {distance:.2f} pixels apart")
             figures["max_keypoint_distance"] = max(figures.get("max_keypoint_distance", 0.0), distance)
-    lowest = float(want.scores.min(initial=0.0))
+    lowest = [float(d.scores.min()) if len(d) else 0.0 for d in (want, got)]
     detections = list(want)
     for k, best in unmatched:
         detection = detections[k]
+        at_cut = detection.score <= lowest[0] + score_tolerance  # the last kept: the max_detections cut may differ
         ties = [j for j in sorted(unused) if abs(float(got.scores[j]) - detection.score) <= score_tolerance and (
-            detection.score <= lowest + score_tolerance  # the max_detections cut
+            (at_cut and got.scores[j] <= lowest[1] + score_tolerance)
             or (got.class_ids[j] == detection.class_id and box_iou(detection.box, got.boxes[j:j + 1])[0] > 0.5))]
-        require(bool(ties) and figures["ties"] < max(1, max_ties * len(want)), (
+        require(bool(ties) and figures["ties"] + 1 <= max_ties * len(want), (
             f"detection {k} ({detection.label} {detection.score:.4f} at {np.round(detection.box, 1).tolist()}) has "
             f"no match of the same class at IoU >= {iou}" + (f" (best {best:.4f})" if best is not None else "")
             + (f" and is not one of at most {max_ties:.0%} ties" if ties else "")))

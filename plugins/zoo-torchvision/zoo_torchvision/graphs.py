@@ -10,6 +10,7 @@ takes the zoo's tensor and returns the outputs the zoo's tasks read.
 from __future__ import annotations
 
 import inspect
+import threading
 from types import MethodType
 from typing import Any
 from unittest import mock
@@ -19,6 +20,9 @@ import torchvision
 from torchvision.models import get_model, get_model_weights
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FrozenBatchNorm2d
+
+
+_PATCHING = threading.Lock()
 
 
 def _untrained(arch: str, num_classes: int) -> torch.nn.Module:
@@ -43,8 +47,8 @@ def trained_architecture(arch: str, weights: str, num_classes: int) -> torch.nn.
     classes = len(enum.meta["categories"])
     state = {key: value for key, value in _untrained(arch, classes).state_dict().items()
              if not key.endswith("num_batches_tracked")}  # frozen BatchNorm has no counter; BatchNorm makes one
-    with mock.patch.object(type(enum), "get_state_dict", lambda self, *args, **kwargs: state):
-        trained = get_model(arch, weights=enum)
+    with _PATCHING, mock.patch.object(type(enum), "get_state_dict", lambda self, *args, **kwargs: state):
+        trained = get_model(arch, weights=enum)  # the patch is the class's, for every thread: hence the lock
     if num_classes == classes:
         return trained
     model = _untrained(arch, num_classes)
@@ -93,7 +97,7 @@ class Detector(torch.nn.Module):
             model.transform.resize = MethodType(_exact_resize, model.transform)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        found = self.model(list(images))[0]  # the zoo runs one image at a time; BatchNorm calibration more
+        found = self.model(list(images))[0]  # one image: the zoo runs them one at a time (randomize runs more)
         outputs = [found["boxes"], found["scores"], found["labels"]]
         if "masks" in found:
             outputs.append(found["masks"][:, 0])
@@ -103,14 +107,28 @@ class Detector(torch.nn.Module):
 
 
 class Segmenter(torch.nn.Module):
-    """A torchvision segmenter: class scores ``(N, classes, H, W)`` at the input's size, without the auxiliary head."""
+    """A torchvision segmenter: class scores ``(N, classes, H, W)`` at the input's size.
+
+    The auxiliary head (trained with the model, loaded with its weights) is dropped: the
+    graph and PyTorch's eager runs then compute only the scores.
+    """
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
+        if getattr(model, "aux_classifier", None) is not None:
+            model.aux_classifier = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)["out"]
+
+
+def score_threshold(model: torch.nn.Module, value: float) -> torch.nn.Module:
+    """``model`` (a :class:`Detector`) keeping only boxes scored at least ``value`` inside its graph."""
+    for holder in (model.model, getattr(model.model, "roi_heads", None)):
+        if hasattr(holder, "score_thresh"):
+            holder.score_thresh = value
+    return model
 
 
 def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0) -> torch.nn.Module:
@@ -123,9 +141,7 @@ def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0) -
     deviation of ``spread``.
     """
     inner = model.model
-    for holder in (inner, getattr(inner, "roi_heads", None)):
-        if holder is not None and hasattr(holder, "score_thresh"):
-            holder.score_thresh = 0.0
+    score_threshold(model, 0.0)
     layers = {name: [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))][-1]
               for name, module in inner.named_modules()
               if name.endswith(("cls_score", "cls_logits")) or name.startswith("head.classification_head.module_list.")
