@@ -21,7 +21,6 @@ from torchvision.models import get_model, get_model_weights
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FrozenBatchNorm2d
 
-
 _PATCHING = threading.Lock()
 
 
