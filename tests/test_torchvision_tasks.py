@@ -47,9 +47,9 @@ REPRESENTATIVE = ("fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet
 NOT_YET = {"maskrcnn_resnet50_fpn": "one low-scoring detection's mask agrees on 99.48% (< 99.5%) of the pixels",
            "maskrcnn_resnet50_fpn_v2": "one detection (tennis racket 0.85) has no counterpart in ONNX",
            "fasterrcnn_resnet50_fpn_v2": "one detection (horse 0.95) has no counterpart in ONNX",
-           "fcos_resnet50_fpn": "ONNX returns 0 detections where PyTorch returns 100, at one of the photo's sizes",
+           "fcos_resnet50_fpn": "ONNX returns no detection at any size where PyTorch returns 100",
            "retinanet_resnet50_fpn": "random weights detect nothing on either side: nothing to compare",
-           "retinanet_resnet50_fpn_v2": "ONNX returns 0 detections where PyTorch returns 100, at one of the sizes",
+           "retinanet_resnet50_fpn_v2": "ONNX returns no detection at any size where PyTorch returns 300",
            "keypointrcnn_resnet50_fpn": "keypoints 3.35 px (> 1 px) apart at one detection",
            "keypointrcnn_resnet50_fpn.coco_legacy": "keypoints 3.32 px (> 1 px) apart at one detection"}
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
