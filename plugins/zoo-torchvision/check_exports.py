@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,51 +142,49 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
-    """The Markdown table of ``rows`` (in the order of ``variants``)."""
-    header = ("| model | also stands for | input | exported | onnxsim | parity: max diff / output scale, top-1 "
-              "| OpenCV DNN | onnxruntime ms/image |")
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
-    by_name = {row["model"]: row for row in rows}
-    for name, names in variants.items():
-        row = by_name.get(name)
-        also = ", ".join(n.split(".", 1)[1] for n in names[1:]) or ""
-        if row is None:
-            lines.append(f"| {name} | {also} | | not run | | | | |")
-            continue
-        size = "x".join(str(n) for n in row["input"][1:])
-        if not row["exported"]:
-            lines.append(f"| {name} | {also} | {size} | **no**: {row['error']} | | | | |")
-            continue
+    """The Markdown table of the classifiers' ``rows`` (in the order of ``variants``)."""
+
+    def cells(row: dict[str, Any]) -> list[str]:
         opencv = row["opencv"]
         if opencv in ("agrees", "differs"):
             opencv += f" ({row['opencv_max_rel']:.1e})"
         over = row["size_mb"] * 1e6 >= export.PROTOBUF_LIMIT  # protobuf cannot hold it: onnxsim cannot either
         simplified = "yes" if row["simplified"] else "no (over 2 GB)" if over else "no"
-        lines.append(f"| {name} | {also} | {size} | yes | {simplified} "
-                     f"| {row['max_rel']:.1e}, {row['top1']:.0%} | {opencv} | {row['ort_ms']:g} |")
-    return "\n".join(lines)
+        return [simplified, f"{row['max_rel']:.1e}, {row['top1']:.0%}", opencv, f"{row['ort_ms']:g}"]
+
+    also = {name: ", ".join(n.split(".", 1)[1] for n in names[1:]) for name, names in variants.items()}
+    return _markdown("| model | also stands for | input | exported | onnxsim | parity: max diff / output scale, "
+                     "top-1 | OpenCV DNN | onnxruntime ms/image |", rows, also, cells)
 
 
-def task_table(rows: list[dict[str, Any]], names: list[str]) -> str:
-    """The Markdown table of the detectors' and segmenters' ``rows`` (in the order of ``names``)."""
-    header = ("| model | task | input (the sample photo) | exported | onnxsim | parity with PyTorch, photo at 3 sizes "
-              "| OpenCV DNN | onnxruntime ms/image |")
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
-    by_name = {row["model"]: row for row in rows}
-    for name in names:
-        row = by_name.get(name)
-        if row is None:
-            lines.append(f"| {name} | | | not run | | | | |")
-            continue
-        size = "x".join(str(n) for n in row["input"][1:])
-        if not row["exported"]:
-            lines.append(f"| {name} | {row['task']} | {size} | **no**: {row['error']} | | | | |")
-            continue
+def task_table(rows: list[dict[str, Any]], tasks: dict[str, str]) -> str:
+    """The Markdown table of the detectors' and segmenters' ``rows``: ``tasks`` maps each name to its task."""
+
+    def cells(row: dict[str, Any]) -> list[str]:
         parity = (f"max diff / scale {row['max_rel']:.1e}" if row["max_rel"] is not None
                   else "equal as results (boxes IoU >= 0.99)")
         opencv = row["opencv"] + (f": {row['opencv_error']}" if "opencv_error" in row else "")
-        lines.append(f"| {name} | {row['task']} | {size} | yes | {'yes' if row['simplified'] else 'no'} | {parity} "
-                     f"| {opencv} | {row['ort_ms']:g} |")
+        return ["yes" if row["simplified"] else "no", parity, opencv, f"{row['ort_ms']:g}"]
+
+    return _markdown("| model | task | input (the sample photo) | exported | onnxsim | parity with PyTorch, photo at "
+                     "3 sizes | OpenCV DNN | onnxruntime ms/image |", rows, tasks, cells)
+
+
+def _markdown(header: str, rows: list[dict[str, Any]], second: dict[str, str],
+              cells: Callable[[dict[str, Any]], list[str]]) -> str:
+    """One line per name of ``second`` (with its second column): not run, not exported, or the row's ``cells``."""
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    by_name = {row["model"]: row for row in rows}  # a model checked again: its last row
+    for name, column in second.items():
+        row = by_name.get(name)
+        if row is None:
+            lines.append(f"| {name} | {column} | | not run | | | | |")
+            continue
+        size = "x".join(str(n) for n in row["input"][1:])
+        if not row["exported"]:
+            lines.append(f"| {name} | {column} | {size} | **no**: {row['error']} | | | | |")
+            continue
+        lines.append(f"| {name} | {column} | {size} | yes | " + " | ".join(cells(row)) + " |")
     return "\n".join(lines)
 
 
@@ -254,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.table:
         rows = load(args.results)
-        tasks = {spec.name for spec in zoo_torchvision.load_specs() if spec.task != "image-classification"}
+        tasks = {s.name: s.task for s in zoo_torchvision.load_specs() if s.task != "image-classification"}
         print(table(rows, {n: v for n, v in variants.items() if n not in tasks}))
         print()
-        print(task_table(rows, [n for n in variants if n in tasks]))
+        print(task_table(rows, {n: tasks[n] for n in variants if n in tasks}))
         return 0
     done = set() if args.again else {row["model"] for row in load(args.results)}
     todo = [n for n in (args.names or variants) if n not in done]
