@@ -380,11 +380,16 @@ def test_detections_compare_allows_rounding_ties_and_one_pixel_mask_shifts_only(
         detection.compare(want, found(boxes, [0.9, 0.5, 0.3], [np.roll(mask, 3, axis=1)] * 3))
 
 
-def test_detections_compare_matches_boxes_of_no_area_by_their_corners():
-    boxes = np.array([[0, 384, 15.9, 384], [10, 10, 20, 20]], np.float32)  # the first clipped flat at the border
-    found = Detections(boxes=boxes, scores=[0.9, 0.8], class_ids=[1, 1], labels=("a", "a"), image_size=(384, 384))
-    assert detection.compare(found, found)["detections"] == 2
-    moved = Detections(boxes=boxes + [[0, 0, 2, 0], [0, 0, 0, 0]], scores=[0.9, 0.8], class_ids=[1, 1],
-                       labels=("a", "a"), image_size=(384, 384))
-    with pytest.raises(AssertionError, match=r"detection 0 .* no match"):
-        detection.compare(found, moved)
+def test_detections_compare_matches_tiny_boxes_and_boxes_of_no_area_by_their_corners():
+    # the first clipped flat at the border (IoU NaN), the second a fifth of a pixel wide: 0.005 px moves its IoU 3%
+    boxes = np.array([[0, 384, 15.9, 384], [10, 10, 10.2, 13], [100, 100, 200, 200]], np.float32)
+
+    def found(boxes):
+        return Detections(boxes=boxes, scores=[0.9, 0.8, 0.7], class_ids=[1, 1, 1], labels=("a",) * 3,
+                          image_size=(384, 384))
+
+    assert detection.compare(found(boxes), found(boxes))["detections"] == 3
+    assert detection.compare(found(boxes), found(boxes + [[0.005, 0, 0, 0], [0, 0, 0.005, 0], [0, 0, 0, 0]]))
+    for k, moved in enumerate(([[0, 0, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0.02, 0], [0, 0, 0, 0]])):
+        with pytest.raises(AssertionError, match=rf"detection {k} .* no match"):
+            detection.compare(found(boxes), found(boxes + moved))

@@ -271,7 +271,7 @@ def _compare(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray]
             run_parity = {name: _compare_output(spec, name, w, g) for name, w, g in zip(spec.outputs, want, got)}
         except OutputMismatch as error:
             variable = not spec.batch_axis or any(w.shape != g.shape for w, g in zip(want, got))
-            if not variable or not _results_agree(spec, want, got, geometries):
+            if not variable or not results_agree(spec, want, got, geometries):
                 raise
             run_parity = {name: OutputParity(max_abs=None, max_rel=None, top1_agreement=None,
                                               note=f"compared as results: {error}")
@@ -303,9 +303,13 @@ def _compare_output(spec: ModelSpec, name: str, want: np.ndarray, got: np.ndarra
     return OutputParity(max_abs=max_abs, max_rel=max_rel, top1_agreement=top1)
 
 
-def _results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray],
+def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray],
                    geometries: list[Geometry]) -> bool:
-    """Whether the task, comparing the two sets of outputs postprocessed, finds them equal."""
+    """Whether the task, comparing the two sets of outputs postprocessed, finds them equal.
+
+    Raises :class:`ExportError` naming the difference when they are not; ``False`` means the
+    task has no comparison. Detections are compared down to score 0, not only confident ones.
+    """
     from zoo.registry import default_registry
     from zoo.tasks import accepted_options, postprocess
 

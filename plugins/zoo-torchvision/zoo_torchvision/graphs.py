@@ -130,14 +130,17 @@ def score_threshold(model: torch.nn.Module, value: float) -> torch.nn.Module:
     return model
 
 
-def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0) -> torch.nn.Module:
+def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0,
+             center: float = -6.0) -> torch.nn.Module:
     """``model`` (a :class:`Detector` with random weights) made to detect, for tests.
 
-    Random weights score every class near 1/91: torchvision's detectors drop boxes under
-    0.05 inside the graph, so a test would compare two empty lists, and near-equal scores
-    would compare ties. The score thresholds are set to 0 and each class-logit layer is
-    scaled so that its outputs on ``photo`` (a preprocessed batch of one) have a standard
-    deviation of ``spread``.
+    Random weights score every class near 1/91, and the sigmoid heads of RetinaNet and FCOS
+    start from a prior of 0.01 that random scaling can push below float32's smallest number:
+    torchvision's detectors drop boxes under 0.05 inside the graph, so a test would compare
+    two empty lists, and near-equal scores would compare ties. The score thresholds are set
+    to 0 and each class-logit layer's outputs on ``photo`` (a preprocessed batch of one)
+    are standardised to mean ``center`` and standard deviation ``spread``: a softmax over
+    the classes ignores the mean, and a sigmoid scores most boxes low and a few high.
     """
     inner = model.model
     score_threshold(model, 0.0)
@@ -153,7 +156,8 @@ def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0) -
         for hook in hooks:
             hook.remove()
         for name, module in layers.items():
-            factor = spread / float(torch.cat(seen[name]).std())
+            outputs = torch.cat(seen[name])
+            factor = spread / float(outputs.std())
             module.weight.mul_(factor)
-            module.bias.mul_(factor)
+            module.bias.mul_(factor).add_(center - factor * float(outputs.mean()))
     return model
