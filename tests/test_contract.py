@@ -393,3 +393,26 @@ def test_detections_compare_matches_tiny_boxes_and_boxes_of_no_area_by_their_cor
     for k, moved in enumerate(([[0, 0, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0.02, 0], [0, 0, 0, 0]])):
         with pytest.raises(AssertionError, match=rf"detection {k} .* no match"):
             detection.compare(found(boxes), found(boxes + moved))
+
+
+def test_detections_compare_counts_keypoints_at_another_maximum_of_the_same_score_as_ties():
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform(0, 60, (40, 17, 2)), rng.uniform(0, 5, (40, 17, 1))], 2).astype(np.float32)
+    boxes = np.tile(np.array([[0, 0, 60, 60]], np.float32), (40, 1))
+
+    def found(keypoints):
+        return Detections(boxes=boxes, scores=np.linspace(0.9, 0.1, 40, dtype=np.float32), class_ids=[1] * 40,
+                          labels=("person",) * 40, keypoints=keypoints, keypoint_names=tuple("abcdefghijklmnopq"),
+                          image_size=(60, 60))
+
+    moved = points.copy()
+    moved[3, 5, :2] += 12  # another maximum of the same score: a tie
+    figures = detection.compare(found(points), found(moved))
+    assert (figures["keypoint_ties"], figures["keypoints"], figures["max_keypoint_distance"]) == (1, 680, 0)
+    moved[3, 5, 2] += 0.01  # not the same score: a keypoint that moved
+    with pytest.raises(AssertionError, match=r"detection 3: keypoint f 12.00 pixels apart"):
+        detection.compare(found(points), found(moved))
+    many = points.copy()
+    many[:, :2, :2] += 3  # 80 of 680 keypoints: more than 5% cannot be ties
+    with pytest.raises(AssertionError, match=r"80 of 680 keypoints moved to another maximum of the same score"):
+        detection.compare(found(points), found(many))

@@ -499,7 +499,9 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
     the same class whose scores agree within ``score_tolerance``, or, among the lowest
     scores of both lists, the ``max_detections`` cut keeps another box of the same score.
     Such unmatched pairs are counted as ``ties``, up to ``max_ties`` of the detections (none
-    in a list of fewer than ``1 / max_ties``).
+    in a list of fewer than ``1 / max_ties``). A keypoint is the maximum of its heatmap: one
+    further than ``keypoint_tolerance`` but of the same score within ``score_tolerance`` (relative
+    to the score, if over 1) found another maximum of equal height, counted in ``keypoint_ties``, up to ``max_ties`` of the keypoints.
     """
     import numpy as np
 
@@ -526,9 +528,20 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
                                                  f"(shifted by a pixel or not)")
             figures["min_mask_agreement"] = min(figures.get("min_mask_agreement", 1.0), agreement)
         if detection.keypoints is not None and got.keypoints is not None:
-            distance = float(np.abs(detection.keypoints[:, :2] - got.keypoints[j][:, :2]).max(initial=0.0))
-            require(distance <= keypoint_tolerance, f"detection {k}: keypoints {distance:.2f} pixels apart")
-            figures["max_keypoint_distance"] = max(figures.get("max_keypoint_distance", 0.0), distance)
+            distance = np.abs(detection.keypoints[:, :2] - got.keypoints[j][:, :2]).max(axis=1)
+            heights = detection.keypoints[:, 2]  # heatmap logits: rounding grows with them
+            tied = np.abs(heights - got.keypoints[j][:, 2]) <= score_tolerance * np.maximum(1, np.abs(heights))
+            off = np.flatnonzero((distance > keypoint_tolerance) & ~tied)
+            if len(off):
+                name = _label(want.keypoint_names, int(off[0]))
+                raise AssertionError(f"detection {k}: keypoint {name} {distance[off[0]]:.2f} pixels apart")
+            figures["keypoints"] = figures.get("keypoints", 0.0) + len(distance)
+            figures["keypoint_ties"] = figures.get("keypoint_ties", 0.0) + float((distance > keypoint_tolerance).sum())
+            figures["max_keypoint_distance"] = max(figures.get("max_keypoint_distance", 0.0),
+                                                   float(distance[distance <= keypoint_tolerance].max(initial=0.0)))
+    if figures.get("keypoint_ties", 0.0) > max_ties * figures.get("keypoints", 0.0):
+        raise AssertionError(f"{figures['keypoint_ties']:g} of {figures['keypoints']:g} keypoints moved to another "
+                             f"maximum of the same score, more than {max_ties:.0%}")
     lowest = [float(d.scores.min()) if len(d) else 0.0 for d in (want, got)]
     detections = list(want)
     for k, best in unmatched:

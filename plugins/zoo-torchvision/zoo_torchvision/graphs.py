@@ -137,16 +137,19 @@ def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0,
     Random weights score every class near 1/91, and the sigmoid heads of RetinaNet and FCOS
     start from a prior of 0.01 that random scaling can push below float32's smallest number:
     torchvision's detectors drop boxes under 0.05 inside the graph, so a test would compare
-    two empty lists, and near-equal scores would compare ties. The score thresholds are set
-    to 0 and each class-logit layer's outputs on ``photo`` (a preprocessed batch of one)
-    are standardised to mean ``center`` and standard deviation ``spread``: a softmax over
-    the classes ignores the mean, and a sigmoid scores most boxes low and a few high.
+    two empty lists, and near-equal scores would compare ties. Likewise masks near 0.5
+    everywhere flip at the 0.5 threshold, and flat keypoint heatmaps move their maximum, on
+    rounding alone. The score thresholds are set to 0 and the outputs of each logit layer
+    (classes, masks, keypoint heatmaps) on ``photo`` (a preprocessed batch of one) are
+    standardised to standard deviation ``spread`` and mean ``center`` for classes (a
+    softmax ignores it; a sigmoid scores most boxes low and a few high), 0 for the rest.
     """
-    inner = model.model
     score_threshold(model, 0.0)
-    layers = {name: [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))][-1]
-              for name, module in inner.named_modules()
-              if name.endswith(("cls_score", "cls_logits")) or name.startswith("head.classification_head.module_list.")
+    kinds = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+    layers = {name: [m for m in module.modules() if isinstance(m, kinds)][-1]
+              for name, module in model.model.named_modules()
+              if name.endswith(("cls_score", "cls_logits", "mask_fcn_logits", "kps_score_lowres"))
+              or name.startswith("head.classification_head.module_list.")
               and name.count(".") == 3}  # SSD: one per feature map, its last convolution
     seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     hooks = [module.register_forward_hook(lambda _, __, output, name=name: seen[name].append(output.flatten()))
@@ -158,6 +161,7 @@ def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0,
         for name, module in layers.items():
             outputs = torch.cat(seen[name])
             factor = spread / float(outputs.std())
+            mean = center if "cls" in name or "classification" in name else 0.0
             module.weight.mul_(factor)
-            module.bias.mul_(factor).add_(center - factor * float(outputs.mean()))
+            module.bias.mul_(factor).add_(mean - factor * float(outputs.mean()))
     return model
