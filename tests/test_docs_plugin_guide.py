@@ -52,3 +52,15 @@ def test_each_guide_plugin_installs_registers_and_passes_its_own_tests(tmp_path,
     result = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(rf"\b{tests} passed\b", result.stdout), result.stdout
+
+
+def test_the_guide_documents_every_field_of_a_spec_and_of_its_preprocessing():
+    import dataclasses
+
+    import zoo
+
+    first_cells = re.findall(r"^\| ([^|]+) \|", GUIDE, flags=re.MULTILINE)
+    names = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
+    for kind in (zoo.ModelSpec, zoo.Preprocess):
+        fields = {f.name for f in dataclasses.fields(kind)} - {"plugin"}  # set by the registry, not by plugins
+        assert fields - names == set(), f"{kind.__name__} fields missing from docs/plugins.md"
