@@ -84,6 +84,7 @@ __all__ = [
     "get",
     "get_spec",
     "hookimpl",
+    "info",
     "list_models",
     "list_plugins",
     "load_state_dict",
@@ -124,6 +125,25 @@ def get_spec(name: str) -> ModelSpec:
     :class:`PluginNotInstalledError` naming the distribution to install.
     """
     return default_registry().get(name)
+
+
+def info(name: str) -> dict[str, Any]:
+    """What ``zoo info NAME --json`` prints: the spec as data (:meth:`ModelSpec.to_dict`), its
+    ``variants``, the ``options`` ``predict`` takes with their defaults, and its ``cache``
+    folder and entries (a pipeline's are those of its models)."""
+    from zoo import cache
+    from zoo.tasks import accepted_options
+
+    registry = default_registry()
+    spec = registry.get(name)
+    data = spec.to_dict()
+    data["variants"] = registry.variants(spec.name)
+    data["options"] = accepted_options(spec, registry.task(spec.task))
+    if spec.is_pipeline:
+        data["cache"] = {"entries": [e.to_dict() for model in spec.requires for e in cache.entries(model)]}
+    else:
+        data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in cache.entries(spec.name)]}
+    return data
 
 
 def list_plugins() -> list[PluginInfo]:

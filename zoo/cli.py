@@ -99,17 +99,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    registry = default_registry()
-    spec = registry.get(args.name)
-    entries = cache.entries(spec.name)
-    data = spec.to_dict()
-    data["variants"] = registry.variants(spec.name)
-    data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in entries]}
-    from zoo.tasks import accepted_options
-
-    data["options"] = accepted_options(spec, registry.task(spec.task))
-    if spec.is_pipeline:
-        data["cache"] = {"entries": [e.to_dict() for name in spec.requires for e in cache.entries(name)]}
+    data = zoo.info(args.name)
+    spec = default_registry().get(args.name)
     if args.json:
         _print_json(data)
         return 0
@@ -141,11 +132,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         *[("not on", f"{runtime}: {why}") for runtime, why in spec.unsupported.items()],
     ]
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
-    for entry, record in zip(entries, data["cache"]["entries"]):
-        state = (f"{_built_from(record)}, {_size(entry.size)}, {record['created']}" if entry.ok
+    for record in data["cache"]["entries"]:
+        state = (f"{_built_from(record)}, {_size(record['size'])}, {record['created']}" if record["ok"]
                  else "incomplete or damaged: rebuilt on next use")
-        lines.append(("cache", f"{entry.name}/{entry.key}: {state}"))
-    if not entries:
+        lines.append(("cache", f"{record['id']}: {state}"))
+    if not data["cache"]["entries"]:
         lines.append(("cache", f"not cached yet ({data['cache']['dir']})"))
     _print_lines(lines)
     return 0
@@ -356,6 +347,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from zoo import images
     from zoo.errors import ZooInputError
     from zoo.model import check_count
+    from zoo.results import jsonable
 
     check_count("--batch-size", args.batch_size)
     check_count("--topk", args.topk, optional=True)
@@ -395,7 +387,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 result, image = next(results)
                 if args.save:
                     row["saved"] = _save(result, image, saved[row["image"]])
-                row["result"] = _jsonable(result) if args.json or args.jsonl else result
+                row["result"] = jsonable(result) if args.json or args.jsonl else result
             if args.jsonl:
                 _write(json.dumps(row, default=str, ensure_ascii=False), bar)
             elif args.json:
@@ -415,19 +407,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The prediction options given on the command line: the named flags, then each ``-o KEY=VALUE``."""
+    from zoo.tasks import option_from_text
+
     options = {name: getattr(args, name) for name in ("topk", "score_threshold", "iou_threshold", "max_detections")
                if getattr(args, name) is not None}
     for item in args.option or ():
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"-o takes KEY=VALUE (e.g. -o score_threshold=0.3), got {item!r}")
-        try:
-            options[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                options[key.strip()] = float(text)  # ".3", "1e-3" and friends that JSON does not read
-            except ValueError:
-                options[key.strip()] = text
+        options[key.strip()] = option_from_text(text)
     return options
 
 
@@ -484,16 +472,8 @@ def _write(text: str, bar: Any, file: Any = None) -> None:
         print(text, file=file)
 
 
-def _jsonable(result: Any) -> Any:
-    if hasattr(result, "to_dict"):
-        return result.to_dict()
-    if isinstance(result, dict):
-        return {k: v.tolist() if hasattr(v, "tolist") else v for k, v in result.items()}
-    return result
-
-
 def _format_result(image: str, result: Any) -> str:
-    from zoo.results import Classification, Detections, Regression, Segmentation
+    from zoo.results import Classification, Detections, Regression, Segmentation, jsonable
 
     if isinstance(result, Classification):
         return "\n".join([image, *(f"  {p.score:7.2%}  {p.label} ({p.class_id})" for p in result.topk)])
@@ -508,7 +488,38 @@ def _format_result(image: str, result: Any) -> str:
     if isinstance(result, Regression):
         unit = f" {result.unit}" if result.unit else ""
         return f"{image}: {result.value:.1f}{unit} [{result.low:.1f}, {result.high:.1f}]"
-    return f"{image}: {json.dumps(_jsonable(result))}"
+    return f"{image}: {json.dumps(jsonable(result))}"
+
+
+#: zoo serve's batching defaults (see the README's "Serving" section for the measurement behind them).
+SERVE_DEFAULTS: dict[str, Any] = {"max_batch_size": 8, "max_wait_ms": 2.0}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from zoo.model import check_count
+
+    for flag, value in (("--max-batch-size", args.max_batch_size), ("--max-queue", args.max_queue),
+                        ("--max-body", args.max_body)):
+        check_count(flag, value)
+    check_count("--threads", args.threads, optional=True)
+    if args.max_wait_ms < 0 or args.timeout <= 0:
+        raise UsageError("--max-wait-ms must be at least 0 and --timeout more than 0")
+    if not args.names and not args.on_demand:
+        raise UsageError("name the models to serve (zoo serve resnet50 digits), or pass --on-demand")
+    registry = default_registry()
+    names = tuple(dict.fromkeys(registry.get(name).name for name in args.names))  # unknown names fail here
+    try:
+        from zoo import serve
+    except ImportError as error:
+        raise UsageError(f"zoo serve needs the serve extra ({error.name} is missing): "
+                         f"pip install 'onnx-zoo[serve]'") from None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
+        logging.getLogger("zoo").warning("serving on %s without --token: anyone who reaches it can use it", args.host)
+    settings = serve.Settings(models=names, on_demand=args.on_demand, max_batch_size=args.max_batch_size,
+                              max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body=args.max_body,
+                              timeout=args.timeout, token=args.token, runtime=args.runtime, threads=args.threads)
+    serve.run(settings, host=args.host, port=args.port)
+    return 0
 
 
 def cmd_cache_dir(args: argparse.Namespace) -> int:
@@ -736,6 +747,34 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print one JSON list at the end, one entry per image")
     out.add_argument("--jsonl", action="store_true",
                      help="print one JSON object per image as soon as it is done (JSON Lines, for streaming)")
+
+    p = command("serve", cmd_serve, "serve models over HTTP, with a web page to try them",
+                "Serve models over HTTP (pip install 'onnx-zoo[serve]'). The page at / tries them in a browser; "
+                "POST /v1/models/NAME/predict takes an image as the body (curl --data-binary @photo.jpg -H "
+                "'Content-Type: image/jpeg') or as the multipart field 'image', options as query parameters; "
+                "/openapi.json documents every endpoint. Models load in the background: /readyz answers 200 once "
+                "they are loaded. Concurrent requests for a model are batched up to --max-batch-size images or "
+                "--max-wait-ms. SIGTERM or Ctrl-C finishes the requests in flight, then stops.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="models to load at start (any installed model with "
+                                                            "--on-demand)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--on-demand", action="store_true", help="also load any installed model on its first request")
+    p.add_argument("--token", default=os.environ.get("ZOO_SERVE_TOKEN"),
+                   help="require 'Authorization: Bearer TOKEN' on /v1 and /metrics (default: $ZOO_SERVE_TOKEN)")
+    p.add_argument("--max-batch-size", type=int, default=SERVE_DEFAULTS["max_batch_size"], metavar="N",
+                   help=f"most images per model run (default {SERVE_DEFAULTS['max_batch_size']})")
+    p.add_argument("--max-wait-ms", type=float, default=SERVE_DEFAULTS["max_wait_ms"], metavar="MS",
+                   help=f"how long a request waits for others to batch with (default {SERVE_DEFAULTS['max_wait_ms']:g})")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="requests waiting per model before answering 503 (default 64)")
+    p.add_argument("--max-body", type=int, default=20 * 1024 * 1024, metavar="BYTES",
+                   help="largest request body, else 413 (default 20 MiB)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="answer 504 when a prediction takes longer (default 30 s)")
+    p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
+                   help="inference engine (default onnxruntime)")
+    p.add_argument("--threads", type=int, metavar="N", help="threads per model run (default: the runtime's)")
 
     p = command("cache", None, "show, verify and clean the cache",
                 "Manage the cache of converted models and downloads. Its location is ZOO_CACHE_DIR, else the "

@@ -144,6 +144,20 @@ def resolve_options(spec: ModelSpec, task: Task | None, given: Mapping[str, Any]
     return merge_options(spec, accepted_options(spec, task), given)
 
 
+def option_from_text(text: str) -> Any:
+    """An option's value as written on a command line or in a URL: JSON (``5``, ``true``, ``[1, 2]``), else a
+    number JSON does not read (``.3``, ``1e-3``), else the text itself."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
 def merge_options(spec: ModelSpec, accepted: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """``given`` over the ``accepted`` defaults; :class:`UsageError` naming every accepted option for an unknown one."""
     unknown = sorted(set(given) - set(accepted))

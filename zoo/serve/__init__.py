@@ -1,0 +1,28 @@
+"""``zoo serve``: the zoo's models over HTTP, and a web page to try them.
+
+    pip install 'onnx-zoo[serve]'
+    zoo serve resnet50 digits --port 8000
+
+The application (:func:`create_app`) is Starlette served by uvicorn; it runs the same
+``Model.predict`` as the library. ``openapi.json`` documents the endpoints; ``page/`` is the
+web page at ``/`` (no file from elsewhere: it works offline). Concurrent requests for one
+model are batched (:mod:`zoo.serve.batcher`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from zoo.serve.app import Settings, create_app
+
+__all__ = ["Settings", "create_app", "run"]
+
+
+def run(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
+    """Serve ``settings.models`` on ``host:port`` until SIGINT or SIGTERM (requests in flight are finished)."""
+    import uvicorn
+
+    logging.getLogger("zoo.serve").setLevel(logging.INFO)
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info",
+                timeout_graceful_shutdown=max(5, int(settings.timeout) + 5), **uvicorn_options)

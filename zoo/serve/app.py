@@ -1,0 +1,365 @@
+"""The server's ASGI application: routes, errors, limits and metrics over ``Model.predict``."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import zoo
+from zoo import images
+from zoo.errors import UnknownModelError, UsageError, ZooError, ZooInputError
+from zoo.serve.batcher import Batcher, Busy
+from zoo.tasks import merge_options, option_from_text
+
+log = logging.getLogger("zoo.serve")
+
+PAGE = resources.files("zoo.serve") / "page"
+OPENAPI = resources.files("zoo.serve") / "openapi.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``zoo serve`` was asked for (see ``zoo serve --help``)."""
+
+    models: tuple[str, ...] = ()
+    on_demand: bool = False
+    max_batch_size: int = 1
+    max_wait_ms: float = 0.0
+    max_queue: int = 64
+    max_body: int = 20 * 1024 * 1024
+    timeout: float = 30.0
+    token: str | None = None
+    runtime: str = "onnxruntime"
+    threads: int | None = None
+
+
+class HTTPError(Exception):
+    """An answer other than 200: its status, message and headers."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.headers, self.extra = status, kind, message, headers or {}, extra
+
+
+class Metrics:
+    """The Prometheus series ``/metrics`` shows (a registry of the application's own)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("zoo_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+                                registry=self.registry)
+        self.errors = Counter("zoo_errors", "Answers other than 200, by kind", ["kind"], registry=self.registry)
+        self.latency = Histogram("zoo_predict_latency_seconds", "Time to answer a prediction request", ["model"],
+                                 registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.batch = Histogram("zoo_batch_size", "Images per model run", ["model"], registry=self.registry,
+                               buckets=(1, 2, 4, 8, 16, 32, 64))
+        self.queue = Gauge("zoo_queue_depth", "Requests waiting for their model", ["model"], registry=self.registry)
+
+
+class Server:
+    """The models served, loaded at start (``settings.models``) or on first request (``on_demand``)."""
+
+    def __init__(self, settings: Settings, load: Callable[..., Any] = zoo.get) -> None:
+        self.settings = settings
+        self.load = load
+        self.metrics = Metrics()
+        self.batchers: dict[str, Batcher] = {}
+        self.loading: dict[str, asyncio.Task[Batcher]] = {}
+        self.load_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return all(name in self.batchers for name in self.settings.models)
+
+    def served(self) -> list[str]:
+        return sorted(set(self.settings.models) | set(self.batchers))
+
+    async def load_all(self) -> None:
+        """Load the models named at start, one after the other (each may export on first use)."""
+        for name in self.settings.models:
+            try:
+                await self.batcher(name)
+            except Exception as error:  # noqa: BLE001 - /readyz reports it; the server keeps answering
+                self.load_error = f"{name}: {error}"
+                log.error("cannot load model %s: %s", name, error)
+
+    async def batcher(self, name: str) -> Batcher:
+        """The batcher of model ``name`` (its spec's name), loading it if it is served and not loaded yet."""
+        spec = zoo.get_spec(name)  # a name from a URL is looked up in the registry, never used as a path
+        if spec.name in self.batchers:
+            return self.batchers[spec.name]
+        if spec.name not in self.settings.models and not self.settings.on_demand:
+            raise HTTPError(404, "NotServed", f"model {spec.name!r} is installed but not served here; this server "
+                            f"serves {', '.join(self.served()) or 'no model'} (start it with --on-demand to load "
+                            f"any installed model)")
+        if spec.name not in self.loading:
+            self.loading[spec.name] = asyncio.create_task(self._load(spec.name))
+        return await asyncio.shield(self.loading[spec.name])
+
+    async def _load(self, name: str) -> Batcher:
+        settings = self.settings
+        start = time.perf_counter()
+        try:
+            model = await run_in_threadpool(self.load, name, runtime=settings.runtime, threads=settings.threads,
+                                            batch_size=settings.max_batch_size)
+        finally:
+            self.loading.pop(name, None)
+        log.info("loaded %s (%s) in %.1f s", name, model.runtime, time.perf_counter() - start)
+        batch = self.metrics.batch.labels(name)
+        self.batchers[name] = Batcher(model, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
+                                      max_queue=settings.max_queue, on_batch=lambda size, _: batch.observe(size))
+        return self.batchers[name]
+
+    async def close(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.close()
+
+
+# -- endpoints ---------------------------------------------------------------------------------
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(str(PAGE / "index.html"), media_type="text/html")
+
+
+async def openapi(request: Request) -> Response:
+    return FileResponse(str(OPENAPI), media_type="application/json")
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    server: Server = request.app.state.server
+    body = {"status": "ready" if server.ready else "loading", "models": server.served(),
+            "loaded": sorted(server.batchers)}
+    if server.load_error:
+        body.update(status="failed", error=server.load_error)
+    return JSONResponse(body, status_code=200 if server.ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    server: Server = request.app.state.server
+    for name, batcher in server.batchers.items():
+        server.metrics.queue.labels(name).set(batcher.depth)
+    return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _summary(name: str) -> dict[str, Any]:
+    spec = zoo.get_spec(name)
+    return {"name": spec.name, "task": spec.task, "summary": spec.summary, "labels": len(spec.labels),
+            "plugin": spec.plugin}
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models``: the served models; ``?all=true``: every installed model (``served`` says which)."""
+    server: Server = request.app.state.server
+    served = server.served()
+    names = zoo.list_models() if _flag(request, "all") else served
+    return JSONResponse({"models": [{**_summary(n), "served": n in served or server.settings.on_demand,
+                                     "loaded": n in server.batchers} for n in names]})
+
+
+async def model_info(request: Request) -> Response:
+    """``GET /v1/models/{name}``: what ``zoo info NAME --json`` prints."""
+    return JSONResponse(zoo.info(request.path_params["name"]))
+
+
+async def predict(request: Request) -> Response:
+    """``POST /v1/models/{name}/predict``: one image (raw body or multipart field ``image``), options in the query."""
+    server: Server = request.app.state.server
+    settings = server.settings
+    start = time.perf_counter()
+    batcher = await server.batcher(request.path_params["name"])
+    model = batcher.model
+    annotate = _flag(request, "annotate") or _wants_png(request)
+    given = {k: option_from_text(v) for k, v in request.query_params.items() if k != "annotate"}
+    options = merge_options(model.spec, model.options, given)  # a wrong option: 400 before reading
+    data, name = await _image_bytes(request, settings.max_body)
+    image = await run_in_threadpool(images.decode, data, name)
+    try:
+        result = await asyncio.wait_for(batcher.predict(image, given), settings.timeout)
+    except TimeoutError:
+        raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
+    server.metrics.latency.labels(model.spec.name).observe(time.perf_counter() - start)
+    if annotate:
+        if not hasattr(result, "draw"):
+            raise HTTPError(406, "NotDrawable", f"the results of {model.spec.name} cannot be drawn; ask for JSON")
+        return Response(await run_in_threadpool(_png, result, image), media_type="image/png")
+    from zoo.results import jsonable
+
+    return JSONResponse({"model": model.spec.name, "options": options, "result": jsonable(result),
+                         "ms": round((time.perf_counter() - start) * 1000, 1)})
+
+
+async def _image_bytes(request: Request, limit: int) -> tuple[bytes, str]:
+    """The image in the request, and what to call it in errors; 413 past ``limit`` bytes (without reading further)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise HTTPError(413, "TooLarge", f"the request body is {int(length):,} bytes; this server takes at most "
+                        f"{limit:,} (--max-body)")
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=16, max_part_size=limit) as form:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise HTTPError(422, "ZooInputError", "the multipart request has no file field 'image'")
+            return await upload.read(), repr(upload.filename or "image")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, "TooLarge", f"the request body is over {limit:,} bytes, the most this server takes "
+                            f"(--max-body)")
+        chunks.append(chunk)
+    if kind and not kind.startswith(("image/", "application/octet-stream")):
+        raise HTTPError(415, "UnsupportedMediaType", f"send the image as the body with Content-Type image/*, or "
+                        f"as the multipart field 'image'; got Content-Type {kind!r}")
+    return b"".join(chunks), "(request body)"
+
+
+def _png(result: Any, image: Any) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(result.draw(image), cv2.COLOR_RGB2BGR))
+    assert ok, "PNG encoding failed"
+    return encoded.tobytes()
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() in ("1", "true", "yes", "on")
+
+
+def _wants_png(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "image/png" in accept and "application/json" not in accept
+
+
+# -- errors, tokens, the request log ---------------------------------------------------------------
+
+STATUS = ((UnknownModelError, 404), (ZooInputError, 422), (UsageError, 400))
+
+
+def error_response(error: Exception) -> JSONResponse:
+    """The JSON answer for ``error``: ``{"error": {"kind", "message", ...}}`` with its status."""
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(error, HTTPError):
+        status, kind, message, headers, extra = error.status, error.kind, error.message, error.headers, error.extra
+    elif isinstance(error, StarletteHTTPException):  # no such route (404) or method (405)
+        status, kind, message = error.status_code, "NotFound" if error.status_code == 404 else "BadRequest", (
+            f"{error.detail}: /openapi.json lists the endpoints")
+        headers = dict(error.headers or {})
+    elif isinstance(error, Busy):
+        status, kind, message, headers = 503, "Busy", f"{error}; retry later", {"Retry-After": "1"}
+    else:
+        status = next((code for cls, code in STATUS if isinstance(error, cls)), 500)
+        kind, message = type(error).__name__, str(error)
+        if isinstance(error, UnknownModelError):
+            extra = {"suggestions": list(error.suggestions)}
+        if not isinstance(error, ZooError):
+            log.exception("unexpected error", exc_info=error)
+            message = "internal error: the server's log has the details"
+    return JSONResponse({"error": {"kind": kind, "message": message, **extra}}, status_code=status, headers=headers)
+
+
+def _endpoint(path: str) -> str:
+    return re.sub(r"^/v1/models/[^/]+", "/v1/models/{name}", path) if not path.startswith("/static/") else "/static"
+
+
+class Guard:
+    """ASGI middleware: the bearer token on ``/v1`` and ``/metrics``, one log line and metrics per request."""
+
+    def __init__(self, app: Any, server: Server) -> None:
+        self.app, self.server = app, server
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        token = self.server.settings.token
+        path = scope["path"]
+        try:
+            if token and path.startswith(("/v1/", "/metrics")) and not self._authorised(scope, token):
+                response = error_response(HTTPError(401, "Unauthorized", "this server needs its token: send "
+                                          "'Authorization: Bearer TOKEN'", {"WWW-Authenticate": "Bearer"}))
+                await response(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
+        finally:
+            ms = (time.perf_counter() - start) * 1000
+            log.info("%s %s %d %.1f ms", scope["method"], path, status[0], ms)
+            self.server.metrics.requests.labels(_endpoint(path), str(status[0])).inc()
+
+    @staticmethod
+    def _authorised(scope: dict[str, Any], token: str) -> bool:
+        given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+async def _handle(request: Request, error: Exception) -> Response:
+    response = error_response(error)
+    if response.status_code != 200:
+        request.app.state.server.metrics.errors.labels(
+            json.loads(response.body)["error"]["kind"]).inc()
+    return response
+
+
+def create_app(settings: Settings, load: Callable[..., Any] = zoo.get) -> Any:
+    """The ASGI application serving ``settings.models`` (``load`` makes a model from a name, as ``zoo.get``)."""
+    import contextlib
+
+    server = Server(settings, load)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        loading = asyncio.create_task(server.load_all())
+        yield
+        loading.cancel()
+        await server.close()
+
+    routes = [
+        Route("/", index),
+        Route("/openapi.json", openapi),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/v1/models", list_models),
+        Route("/v1/models/{name}", model_info),
+        Route("/v1/models/{name}/predict", predict, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(PAGE)), name="static"),
+    ]
+    handlers: dict[Any, Any] = {Exception: _handle, HTTPError: _handle, ZooError: _handle, Busy: _handle,
+                                StarletteHTTPException: _handle}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.server = server
+    return Guard(app, server)
