@@ -317,3 +317,44 @@ def test_batching_groups_concurrent_requests_up_to_the_batch_size(library):
     asyncio.run(scenario())
     assert sizes == [4, 4, 2, 1]
 
+
+
+def chromium() -> str:
+    """Debian's chromium (installed by .ci/run), or skip."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no chromium on this machine (apt-get install -y chromium)")
+    return path
+
+
+def test_the_page_in_a_real_browser_shows_the_apis_top_label_and_saves_the_readmes_screenshot(digits, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    png = digit_pngs(8)[7]
+    photo = tmp_path / "seven.png"
+    photo.write_bytes(png)
+    label = digits.post("/v1/models/digits/predict", png).json()["result"]["label"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 640})
+            outside = []
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(digits.url) else None)
+            page.goto(digits.url + "/")
+            page.wait_for_selector("#model option[value=digits]", state="attached")
+            page.set_input_files("#image", str(photo))
+            page.keyboard.press("Tab")  # from the file input to the button, by keyboard
+            page.focus("#run")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#bars li")
+            shown = page.text_content("#bars li .label")
+            status = page.text_content("#status")
+            screenshot = page.screenshot(full_page=True)
+        finally:
+            browser.close()
+    assert shown == label and status.startswith(label) and " ms" in status
+    assert outside == [], outside  # nothing fetched from elsewhere
+    assert screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("ZOO_UPDATE_PICTURES"):  # the README's picture of the page
+        (Path(__file__).resolve().parents[1] / "docs" / "pictures" / "serve.png").write_bytes(screenshot)

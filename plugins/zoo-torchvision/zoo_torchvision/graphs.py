@@ -92,9 +92,11 @@ class _PerClassNms(torch.autograd.Function):
     boxes moved apart), and onnxruntime's NonMaxSuppression compares every kept box with
     every candidate: 4.2 of 5.5 s for Faster R-CNN when 90,000 boxes (1,000 proposals times
     90 classes) pass the score threshold. Here the graph gives each class its own row of
-    scores (-inf in the other rows), so onnxruntime suppresses within each class, as
-    torchvision does eagerly for many boxes, and the kept boxes are then sorted by score,
-    as ``batched_nms`` returns them. In PyTorch it is ``batched_nms`` itself.
+    scores (-1 in the other rows, under the threshold of 0), so onnxruntime suppresses within
+    each class, as torchvision does eagerly for many boxes, and the kept boxes are then
+    sorted by score, as ``batched_nms`` returns them. In PyTorch it is ``batched_nms`` itself.
+    torchvision's detectors score in [0, 1]; a box whose score is exactly 0 (a probability
+    that underflowed) is dropped, as OpenCV's NMS needs a threshold of at least 0.
     """
 
     @staticmethod
@@ -112,10 +114,10 @@ class _PerClassNms(torch.autograd.Function):
         classes = g.op("Add", g.op("ReduceMax", g.op("Concat", idxs, zero, axis_i=0), keepdims_i=0), one)
         rows = g.op("Equal", g.op("Unsqueeze", idxs, zero),
                     g.op("Unsqueeze", g.op("Range", const(0, torch.int64), classes, one), const([1], torch.int64)))
-        table = g.op("Where", rows, g.op("Unsqueeze", scores, zero), const(float("-inf"), torch.float32))
+        table = g.op("Where", rows, g.op("Unsqueeze", scores, zero), const(-1.0, torch.float32))
         count = g.op("Shape", scores)  # at most every box of a class
         selected = g.op("NonMaxSuppression", g.op("Unsqueeze", boxes, zero), g.op("Unsqueeze", table, zero), count,
-                        const([iou_threshold], torch.float32), const([torch.finfo(torch.float32).min], torch.float32))
+                        const([iou_threshold], torch.float32), const([0.0], torch.float32))
         kept = g.op("Squeeze", g.op("Gather", selected, const([2], torch.int64), axis_i=1), const([1], torch.int64))
         _, order = g.op("TopK", g.op("Gather", scores, kept, axis_i=0), g.op("Shape", kept), outputs=2)
         return g.op("Gather", kept, order, axis_i=0)
