@@ -127,6 +127,8 @@ def test_health_readiness_schema_and_model_listing(digits):
     assert set(every) == set(zoo.list_models()) and every["digits"]["served"]
     info = digits.get("/v1/models/digits").json()
     assert info["name"] == "digits" and info["options"] == {"topk": 5}
+    wrong = digits.get("/v1/models/digits/predict")
+    assert wrong.status_code == 405 and wrong.json()["error"]["kind"] == "MethodNotAllowed"
 
 
 def test_predict_answers_what_the_library_predicts_from_a_body_or_a_multipart_field(digits, library):

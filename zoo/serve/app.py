@@ -226,6 +226,9 @@ async def _image_bytes(request: Request, limit: int) -> tuple[bytes, str]:
             if upload is None or isinstance(upload, str):
                 raise HTTPError(422, "ZooInputError", "the multipart request has no file field 'image'")
             return await upload.read(), repr(upload.filename or "image")
+    if kind and not kind.startswith(("image/", "application/octet-stream")):
+        raise HTTPError(415, "UnsupportedMediaType", f"send the image as the body with Content-Type image/*, or "
+                        f"as the multipart field 'image'; got Content-Type {kind!r}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -233,9 +236,6 @@ async def _image_bytes(request: Request, limit: int) -> tuple[bytes, str]:
             raise HTTPError(413, "TooLarge", f"the request body is over {limit:,} bytes, the most this server takes "
                             f"(--max-body)")
         chunks.append(chunk)
-    if kind and not kind.startswith(("image/", "application/octet-stream")):
-        raise HTTPError(415, "UnsupportedMediaType", f"send the image as the body with Content-Type image/*, or "
-                        f"as the multipart field 'image'; got Content-Type {kind!r}")
     return b"".join(chunks), "(request body)"
 
 
@@ -268,8 +268,8 @@ def error_response(error: Exception) -> JSONResponse:
     if isinstance(error, HTTPError):
         status, kind, message, headers, extra = error.status, error.kind, error.message, error.headers, error.extra
     elif isinstance(error, StarletteHTTPException):  # no such route (404) or method (405)
-        status, kind, message = error.status_code, "NotFound" if error.status_code == 404 else "BadRequest", (
-            f"{error.detail}: /openapi.json lists the endpoints")
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
+        status, message = error.status_code, f"{error.detail}: /openapi.json lists the endpoints"
         headers = dict(error.headers or {})
     elif isinstance(error, Busy):
         status, kind, message, headers = 503, "Busy", f"{error}; retry later", {"Retry-After": "1"}
