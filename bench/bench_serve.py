@@ -49,8 +49,8 @@ from _common import (
 from zoo.cli import SERVE_DEFAULTS
 
 CONCURRENCY = (1, 4, 16)
-CONFIGS = {"unbatched": ("1", "0"),  # the defaults of zoo serve, as batched
-           "batched": (str(SERVE_DEFAULTS["max_batch_size"]), str(SERVE_DEFAULTS["max_wait_ms"]))}
+CONFIGS = {"unbatched": ("1", "0"),
+           "batched": (str(SERVE_DEFAULTS["max_batch_size"]), str(SERVE_DEFAULTS["max_wait_ms"]))}  # zoo serve's
 
 
 def main() -> None:
@@ -67,6 +67,7 @@ def main() -> None:
     spec = require_torchvision_model(args.model)
     with tempfile.TemporaryDirectory() as folder:
         os.environ["ZOO_CACHE_DIR"] = str(Path(folder) / "cache")
+        os.environ["ZOO_OFFLINE"] = "1"
         weights, sha256, _ = random_weights(spec, Path(folder))
         jpegs = photos()
         local, want = in_process(args.model, weights, sha256, jpegs, args.requests)
@@ -185,17 +186,15 @@ def wait_ready(port: int, child: subprocess.Popen) -> None:
 
 
 def serve(name: str, port: str, weights: str, sha256: str, batch: str, wait: str) -> None:
-    """The child: ``zoo serve NAME`` with the random weights (``create_app`` with a loader that passes them)."""
-    import uvicorn
-
+    """The child: ``zoo serve NAME`` with the random weights (``zoo.serve.run`` with a loader that passes them)."""
     import zoo
-    from zoo.serve import Settings, create_app
+    from zoo.serve import Settings, run
 
     def load(model: str, **options):
         return zoo.get(model, weights=weights, sha256=sha256, **options)
 
-    settings = Settings(models=(name,), max_batch_size=int(batch), max_wait_ms=float(wait))
-    uvicorn.run(create_app(settings, load=load), host="127.0.0.1", port=int(port), log_level="warning")
+    run(Settings(models=(name,), max_batch_size=int(batch), max_wait_ms=float(wait)), port=int(port), load=load,
+        log_level="warning")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ model are batched (:mod:`zoo.serve.batcher`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from zoo.serve.app import Settings, create_app
@@ -19,10 +20,16 @@ from zoo.serve.app import Settings, create_app
 __all__ = ["Settings", "create_app", "run"]
 
 
-def run(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
-    """Serve ``settings.models`` on ``host:port`` until SIGINT or SIGTERM (requests in flight are finished)."""
+def run(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, load: Callable[..., Any] | None = None,
+        log_level: str = "info") -> None:
+    """Serve ``settings.models`` on ``host:port`` until SIGINT or SIGTERM (requests in flight are finished).
+
+    ``load(name, runtime=, threads=, batch_size=)`` makes a model from its name (default ``zoo.get``).
+    """
     import uvicorn
 
+    import zoo
+
     logging.getLogger("zoo.serve").setLevel(logging.INFO)
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info",
-                timeout_graceful_shutdown=max(5, int(settings.timeout) + 5), **uvicorn_options)
+    uvicorn.run(create_app(settings, load or zoo.get), host=host, port=port, access_log=False, log_level=log_level,
+                timeout_graceful_shutdown=int(min(settings.timeout, 3600)) + 5)

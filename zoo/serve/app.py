@@ -73,7 +73,8 @@ class Metrics:
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
         self.batch = Histogram("zoo_batch_size", "Images per model run", ["model"], registry=self.registry,
                                buckets=(1, 2, 4, 8, 16, 32, 64))
-        self.queue = Gauge("zoo_queue_depth", "Requests waiting for their model", ["model"], registry=self.registry)
+        self.queue = Gauge("zoo_queue_depth", "Requests admitted for a model and not answered yet", ["model"],
+                           registry=self.registry)
 
 
 class Server:
@@ -114,7 +115,11 @@ class Server:
                             f"any installed model)")
         if spec.name not in self.loading:
             self.loading[spec.name] = asyncio.create_task(self._load(spec.name))
-        return await asyncio.shield(self.loading[spec.name])
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.loading[spec.name]), self.settings.timeout)
+        except TimeoutError:
+            raise HTTPError(503, "Loading", f"model {spec.name!r} is still loading (a first export can take minutes); "
+                            f"retry later", {"Retry-After": "10"}) from None
 
     async def _load(self, name: str) -> Batcher:
         settings = self.settings
@@ -125,6 +130,8 @@ class Server:
         finally:
             self.loading.pop(name, None)
         log.info("loaded %s (%s) in %.1f s", name, model.runtime, time.perf_counter() - start)
+        if self.load_error is not None and self.load_error.startswith(f"{name}: "):
+            self.load_error = None
         batch = self.metrics.batch.labels(name)
         self.batchers[name] = Batcher(model, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
                                       max_queue=settings.max_queue, on_batch=lambda size, _: batch.observe(size))
@@ -162,7 +169,7 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     server: Server = request.app.state.server
     for name, batcher in server.batchers.items():
-        server.metrics.queue.labels(name).set(batcher.depth)
+        server.metrics.queue.labels(name).set(batcher.admitted)
     return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -196,12 +203,13 @@ async def predict(request: Request) -> Response:
     annotate = _flag(request, "annotate") or _wants_png(request)
     given = {k: option_from_text(v) for k, v in request.query_params.items() if k != "annotate"}
     options = merge_options(model.spec, model.options, given)  # a wrong option: 400 before reading
-    data, name = await _image_bytes(request, settings.max_body)
-    image = await run_in_threadpool(images.decode, data, name)
-    try:
-        result = await asyncio.wait_for(batcher.predict(image, given), settings.timeout)
-    except TimeoutError:
-        raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
+    with batcher.admit():  # 503 at once when the model has --max-queue requests: the body is not read
+        data, name = await _image_bytes(request, settings.max_body)
+        image = await run_in_threadpool(images.decode, data, name)
+        try:
+            result = await asyncio.wait_for(batcher.predict(image, given), settings.timeout)
+        except TimeoutError:
+            raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
     server.metrics.latency.labels(model.spec.name).observe(time.perf_counter() - start)
     if annotate:
         if not hasattr(result, "draw"):
@@ -214,29 +222,39 @@ async def predict(request: Request) -> Response:
 
 
 async def _image_bytes(request: Request, limit: int) -> tuple[bytes, str]:
-    """The image in the request, and what to call it in errors; 413 past ``limit`` bytes (without reading further)."""
+    """The image in the request, and what to call it in errors; 413 past ``limit`` bytes, read or declared."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise HTTPError(413, "TooLarge", f"the request body is {int(length):,} bytes; this server takes at most "
                         f"{limit:,} (--max-body)")
     kind = request.headers.get("content-type", "")
+    if kind and not kind.startswith(("image/", "application/octet-stream", "multipart/form-data")):
+        raise HTTPError(415, "UnsupportedMediaType", f"send the image as the body with Content-Type image/*, or "
+                        f"as the multipart field 'image'; got Content-Type {kind!r}")
+    request = Request(request.scope, _counted(request.receive, limit))  # a chunked body has no length to check
     if kind.startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=16, max_part_size=limit) as form:
+        async with request.form(max_files=1, max_fields=16) as form:
             upload = form.get("image")
             if upload is None or isinstance(upload, str):
                 raise HTTPError(422, "ZooInputError", "the multipart request has no file field 'image'")
             return await upload.read(), repr(upload.filename or "image")
-    if kind and not kind.startswith(("image/", "application/octet-stream")):
-        raise HTTPError(415, "UnsupportedMediaType", f"send the image as the body with Content-Type image/*, or "
-                        f"as the multipart field 'image'; got Content-Type {kind!r}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+    return b"".join([chunk async for chunk in request.stream()]), "(request body)"
+
+
+def _counted(receive: Callable[[], Awaitable[Any]], limit: int) -> Callable[[], Awaitable[Any]]:
+    """``receive`` that answers 413 once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def counting() -> Any:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
             raise HTTPError(413, "TooLarge", f"the request body is over {limit:,} bytes, the most this server takes "
                             f"(--max-body)")
-        chunks.append(chunk)
-    return b"".join(chunks), "(request body)"
+        return message
+
+    return counting
 
 
 def _png(result: Any, image: Any) -> bytes:
@@ -268,8 +286,10 @@ def error_response(error: Exception) -> JSONResponse:
     if isinstance(error, HTTPError):
         status, kind, message, headers, extra = error.status, error.kind, error.message, error.headers, error.extra
     elif isinstance(error, StarletteHTTPException):  # no such route (404) or method (405)
-        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
-        status, message = error.status_code, f"{error.detail}: /openapi.json lists the endpoints"
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "BadRequest")
+        status, message = error.status_code, str(error.detail)
+        if status in (404, 405):
+            message += ": /openapi.json lists the endpoints"
         headers = dict(error.headers or {})
     elif isinstance(error, Busy):
         status, kind, message, headers = 503, "Busy", f"{error}; retry later", {"Retry-After": "1"}
@@ -284,12 +304,21 @@ def error_response(error: Exception) -> JSONResponse:
     return JSONResponse({"error": {"kind": kind, "message": message, **extra}}, status_code=status, headers=headers)
 
 
+PUBLIC = ("/", "/healthz", "/readyz", "/openapi.json")  # and /static/: no token needed
+ENDPOINTS = ((re.compile(r"/v1/models/[^/]+/predict"), "/v1/models/{name}/predict"),
+             (re.compile(r"/v1/models/[^/]+"), "/v1/models/{name}"), (re.compile(r"/static/.*"), "/static"))
+
+
 def _endpoint(path: str) -> str:
-    return re.sub(r"^/v1/models/[^/]+", "/v1/models/{name}", path) if not path.startswith("/static/") else "/static"
+    """The metrics' label for ``path``: a route's template, or ``other`` (labels must not grow with URLs)."""
+    if path in PUBLIC or path in ("/metrics", "/v1/models"):
+        return path
+    return next((name for pattern, name in ENDPOINTS if pattern.fullmatch(path)), "other")
 
 
 class Guard:
-    """ASGI middleware: the bearer token on ``/v1`` and ``/metrics``, one log line and metrics per request."""
+    """ASGI middleware: the bearer token (on all but the page, its files, health and the schema), one log line and
+    metrics per request."""
 
     def __init__(self, app: Any, server: Server) -> None:
         self.app, self.server = app, server
@@ -307,9 +336,11 @@ class Guard:
             await send(message)
 
         token = self.server.settings.token
-        path = scope["path"]
+        root = scope.get("root_path", "")
+        path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
         try:
-            if token and path.startswith(("/v1/", "/metrics")) and not self._authorised(scope, token):
+            public = path in PUBLIC or path.startswith("/static/")
+            if token and not public and not self._authorised(scope, token):
                 response = error_response(HTTPError(401, "Unauthorized", "this server needs its token: send "
                                           "'Authorization: Bearer TOKEN'", {"WWW-Authenticate": "Bearer"}))
                 await response(scope, receive, sending)

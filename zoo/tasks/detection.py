@@ -501,7 +501,8 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
     Such unmatched pairs are counted as ``ties``, up to ``max_ties`` of the detections (none
     in a list of fewer than ``1 / max_ties``). A keypoint is the maximum of its heatmap: one
     further than ``keypoint_tolerance`` but of the same score within ``score_tolerance`` (relative
-    to the score, if over 1) found another maximum of equal height, counted in ``keypoint_ties``, up to ``max_ties`` of the keypoints.
+    to the score, if over 1) found another maximum of equal height, counted in ``keypoint_ties``, up to ``max_ties`` of the keypoints
+    (none for keypoints without scores).
     """
     import numpy as np
 
@@ -530,7 +531,8 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
         if detection.keypoints is not None and got.keypoints is not None:
             distance = np.abs(detection.keypoints[:, :2] - got.keypoints[j][:, :2]).max(axis=1)
             heights = detection.keypoints[:, 2]  # heatmap logits: rounding grows with them
-            tied = np.abs(heights - got.keypoints[j][:, 2]) <= score_tolerance * np.maximum(1, np.abs(heights))
+            scored = bool((heights != 1).any() or (got.keypoints[j][:, 2] != 1).any())  # 1: the graph gave no score
+            tied = scored & (np.abs(heights - got.keypoints[j][:, 2]) <= score_tolerance * np.maximum(1, np.abs(heights)))
             off = np.flatnonzero((distance > keypoint_tolerance) & ~tied)
             if len(off):
                 name = _label(want.keypoint_names, int(off[0]))

@@ -1,5 +1,6 @@
 // The zoo's page: lists the served models, sends the chosen image to the predict endpoint and
-// shows the result (bars for a classifier, the annotated picture for the other tasks).
+// shows the result (bars for a classifier, the annotated picture for the other tasks). URLs are
+// relative, so that the page also works behind a path prefix.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -26,14 +27,14 @@ async function failure(response) {
 }
 
 async function loadModels() {
-  const response = await fetch("/v1/models", { headers: headers() });
+  const response = await fetch("v1/models?all=true", { headers: headers() });
   if (!response.ok) {
     status(await failure(response), true);
     return;
   }
   const select = $("model");
   select.replaceChildren();
-  for (const model of (await response.json()).models) {
+  for (const model of (await response.json()).models.filter((m) => m.served)) {
     models.set(model.name, model);
     select.append(new Option(`${model.name} (${model.task})`, model.name));
   }
@@ -73,7 +74,7 @@ async function predict(event) {
   $("run").disabled = true;
   status(`Running ${name}…`);
   const classifier = models.get(name)?.task === "image-classification";
-  const url = `/v1/models/${encodeURIComponent(name)}/predict${classifier ? "" : "?annotate=true"}`;
+  const url = `v1/models/${encodeURIComponent(name)}/predict${classifier ? "" : "?annotate=true"}`;
   const start = performance.now();
   try {
     const response = await fetch(url, {
@@ -90,6 +91,7 @@ async function predict(event) {
       status(`${body.result.label} · ${ms} ms (${body.ms} ms in the server)`);
     } else {
       const picture = $("picture");
+      if (picture.src) URL.revokeObjectURL(picture.src);
       picture.src = URL.createObjectURL(await response.blob());
       picture.alt = `${name}'s result drawn on ${file.name}`;
       picture.hidden = false;
