@@ -761,13 +761,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--on-demand", action="store_true", help="also load any installed model on its first request")
     p.add_argument("--token", default=os.environ.get("ZOO_SERVE_TOKEN"),
-                   help="require 'Authorization: Bearer TOKEN' on /v1 and /metrics (default: $ZOO_SERVE_TOKEN)")
+                   help="require 'Authorization: Bearer TOKEN' on the API and /metrics (default: $ZOO_SERVE_TOKEN, "
+                        "better than this flag, which other users see in ps)")
     p.add_argument("--max-batch-size", type=int, default=SERVE_DEFAULTS["max_batch_size"], metavar="N",
                    help=f"most images per model run (default {SERVE_DEFAULTS['max_batch_size']})")
     p.add_argument("--max-wait-ms", type=float, default=SERVE_DEFAULTS["max_wait_ms"], metavar="MS",
                    help=f"how long a request waits for others to batch with (default {SERVE_DEFAULTS['max_wait_ms']:g})")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",
-                   help="requests waiting per model before answering 503 (default 64)")
+                   help="requests a model takes at once (read, waiting or running); the next is answered 503 at "
+                        "once (default 64)")
     p.add_argument("--max-body", type=int, default=20 * 1024 * 1024, metavar="BYTES",
                    help="largest request body, else 413 (default 20 MiB)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
