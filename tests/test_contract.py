@@ -390,6 +390,11 @@ def test_detections_compare_matches_tiny_boxes_and_boxes_of_no_area_by_their_cor
 
     assert detection.compare(found(boxes), found(boxes))["detections"] == 3
     assert detection.compare(found(boxes), found(boxes + [[0.005, 0, 0, 0], [0, 0, 0.005, 0], [0, 0, 0, 0]]))
+    flat = boxes.copy()
+    flat[0] = [600, 365.1, 640, 365.1]  # flat and 40 px long: 0.1 px is what IoU 0.99 allows a 40 px square
+    assert detection.compare(found(flat), found(flat + [[0.09, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
+    with pytest.raises(AssertionError, match=r"detection 0 .* no match"):
+        detection.compare(found(flat), found(flat + [[0.2, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
     for k, moved in enumerate(([[0, 0, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0.02, 0], [0, 0, 0, 0]])):
         with pytest.raises(AssertionError, match=rf"detection {k} .* no match"):
             detection.compare(found(boxes), found(boxes + moved))

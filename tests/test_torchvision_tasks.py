@@ -43,18 +43,16 @@ TASK_MODELS = sorted(name for name, spec in SPECS.items() if spec.task != "image
 #: Small models for CI (two-stage and single-shot detectors, a segmenter): the rest run with ``-m slow``.
 REPRESENTATIVE = ("fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large", "lraspp_mobilenet_v3_large")
 #: Not within the issue's tolerances with random weights on the 12 photos, and why (measured with
-#: ``pytest -m slow tests/test_torchvision_tasks.py``; see the closing notes of issue 15). Detectors decide
-#: discretely before their outputs (the RPN's top-k and NMS over proposals, the per-level top-k of FCOS, the
-#: max_detections cut): a rounding difference there changes which candidates go on, and a detection appears on one
-#: side only, with no tie visible in the outputs. One detection in hundreds; every other box matches.
+#: ``pytest -m slow tests/test_torchvision_tasks.py``; see the closing notes of issue 15). The R-CNNs decide
+#: discretely before their outputs (the RPN's top-k and NMS over proposals, the max_detections cut): a rounding
+#: difference there changes which candidates go on, and a detection appears on one side only, with no tie visible
+#: in the outputs. One detection in hundreds; every other box matches.
 NOT_YET = {
     "maskrcnn_resnet50_fpn_v2": "the RPN keeps 998 of the same 1,000 proposals (rounding at its NMS); one detection "
                                 "(tennis racket 0.85) has no counterpart in ONNX",
     "keypointrcnn_resnet50_fpn.coco_legacy": "one detection (person 0.15) has no counterpart in ONNX",
     "fasterrcnn_resnet50_fpn": "the 100th detection (the max_detections cut) differs on one of the 12 photos",
     "fasterrcnn_resnet50_fpn_v2": "the 100th detection (the max_detections cut) differs on one of the 12 photos",
-    "fcos_resnet50_fpn": "one flat box (zero height, y = 365.1) at x = 620 is off by more than 0.01 px on a photo "
-                         "over 1000 px",
     "keypointrcnn_resnet50_fpn": "one detection (person 0.10) has no counterpart (best IoU 0.78) on one photo",
     "maskrcnn_resnet50_fpn": "one score 0.8385 against 0.8374 (1.1e-3, over 1e-3) on one photo",
 }

@@ -490,9 +490,10 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
             corner_tolerance: float = 0.01, max_ties: float = 0.05) -> dict[str, float]:
     """Every detection of ``want`` matched in ``got`` (and none left over): box IoU >= ``iou``, the same class,
     scores within ``score_tolerance``, masks agreeing on ``mask_agreement`` of the pixels, keypoints within
-    ``keypoint_tolerance`` pixels. Boxes whose corners are all within ``corner_tolerance`` pixels match
-    whatever their IoU: a box of a pixel or less (random weights make them), or of no area (clipped at the
-    border, IoU NaN), changes its IoU by more than 1% when float32 rounding moves a corner. Returns the worst figures; raises ``AssertionError`` naming the first mismatch.
+    ``keypoint_tolerance`` pixels. Boxes whose corners are all within ``corner_tolerance`` pixels, or
+    0.25% of the box's longer side (the shift IoU 0.99 allows a square), match whatever their IoU: a box of
+    a pixel or less (random weights make them), or of no area (flat, or clipped at the border: IoU NaN),
+    changes its IoU by more than 1% when float32 rounding moves a corner. Returns the worst figures; raises ``AssertionError`` naming the first mismatch.
     A mask one pixel off everywhere (its box's corner rounded the other way) may agree once shifted back.
 
     Rounding can break a tie the other way: NMS keeps the other of two overlapping boxes of
@@ -513,7 +514,9 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
         same_class = [j for j in unused if got.class_ids[j] == detection.class_id]
         ious = np.nan_to_num(box_iou(detection.box, got.boxes[same_class])) if same_class else np.zeros(0)
         if len(ious):
-            ious[np.abs(got.boxes[same_class] - detection.box).max(axis=1) <= corner_tolerance] = 1.0
+            side = float(np.abs(detection.box[2:] - detection.box[:2]).max())  # a flat box's longer side
+            near = np.abs(got.boxes[same_class] - detection.box).max(axis=1) <= max(corner_tolerance, 0.0025 * side)
+            ious[near] = 1.0
         if not len(ious) or ious.max() < iou:
             unmatched.append((k, float(ious.max()) if len(ious) else None))
             continue
