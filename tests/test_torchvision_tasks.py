@@ -131,6 +131,14 @@ def test_parity_with_pytorch_on_four_photos_at_three_sizes_every_variant(zoo_cac
     check_parity(name)
 
 
+def test_a_detector_exports_at_opset_12_as_well(zoo_cache_dir):
+    # the per-class NMS is written for both forms of Unsqueeze/Squeeze (axes an attribute before opset 13)
+    spec, _ = randomized("fasterrcnn_mobilenet_v3_large_320_fpn")
+    model = zoo.get(spec, opset=12)  # the export's own parity check (3 sizes of the sample photo) must pass
+    assert model.metadata["opset"] == 12
+    assert len(model.predict(skimage_data.astronaut(), score_threshold=0.0)) >= 10
+
+
 def test_the_graph_resizes_as_torchvision_does_in_eager_mode():
     # the wrapper's resize (float64, one size in PyTorch and ONNX) gives torchvision's own eager results
     module = graphs.Detector(graphs.trained_architecture("fasterrcnn_mobilenet_v3_large_320_fpn", "COCO_V1", 91))

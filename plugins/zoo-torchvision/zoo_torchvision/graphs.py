@@ -109,16 +109,21 @@ class _PerClassNms(torch.autograd.Function):
         def const(value: Any, dtype: torch.dtype) -> Any:
             return g.op("Constant", value_t=torch.tensor(value, dtype=dtype))
 
+        def axis(op: str, value: Any, index: int) -> Any:  # Unsqueeze/Squeeze: axes an input from opset 13
+            if g.opset >= 13:
+                return g.op(op, value, const([index], torch.int64))
+            return g.op(op, value, axes_i=[index])
+
         zero, one = const([0], torch.int64), const(1, torch.int64)
         # classes: the largest id plus one; the 0 appended keeps ReduceMax off an empty tensor
         classes = g.op("Add", g.op("ReduceMax", g.op("Concat", idxs, zero, axis_i=0), keepdims_i=0), one)
-        rows = g.op("Equal", g.op("Unsqueeze", idxs, zero),
-                    g.op("Unsqueeze", g.op("Range", const(0, torch.int64), classes, one), const([1], torch.int64)))
-        table = g.op("Where", rows, g.op("Unsqueeze", scores, zero), const(-1.0, torch.float32))
+        rows = g.op("Equal", axis("Unsqueeze", idxs, 0),
+                    axis("Unsqueeze", g.op("Range", const(0, torch.int64), classes, one), 1))
+        table = g.op("Where", rows, axis("Unsqueeze", scores, 0), const(-1.0, torch.float32))
         count = g.op("Shape", scores)  # at most every box of a class
-        selected = g.op("NonMaxSuppression", g.op("Unsqueeze", boxes, zero), g.op("Unsqueeze", table, zero), count,
+        selected = g.op("NonMaxSuppression", axis("Unsqueeze", boxes, 0), axis("Unsqueeze", table, 0), count,
                         const([iou_threshold], torch.float32), const([0.0], torch.float32))
-        kept = g.op("Squeeze", g.op("Gather", selected, const([2], torch.int64), axis_i=1), const([1], torch.int64))
+        kept = axis("Squeeze", g.op("Gather", selected, const([2], torch.int64), axis_i=1), 1)
         _, order = g.op("TopK", g.op("Gather", scores, kept, axis_i=0), g.op("Shape", kept), outputs=2)
         return g.op("Gather", kept, order, axis_i=0)
 
