@@ -3,7 +3,7 @@
     python bench/run_all.py [--quick] [--only predict cold ...]
 
 Runs ``bench_list.py``, ``bench_preprocess.py``, ``bench_predict.py``, ``bench_cold.py``,
-``bench_export.py``, ``bench_postprocess.py``, ``bench_tasks.py`` and ``bench_serve.py`` with ``--json bench/results/NAME.json``, with the interpreter running this script. Each script's
+``bench_export.py``, ``bench_postprocess.py``, ``bench_tasks.py``, ``bench_serve.py`` and ``bench_decode.py`` with ``--json bench/results/NAME.json``, with the interpreter running this script. Each script's
 stdout is shown and saved as ``bench/results/NAME.md``; the first failure stops the run
 with its exit status. Then every row goes into one table, ``bench/results/summary.md`` (the
 README's), and ``plot.py`` draws ``bench/results.png`` from the JSON files.
@@ -34,6 +34,7 @@ BENCHMARKS = (
     ("postprocess", "bench_postprocess.py", ["--runs", "20"]),
     ("tasks", "bench_tasks.py", ["--runs", "3"]),
     ("serve", "bench_serve.py", ["--requests", "16"]),
+    ("decode", "bench_decode.py", ["--runs", "3"]),
 )
 
 

@@ -152,3 +152,37 @@ def test_fuzz_damaged_images_raise_only_zoo_errors(original, cut, flips):
                                                                          max_size=32))
 def test_fuzz_damaged_images_long(original, cut, flips):
     test_fuzz_damaged_images_raise_only_zoo_errors.hypothesis.inner_test(original, cut, flips)
+
+
+def _exif_moved_after_pixels(png: bytes) -> bytes:
+    """``png`` with its eXIf chunk moved from before the pixel data to just before IEND (where PNG allows it too)."""
+    chunks, position = [], 8
+    while position < len(png):
+        length = int.from_bytes(png[position:position + 4], "big")
+        chunks.append(png[position:position + 12 + length])
+        position += 12 + length
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    assert len(exif) == 1 and rest[-1][4:8] == b"IEND"
+    return png[:8] + b"".join(rest[:-1] + exif + rest[-1:])
+
+
+@pytest.mark.parametrize("exif_place", ["none", "before pixels", "after pixels"])
+def test_a_png_is_decoded_once_and_its_orientation_read_from_the_chunks(monkeypatch, exif_place):
+    import cv2
+    from PIL import PngImagePlugin
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(Image.fromarray(RGB), "PNG", **({} if exif_place == "none" else {"exif": exif}))
+    if exif_place == "after pixels":
+        data = _exif_moved_after_pixels(data)
+    reference = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    pillow_loads, opencv_decodes = [], []
+    load, imdecode = PngImagePlugin.PngImageFile.load, cv2.imdecode
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pillow_loads.append(1) or load(self))
+    monkeypatch.setattr(cv2, "imdecode", lambda *args: opencv_decodes.append(1) or imdecode(*args))
+    pixels = images.load(data)
+    assert np.array_equal(pixels, reference) and pixels.shape[:2] == (RGB.shape[:2] if exif_place == "none"
+                                                                       else RGB.shape[1::-1])
+    assert (len(pillow_loads), len(opencv_decodes)) == (0, 1)  # the header read decodes no pixel

@@ -192,7 +192,12 @@ def _header(data: bytes, name: str, limit: int | None) -> tuple[tuple[int, int],
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
             size, fmt = image.size, image.format or ""
-            orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
+            if fmt == "PNG" and "exif" not in image.info:  # Pillow's getexif would decode the pixels to look further
+                exif = Image.Exif()
+                exif.load(_png_exif_after_pixels(data))
+            else:
+                exif = image.getexif()
+            orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
     except Image.DecompressionBombError as error:  # over Pillow's own cap, which may be below ours
         found = re.search(r"\((\d+) pixels\)", str(error))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
@@ -202,6 +207,20 @@ def _header(data: bytes, name: str, limit: int | None) -> tuple[tuple[int, int],
         return None
     _check_size(size, name, limit)
     return size, fmt, orientation
+
+
+def _png_exif_after_pixels(data: bytes) -> bytes:
+    """The payload of a PNG's eXIf chunk placed after its pixel data (``b""``: none), found by walking the chunks'
+    headers (length, type) without decompressing anything."""
+    position = 8  # after the signature
+    while position + 8 <= len(data):
+        length, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
+        if kind == b"eXIf":
+            return data[position + 8:position + 8 + length]
+        if kind == b"IEND":
+            break
+        position += 12 + length  # length, type, data, CRC
+    return b""
 
 
 def _check_size(size: tuple[int, int], name: str, limit: int | None) -> None:
