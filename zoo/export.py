@@ -307,7 +307,8 @@ def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray]
                    geometries: list[Geometry]) -> bool:
     """Whether the task, comparing the two sets of outputs postprocessed, finds them equal.
 
-    Raises :class:`ExportError` naming the difference when they are not; ``False`` means the
+    Raises :class:`ExportError` naming the difference when they are not (the task's
+    ``AssertionError`` as its cause); ``False`` means the
     task has no comparison. Detections are compared down to score 0, not only confident ones.
     """
     from zoo.registry import default_registry
@@ -326,7 +327,7 @@ def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray]
         for a, b in zip(*results):
             task.compare(a, b, spec)
     except AssertionError as error:
-        raise ExportError(f"{spec.name!r}: ONNX results differ from PyTorch's ({task.name} comparison): {error}") from None
+        raise ExportError(f"{spec.name!r}: ONNX results differ from PyTorch's ({task.name} comparison): {error}") from error
     return True
 
 

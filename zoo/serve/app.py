@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 import zoo
 from zoo import images
 from zoo.errors import UnknownModelError, UsageError, ZooError, ZooInputError
+from zoo.results import jsonable
 from zoo.serve.batcher import Batcher, Busy
 from zoo.tasks import merge_options, option_from_text
 
@@ -207,7 +208,7 @@ async def predict(request: Request) -> Response:
         data, name = await _image_bytes(request, settings.max_body)
         image = await run_in_threadpool(images.decode, data, name)
         try:
-            result = await asyncio.wait_for(batcher.predict(image, given), settings.timeout)
+            result = await asyncio.wait_for(batcher.predict(image, options), settings.timeout)
         except TimeoutError:
             raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
     server.metrics.latency.labels(model.spec.name).observe(time.perf_counter() - start)
@@ -215,8 +216,6 @@ async def predict(request: Request) -> Response:
         if not hasattr(result, "draw"):
             raise HTTPError(406, "NotDrawable", f"the results of {model.spec.name} cannot be drawn; ask for JSON")
         return Response(await run_in_threadpool(_png, result, image), media_type="image/png")
-    from zoo.results import jsonable
-
     return JSONResponse({"model": model.spec.name, "options": options, "result": jsonable(result),
                          "ms": round((time.perf_counter() - start) * 1000, 1)})
 

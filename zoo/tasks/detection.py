@@ -490,11 +490,12 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
             corner_tolerance: float = 0.01, max_ties: float = 0.05) -> dict[str, float]:
     """Every detection of ``want`` matched in ``got`` (and none left over): box IoU >= ``iou``, the same class,
     scores within ``score_tolerance``, masks agreeing on ``mask_agreement`` of the pixels, keypoints within
-    ``keypoint_tolerance`` pixels. Boxes whose corners are all within ``corner_tolerance`` pixels, or
-    0.25% of the box's longer side (the shift IoU 0.99 allows a square), match whatever their IoU: a box of
-    a pixel or less (random weights make them), or of no area (flat, or clipped at the border: IoU NaN),
-    changes its IoU by more than 1% when float32 rounding moves a corner. Returns the worst figures; raises ``AssertionError`` naming the first mismatch.
-    A mask one pixel off everywhere (its box's corner rounded the other way) may agree once shifted back.
+    ``keypoint_tolerance`` pixels. Returns the worst figures; raises ``AssertionError`` naming the first
+    mismatch. Boxes whose corners are all within ``corner_tolerance`` pixels, or 0.25% of the box's longer
+    side (the shift IoU 0.99 allows a square), match whatever their IoU: a box of a pixel or less (random
+    weights make them), or of no area (flat, or clipped at the border: IoU NaN), changes its IoU by more
+    than 1% when float32 rounding moves a corner. A mask one pixel off everywhere (its box's corner
+    rounded the other way) may agree once shifted back.
 
     Rounding can break a tie the other way: NMS keeps the other of two overlapping boxes of
     the same class whose scores agree within ``score_tolerance``, or, among the lowest
@@ -502,8 +503,8 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
     Such unmatched pairs are counted as ``ties``, up to ``max_ties`` of the detections (none
     in a list of fewer than ``1 / max_ties``). A keypoint is the maximum of its heatmap: one
     further than ``keypoint_tolerance`` but of the same score within ``score_tolerance`` (relative
-    to the score, if over 1) found another maximum of equal height, counted in ``keypoint_ties``, up to ``max_ties`` of the keypoints
-    (none for keypoints without scores).
+    to the score, if over 1) found another maximum of equal height, counted in ``keypoint_ties``,
+    up to ``max_ties`` of the keypoints (none for keypoints without scores).
     """
     import numpy as np
 

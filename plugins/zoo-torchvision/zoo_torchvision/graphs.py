@@ -231,9 +231,11 @@ def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0,
     hooks = [module.register_forward_hook(lambda _, __, output, name=name: seen[name].append(output.flatten()))
              for name, module in layers.items()]
     with torch.no_grad():
-        model(photo)
-        for hook in hooks:
-            hook.remove()
+        try:
+            model(photo)
+        finally:
+            for hook in hooks:
+                hook.remove()
         for name, module in layers.items():
             outputs = torch.cat(seen[name])
             factor = spread / float(outputs.std())
