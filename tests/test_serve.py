@@ -247,21 +247,25 @@ def test_a_request_past_the_timeout_is_504_and_the_next_one_is_answered(tmp_path
 
 
 def test_sigterm_finishes_the_request_in_flight(tmp_path, library):
-    rng = np.random.default_rng(0)
-    noise = rng.integers(0, 256, (2600, 2600, 3), np.uint8)  # a noise PNG: a fraction of a second to decode
-    png = cv2.imencode(".png", noise)[1].tobytes()
-    with serving(tmp_path, "digits", "--max-body", str(len(png) + 1),
-                 env={"ZOO_CACHE_DIR": str(tmp_path / "c")}) as server:
+    png = digit_pngs(1)[0]
+    with serving(tmp_path, "digits", env={"ZOO_CACHE_DIR": str(tmp_path / "c")}) as server:
         host, port = server.url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=60)
-        connection.request("POST", "/v1/models/digits/predict", body=png, headers={"Content-Type": "image/png"})
-        time.sleep(0.05)  # the body is sent: the server is reading or decoding it
+        connection.putrequest("POST", "/v1/models/digits/predict")
+        connection.putheader("Content-Type", "image/png")
+        connection.putheader("Content-Length", str(len(png)))
+        connection.endheaders(png[:100])  # the request is in flight: headers and part of the body are in
         server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while "Shutting down" not in server.log.read_text():
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.02)
+        connection.send(png[100:])  # the rest of the body, after the server began to stop
         answer = connection.getresponse()
         assert answer.status == 200
         assert json.loads(answer.read())["result"] == library.predict(png).to_dict()
     log = server.log.read_text()
-    assert log.index("Shutting down") < log.index("POST /v1/models/digits/predict 200"), log  # SIGTERM came first
+    assert log.index("Shutting down") < log.index("POST /v1/models/digits/predict 200"), log
 
 
 def test_the_page_and_its_files_are_served_with_nothing_from_elsewhere(digits):
