@@ -63,6 +63,8 @@ LOCK_LOG_INTERVAL = 10.0
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 TEMP_PREFIX = ".tmp-"
+#: onnxruntime's optimised graph of an entry's model, saved beside it (see :mod:`zoo.runtime`).
+OPTIMIZED_PREFIX = "optimized-"
 KEY_LENGTH = 16
 
 
@@ -285,11 +287,12 @@ def new_temp_dir(folder: Path) -> Path:
 
 
 def discard_leftovers(folder: Path) -> None:
-    """Remove what an earlier writer left in ``folder``: temporary folders and stale metadata.
+    """Remove what an earlier writer left in ``folder``: temporary folders, stale metadata, and
+    onnxruntime's optimised graphs of the model about to be rebuilt.
 
     The caller holds the folder's lock, so whoever wrote them is gone.
     """
-    for path in folder.glob(f"{TEMP_PREFIX}*"):
+    for path in [*folder.glob(f"{TEMP_PREFIX}*"), *folder.glob(f"{OPTIMIZED_PREFIX}*")]:
         log.info("removing %s, left by an interrupted build", path)
         _delete(path)
     (folder / METADATA_FILE).unlink(missing_ok=True)
@@ -399,7 +402,9 @@ class Entry:
                 "path": str(self.folder / MODEL_FILE), "size": self.size, "ok": self.ok,
                 "created": meta.get("created"), "source": source.get("kind"), "weights": meta.get("weights"),
                 "onnx": meta.get("onnx"),
-                "exporter": meta.get("exporter"), "opset": meta.get("opset"), "simplified": meta.get("simplified")}
+                "exporter": meta.get("exporter"), "opset": meta.get("opset"), "simplified": meta.get("simplified"),
+                "precision": meta.get("key_inputs", {}).get("precision", {}).get("precision", "fp32"),
+                "source_entry": meta.get("source_entry")}
 
 
 def folder_size(path: Path) -> int:

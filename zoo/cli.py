@@ -180,6 +180,8 @@ def _preprocess_lines(pre: Any) -> list[tuple[str, str]]:
 def _built_from(entry: dict[str, Any]) -> str:
     """What a cache entry was made from: ``weights imagenet1k_v2 (resnet50-11ad3fa6.pth, 11ad3fa6), torchscript
     opset 17, simplified`` or ``prebuilt digits.onnx (31773508)``."""
+    if entry.get("precision", "fp32") != "fp32":
+        return f"{entry['precision']} of entry {entry.get('source_entry')}"
     if entry["source"] == "prebuilt":
         onnx = entry.get("onnx") or {}
         return f"prebuilt {onnx.get('file', 'file')} ({str(onnx.get('sha256', ''))[:8]})"
@@ -212,6 +214,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    if "int8" in meta:
+        q = meta["int8"]
+        settings = meta["key_inputs"]["precision"]
+        made = (f"{settings['format']}, {settings['method']} calibration on {q['calibration_images']} images, from "
+                f"entry {meta['source_entry']}")
+        agrees = (f"top-1 agrees with float32 on {q['agreement']:.1%} of {q['held_images']} held images, largest "
+                  f"output change {q['max_difference']:.1%} of its range")
+        speed = f"{q['int8_ms']:.3g} ms against {q['fp32_ms']:.3g} ms in float32 ({q['speedup']:.2f}x), one image"
+        return [("int8", made), ("agreement", agrees), ("speed", speed)]
     if "parity" not in meta:
         onnx = meta.get("onnx", {})
         return [("source", f"prebuilt ONNX {onnx.get('file')} (sha256 {onnx.get('sha256')}, verified)")]
@@ -257,7 +268,8 @@ def _export_one(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], li
     from zoo.runtime import open_session
 
     spec, converted = prepare(name, weights=args.weights, sha256=args.sha256, labels=_labels(args),
-                              opset=args.opset, exporter=args.exporter, simplify=not args.no_simplify)
+                              opset=args.opset, exporter=args.exporter, simplify=not args.no_simplify,
+                              precision=args.precision)
     meta = converted.metadata
     path = converted.path
     providers = None
@@ -359,8 +371,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = _expand_images(args.images)
     saved = _save_paths(paths, args.save) if args.save else {}
     labels = _labels(args)
-    model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, runtime=args.runtime,
-                    providers=args.providers, threads=args.threads, batch_size=args.batch_size)
+    model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, precision=args.precision,
+                    runtime=args.runtime, providers=args.providers, threads=args.threads, batch_size=args.batch_size)
     from zoo.tasks import merge_options
 
     merge_options(model.spec, model.options, options)  # a wrong option fails before any image is read
@@ -653,6 +665,9 @@ def _weights_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="FILE",
                         help="class names, one a line, for weights fine-tuned on other classes (the model is "
                              "built with that many)")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="int8: quantize the float32 model (once, then cached), checked against it on held "
+                             "photos and refused if they disagree (default fp32)")
 
 
 def _runtime_arguments(parser: argparse.ArgumentParser) -> None:

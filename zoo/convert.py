@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from zoo import cache
+from zoo import cache, quantize
 from zoo._log import notice
 from zoo.errors import DownloadError, ExportError, NotWritableError, UsageError, WeightsError
 from zoo.spec import Artifact, ModelSpec, callable_name
@@ -127,6 +127,15 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
     if inputs.get("format") != FORMAT or inputs.get("zoo") != __version__:
         return False
     spec = registry.get(entry.name) if registry is not None and entry.name in registry else None
+    precision = inputs.get("precision")
+    if precision is not None and precision.get("onnxruntime") != quantize.onnxruntime_version():
+        return False
+    if precision is not None and spec is not None and spec.name == entry.name:
+        try:
+            if quantize.key_inputs(spec, precision["precision"]) != precision:  # other photos, limits or settings
+                return False
+        except UsageError:
+            return False
     if source.get("kind") == "prebuilt":
         return spec is None or (spec.onnx is not None and spec.onnx.sha256 == source.get("sha256"))
     if source.get("versions") != library_versions(source.get("exporter", "")):
@@ -140,14 +149,22 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
 
 
 def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = True, exporter: str | None = None,
-         opset: int | None = None, simplify: bool = True, plugin_version: str | None = None) -> dict[str, Any]:
+         opset: int | None = None, simplify: bool = True, plugin_version: str | None = None,
+         precision: str = "fp32") -> dict[str, Any]:
     """The key inputs of the entry that :func:`convert` would return, without building anything.
 
     A spec's prebuilt file is used when the spec's own weights are asked for and no
     export option is (``prebuilt=False`` forces an export). Other weights for a spec that
-    can only be fetched prebuilt are refused: the file could not contain them.
+    can only be fetched prebuilt are refused: the file could not contain them. An int8
+    entry's inputs are its float32 source's, plus its ``precision`` (:func:`zoo.quantize.key_inputs`).
     """
-    from zoo import export
+    from zoo import export, quantize
+
+    precision_inputs = quantize.key_inputs(spec, precision)
+    if precision_inputs is not None:
+        source = plan(spec, weights, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
+                      plugin_version=plugin_version)
+        return {**source, "precision": precision_inputs}
 
     own_weights = weights is None or weights == spec.weights
     if spec.build is None:
@@ -169,25 +186,29 @@ def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = Tru
 
 def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = True,
             exporter: str | None = None, opset: int | None = None, simplify: bool = True,
-            plugin_version: str | None = None) -> Converted:
+            plugin_version: str | None = None, precision: str = "fp32") -> Converted:
     """Return the cached ONNX model for ``spec`` with ``weights``, building it if needed.
 
-    The arguments are those of :func:`plan`.
+    The arguments are those of :func:`plan`. An int8 model is made from the float32 one,
+    which is converted (and cached) first.
     """
-    inputs = plan(spec, weights, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
-                  plugin_version=plugin_version)
+    arguments = {"prebuilt": prebuilt, "exporter": exporter, "opset": opset, "simplify": simplify,
+                 "plugin_version": plugin_version}
+    inputs = plan(spec, weights, **arguments, precision=precision)
     folder = cache.entry_dir(spec.name, make_key(inputs))
     metadata = cache.read_entry(folder)
     if metadata is None:
+        source = convert(spec, weights, **arguments) if "precision" in inputs else None
         cache.make_dirs(folder)
         with cache.locked(folder, what=spec.name):
             metadata = cache.read_entry(folder)
             if metadata is None:
-                metadata = _build(spec, weights, folder, inputs)
+                metadata = _build(spec, weights, folder, inputs, source)
     elif metadata["files"][cache.MODEL_FILE]["mtime_ns"] != _mtime_ns(folder / cache.MODEL_FILE):
         try:  # verified by hash after a move or a touch: remember the new times
             with cache.locked(folder, what=spec.name):
-                metadata = cache.refresh_records(folder) or _build(spec, weights, folder, inputs)
+                metadata = cache.refresh_records(folder) or _build(
+                    spec, weights, folder, inputs, convert(spec, weights, **arguments) if "precision" in inputs else None)
         except NotWritableError:  # a read-only cache: the hash was checked, use it as it is
             pass
     return Converted(path=folder / cache.MODEL_FILE, metadata=metadata)
@@ -217,15 +238,24 @@ def weights_record(spec: ModelSpec, weights: WeightsSource, sha256: str | None) 
     return {"tag": None, "file": weights.name, "location": str(weights), "sha256": sha256}
 
 
-def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Build the entry in a temporary folder and commit it (the caller holds the lock)."""
+def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[str, Any],
+           float32: Converted | None = None) -> dict[str, Any]:
+    """Build the entry in a temporary folder and commit it (the caller holds the lock); an int8
+    entry from its ``float32`` source's entry."""
     cache.discard_leftovers(folder)
     temp = cache.new_temp_dir(folder)
     started = time.perf_counter()
     try:
         source = inputs["source"]
         model_path = temp / cache.MODEL_FILE
-        if source["kind"] == "prebuilt":
+        if float32 is not None:
+            from zoo import quantize
+
+            notice(log, "quantizing %s to int8 (calibrated on %s); this is done once, then cached", spec.name,
+                   "the zoo's photos" if spec.calibration is None else callable_name(spec.calibration))
+            record = {"weights": float32.metadata.get("weights"), "source_entry": float32.path.parent.name,
+                      "int8": quantize.quantize(spec, float32.path, model_path, inputs["precision"])}
+        elif source["kind"] == "prebuilt":
             _fetch_prebuilt(spec, model_path)
             record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.sha256}}  # type: ignore[union-attr]
         else:
@@ -247,7 +277,7 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
         for empty in (folder, folder.parent):  # a failed first build leaves no trace
             with contextlib.suppress(OSError):
                 empty.rmdir()
-    if source["kind"] == "export":
+    if source["kind"] == "export" and float32 is None:
         notice(log, "exported %s in %.1f s, cached in %s", spec.name, time.perf_counter() - started, folder)
     return metadata
 

@@ -57,7 +57,10 @@ class Model:
         self.path: Path = converted.path
         #: The cache entry's metadata: sha256 and size, versions, export and parity report.
         self.metadata: dict[str, Any] = converted.metadata
-        self.session: Session = open_session(self.path, runtime, spec.outputs, providers=providers, threads=threads)
+        files = self.metadata.get("files", {})  # the optimised graph is kept in the entry, unless it has external data
+        self.session: Session = open_session(self.path, runtime, spec.outputs, providers=providers, threads=threads,
+                                             keep_optimized=files[cache.MODEL_FILE]["sha256"]
+                                             if list(files) == [cache.MODEL_FILE] else None)
         self.feeds = self._check_graph()
         self.batch_size = batch_size
 
@@ -216,7 +219,7 @@ class Pipeline:
 
 def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
         sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
-        exporter: str | None = None, simplify: bool = True, runtime: str = "onnxruntime",
+        exporter: str | None = None, simplify: bool = True, precision: str = "fp32", runtime: str = "onnxruntime",
         providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8) -> Model | Pipeline:
     """The model called ``name`` (or described by a spec), converted and cached on first use.
 
@@ -224,12 +227,14 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     checkpoint, a URL (with ``sha256``) or an :class:`~zoo.spec.Artifact`; the default is
     the spec's own weights (or its prebuilt ONNX file). ``labels`` names the classes of a
     checkpoint fine-tuned for others (the model is built with that many). ``opset`` and
-    ``exporter`` (``"torchscript"`` or ``"dynamo"``) choose the export; ``runtime`` is
+    ``exporter`` (``"torchscript"`` or ``"dynamo"``) choose the export; ``precision="int8"``
+    quantizes the float32 model, checked against it on held photos (see :mod:`zoo.quantize`;
+    the figures are in ``model.metadata["int8"]``); ``runtime`` is
     ``"onnxruntime"`` (``providers`` and ``threads`` configure it) or ``"opencv"``;
     ``batch_size`` is how many images ``predict`` runs at once.
 
     A pipeline (a spec with ``requires``) is returned as a :class:`Pipeline` whose
-    sub-models are opened with the same runtime, providers, threads and batch size.
+    sub-models are opened with the same precision, runtime, providers, threads and batch size.
     """
     check_count("batch_size", batch_size)
     check_count("threads", threads, optional=True)
@@ -240,11 +245,11 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     if spec.is_pipeline:
         _pipeline_arguments(spec, weights=weights, sha256=sha256, labels=labels, opset=opset, exporter=exporter)
         models = {required: get(required, runtime=runtime, providers=providers, threads=threads, simplify=simplify,
-                                batch_size=batch_size) for required in spec.requires}
+                                precision=precision, batch_size=batch_size) for required in spec.requires}
         return Pipeline(spec, models)  # type: ignore[arg-type]
     for _ in range(3):
         spec, converted = prepare(name, weights=weights, sha256=sha256, labels=labels, opset=opset,
-                                  exporter=exporter, simplify=simplify)
+                                  exporter=exporter, simplify=simplify, precision=precision)
         folder = converted.path.parent
         with cache.reading(folder):  # `zoo cache rm` in another process waits until the session is open
             if cache.read_entry(folder) is not None:
@@ -258,7 +263,7 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
 
 def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
             sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
-            exporter: str | None = None, simplify: bool = True) -> tuple[ModelSpec, Converted]:
+            exporter: str | None = None, simplify: bool = True, precision: str = "fp32") -> tuple[ModelSpec, Converted]:
     """Resolve the name and the weights and return the cached ONNX file (built if needed), without a session.
 
     The arguments are those of :func:`get`; ``zoo export`` uses this directly.
@@ -276,7 +281,7 @@ def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact
         spec = _with_labels(spec, labels)
     info = registry.plugin_manager.infos.get(spec.plugin)
     converted = convert(spec, source, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
-                        plugin_version=info.version if info else None)
+                        plugin_version=info.version if info else None, precision=precision)
     return spec, converted
 
 

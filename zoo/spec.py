@@ -47,6 +47,8 @@ BuildFn = Callable[["ModelSpec", "Path | None"], Any]
 PostprocessFn = Callable[..., Any]
 #: ``run(models, image, ...)`` runs a pipeline on one image with its loaded sub-models.
 PipelineFn = Callable[..., Any]
+#: ``calibration()`` returns the :class:`zoo.quantize.Photos` an int8 quantization calibrates and checks on.
+CalibrationFn = Callable[[], Any]
 
 #: What can feed a graph input: the preprocessed images, or per image ``[height, width]``
 #: of the original (``original_size``) or of the input tensor (``input_size``), or the
@@ -213,6 +215,14 @@ class ModelSpec:
     #: ``scale`` being the largest ``|torch|`` in that sample's output.
     atol: float = 1e-4
     rtol: float = 1e-3
+    #: How ``precision="int8"`` treats this model (see :mod:`zoo.quantize`): ``exclude`` (glob
+    #: patterns of graph node names kept in float), ``min_agreement`` (the fraction of held
+    #: images whose top class must agree with float32's, default 0.98) and ``max_difference``
+    #: (the largest output change allowed, relative to the output's range, default 0.25).
+    int8: Mapping[str, Any] = field(default_factory=dict)
+    #: Images to calibrate int8 on and to check it on (None: the zoo's photos); for models of
+    #: other pictures than photos, such as digits.
+    calibration: CalibrationFn | None = field(default=None, compare=False)
     #: Published figures: ``acc@1``, ``acc@5``, ``params``, ``gflops``, ...
     metrics: Mapping[str, float] = field(default_factory=dict)
     #: The plugin's own data (not interpreted by the core; JSON values only, as it is part of the cache key).
@@ -248,7 +258,7 @@ class ModelSpec:
                 set_field(self, name, Artifact.from_dict(value, name))
             elif value is not None and not isinstance(value, Artifact):
                 raise SpecError(name, f"must be an Artifact, a table or None, got {type(value).__name__}")
-        for name in ("build", "postprocess", "run"):
+        for name in ("build", "postprocess", "run", "calibration"):
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise SpecError(name, f"must be callable, got {type(value).__name__}")
@@ -289,6 +299,7 @@ class ModelSpec:
         set_field(self, "unsupported", _frozen(unsupported))
         check_number("atol", self.atol, minimum=0)
         check_number("rtol", self.rtol, minimum=0)
+        self._check_int8()
         metrics = check_mapping("metrics", self.metrics)
         for key, value in metrics.items():
             check_number(f"metrics.{key}", value)
@@ -296,6 +307,18 @@ class ModelSpec:
         set_field(self, "extra", _frozen(check_mapping("extra", self.extra)))
         _json_plain("extra", self.extra)
         check_choice("scores", self.scores, SCORES)
+
+    def _check_int8(self) -> None:
+        int8 = dict(check_mapping("int8", self.int8))
+        unknown = sorted(set(int8) - {"exclude", "min_agreement", "max_difference"})
+        if unknown:
+            raise SpecError("int8", f"has unknown keys {unknown}; it takes exclude, min_agreement and max_difference")
+        if "exclude" in int8:
+            int8["exclude"] = check_strings("int8.exclude", int8["exclude"])
+        for key in ("min_agreement", "max_difference"):
+            if key in int8:
+                check_number(f"int8.{key}", int8[key], minimum=0)
+        set_field(self, "int8", _frozen(int8))
 
     def _check_pipeline(self) -> None:
         requires = check_strings("requires", self.requires)
@@ -364,6 +387,8 @@ class ModelSpec:
             "opset": self.opset,
             "atol": self.atol,
             "rtol": self.rtol,
+            "int8": _json_plain("int8", self.int8),
+            "calibration": callable_name(self.calibration),
             "metrics": dict(self.metrics),
             "unsupported": dict(self.unsupported),
             "extra": _json_plain("extra", self.extra),

@@ -11,7 +11,10 @@ exports it to ONNX, simplifies it, checks onnxruntime against PyTorch, and write
   0 on white paper 1; output ``logits``: ``(batch, 10)``);
 * ``zoo_digits/model.toml``: its sha256 and size, held-out accuracy, split and training
   settings, library versions (what registration reads);
-* ``samples/<digit>.png``: the first held-out image of each digit, dark on white, 64x64.
+* ``samples/<digit>.png``: the first held-out image of each digit, dark on white, 64x64;
+* ``zoo_digits/calibration.png`` and ``zoo_digits/held.png``: 64 training images each, tiled 8 by 8
+  (8x8 pixels each), which int8 quantization calibrates on and checks agreement on; the
+  held-out images stay out of both, so they measure the int8 model independently.
 
 Everything is seeded and deterministic on CPU: running it twice writes the same bytes.
 """
@@ -136,6 +139,14 @@ def write_samples(x_test: np.ndarray, y_test: np.ndarray) -> None:
         cv2.imwrite(str(SAMPLES / f"{digit}.png"), render(x_test[first, 0]))
 
 
+def write_calibration(x_train: np.ndarray) -> None:
+    """``calibration.png`` (the first 64 training images) and ``held.png`` (the next 64), tiled 8 by 8."""
+    for number, name in enumerate(("calibration", "held")):
+        images = np.round(x_train[64 * number:64 * (number + 1), 0] * 255).astype(np.uint8)
+        tiled = images.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64)
+        cv2.imwrite(str(PACKAGE / f"{name}.png"), tiled)
+
+
 def toml_table(name: str, values: dict[str, object]) -> str:
     """One TOML table of strings, numbers and booleans (enough for model.toml; tomllib only reads)."""
     lines = [f"[{name}]"]
@@ -160,6 +171,7 @@ def main() -> None:
     accuracy = float((logits.argmax(axis=1) == y_test).mean() * 100)
     (PACKAGE / "digits.onnx").write_bytes(data)
     write_samples(x_test, y_test)
+    write_calibration(x_train)
 
     header = "# Written by train.py: do not edit. zoo_digits/__init__.py reads it to register the model.\n\n"
     tables = [

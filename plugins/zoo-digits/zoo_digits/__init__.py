@@ -41,7 +41,23 @@ def load_spec() -> zoo.ModelSpec:
         onnx=zoo.Artifact(url=(HERE / onnx["file"]).as_uri(), sha256=onnx["sha256"], size=onnx["size"]),
         outputs=("logits",),
         metrics={"acc@1": accuracy, "params": onnx["parameters"]},
+        calibration=calibration,
     )
+
+
+def calibration() -> object:
+    """int8 calibration and agreement images: 64 training digits each (``calibration.png``, ``held.png``).
+
+    Photos would set ranges for pictures this model never sees; these are its own kind.
+    """
+    from zoo import images
+    from zoo.quantize import Photos
+
+    def tiles(name: str) -> list:
+        sheet = images.decode((HERE / name).read_bytes(), name)  # 64x64 RGB: 8 by 8 digits of 8x8
+        return [sheet[row:row + 8, column:column + 8].copy() for row in range(0, 64, 8) for column in range(0, 64, 8)]
+
+    return Photos(calibration=tiles("calibration.png"), held=tiles("held.png"))
 
 
 @zoo.hookimpl

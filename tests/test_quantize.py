@@ -1,0 +1,200 @@
+"""int8 models (zoo.quantize): made from the float32 entry, checked on held images, refused when they disagree.
+
+The digits model and hand-made ONNX classifiers need no torch: these run in the torch-free job
+too. The torchvision classifier at the end needs the export extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime.quantization")
+
+import zoo
+from zoo import cache, quantize
+from zoo.convert import is_current, make_key, plan
+from zoo.registry import default_registry
+
+HAVE_DIGITS = "digits" in zoo.list_models()
+needs_digits = pytest.mark.skipif(not HAVE_DIGITS, reason="the zoo-digits plugin is not installed")
+
+
+def gemm_classifier(folder: Path, *, ties: bool, classes: int = 10, seed: int = 0) -> zoo.ModelSpec:
+    """A prebuilt ONNX classifier of 8x8 RGB images: Flatten then one Gemm (node ``head``).
+
+    Without ``ties``, its first rows are the held photos' mean pictures (centred, as a
+    trained classifier's prototypes), so that each held photo's views score their own class
+    well above the others. With ``ties`` every row is one row plus noise of 1e-5: its logits
+    differ by less than int8 rounding changes them, so an int8 version picks other top classes.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    preprocess = zoo.Preprocess(resize=(8, 8))
+    if ties:
+        rows = rng.normal(size=(1, 192)) + 1e-5 * rng.normal(size=(classes, 192))
+    else:
+        held = quantize.zoo_photos().held
+        views = len(quantize.HELD_VIEWS)
+        means = np.stack([preprocess.apply(held[i:i + views]).reshape(views, -1).mean(0)
+                          for i in range(0, len(held), views)])
+        means -= means.mean(0)
+        rows = 0.1 * rng.normal(size=(classes, 192))
+        rows[:len(means)] = 10 * means / np.linalg.norm(means, axis=1, keepdims=True)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], name="flatten"),
+         helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"], name="head", transB=1)],
+        "gemm", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [numpy_helper.from_array(rows.astype(np.float32), "weight"),
+         numpy_helper.from_array(np.zeros(classes, np.float32), "bias")])
+    path = folder / f"gemm-{'ties' if ties else 'apart'}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    data = path.read_bytes()
+    return zoo.ModelSpec(name=f"gemm-{'ties' if ties else 'apart'}", task="image-classification",
+                         preprocess=preprocess, labels=tuple(f"c{i}" for i in range(classes)),
+                         outputs=("logits",), onnx=zoo.Artifact(url=path.as_uri(), sha256=hashlib.sha256(data).hexdigest(),
+                                                                size=len(data)))
+
+
+def ops(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_an_int8_model_is_made_from_the_float32_entry_with_its_figures_stored(zoo_cache_dir, tmp_path):
+    spec = gemm_classifier(tmp_path, ties=False)
+    model = zoo.get(spec, precision="int8")
+    figures = model.metadata["int8"]
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops(model.path)  # QDQ: weights int8, activations uint8
+    assert figures["agreement"] >= 0.98 and figures["max_difference"] <= 0.25 and figures["speedup"] > 0
+    assert figures["calibration_images"] == len(quantize.zoo_photos().calibration) >= 40  # a few dozen views
+    assert figures["held_images"] == len(quantize.zoo_photos().held) == 64
+    entries = {e.key: e for e in cache.entries(spec.name)}
+    assert len(entries) == 2 and model.metadata["source_entry"] in entries  # the float32 entry, cached as well
+    fp32 = zoo.get(spec)
+    assert "QuantizeLinear" not in ops(fp32.path) and fp32.path.parent.name == model.metadata["source_entry"]
+    photo = quantize.zoo_photos().held[0]
+    assert model.predict(photo).label == fp32.predict(photo).label
+    assert zoo.get(spec, precision="int8").path == model.path  # a cache hit: nothing rebuilt
+    assert len(cache.entries(spec.name)) == 2
+
+
+def test_the_precision_the_calibration_images_and_the_limits_are_in_the_key(tmp_path):
+    spec = gemm_classifier(tmp_path, ties=False)
+    keys = {make_key(plan(spec)), make_key(plan(spec, precision="int8"))}
+    photos = quantize.zoo_photos()
+    fewer = quantize.Photos(calibration=photos.calibration[:8], held=photos.held)
+    for changed in ({"calibration": lambda: fewer}, {"int8": {"min_agreement": 0.9}}, {"int8": {"exclude": ["head"]}}):
+        keys.add(make_key(plan(dataclasses.replace(spec, **changed), precision="int8")))
+    assert len(keys) == 5
+    inputs = plan(spec, precision="int8")
+    assert inputs["source"] == plan(spec)["source"]  # made from the float32 file the key also names
+    assert inputs["precision"]["onnxruntime"] == quantize.onnxruntime_version()
+    assert inputs["precision"]["reduce_range"] == quantize.reduced_range()
+
+
+def test_a_quantization_that_disagrees_is_refused_with_its_figures_and_leaves_no_entry(zoo_cache_dir, tmp_path):
+    spec = gemm_classifier(tmp_path, ties=True)
+    with pytest.raises(quantize.QuantizationError) as raised:
+        zoo.get(spec, precision="int8")
+    message = str(raised.value)
+    assert "'gemm-ties'" in message and "of 64 held images (at least 98.0% wanted)" in message, message
+    assert "int8.exclude" in message and "precision 'fp32'" in message
+    assert isinstance(raised.value, zoo.ExportError)
+    [entry] = cache.entries(spec.name)  # the float32 entry alone: nothing half made
+    assert entry.ok and entry.to_dict()["precision"] == "fp32"
+    assert not list(entry.folder.parent.glob(".*")) and not list(entry.folder.glob(".int8-*"))
+    # the spec's exclusion list keeps the layer that loses the top class in float: accepted, and said so
+    kept = zoo.get(dataclasses.replace(spec, int8={"exclude": ["he*"]}), precision="int8")
+    assert kept.metadata["int8"]["excluded"] == ["head"] and kept.metadata["int8"]["agreement"] == 1.0
+
+
+def test_int8_is_refused_for_tasks_whose_agreement_it_cannot_check(tmp_path):
+    detector = dataclasses.replace(gemm_classifier(tmp_path, ties=False), task="object-detection")
+    with pytest.raises(zoo.UsageError, match="object-detection model; int8 is available for image-classification"):
+        plan(detector, precision="int8")
+    with pytest.raises(zoo.UsageError, match="unknown precision 'int4'; choose one of fp32, int8"):
+        plan(detector, precision="int4")
+
+
+@pytest.mark.parametrize(("flags", "reduced"), [
+    ("flags\t\t: fpu sse2 avx2 fma", True),  # AVX2 without VNNI: u8s8 saturates, 7-bit weights
+    ("flags\t\t: fpu avx2 avx512f avx512_vnni", False),
+    ("flags\t\t: fpu avx2 avx_vnni", False),
+])
+def test_weights_use_seven_bits_on_x86_without_vnni(flags, reduced):
+    assert quantize.reduced_range(flags) is reduced
+
+
+def test_a_spec_checks_its_int8_table(tmp_path):
+    spec = gemm_classifier(tmp_path, ties=False)
+    with pytest.raises(zoo.SpecError, match="int8.*unknown keys \\['tolerance'\\]"):
+        dataclasses.replace(spec, int8={"tolerance": 0.1})
+    with pytest.raises(zoo.SpecError, match="int8.min_agreement"):
+        dataclasses.replace(spec, int8={"min_agreement": "high"})
+    assert dataclasses.replace(spec, int8={"exclude": ["head"]}).to_dict()["int8"] == {"exclude": ["head"]}
+
+
+@needs_digits
+def test_digits_in_int8_calibrates_on_digits_and_keeps_its_held_out_accuracy(zoo_cache_dir):
+    datasets = pytest.importorskip("sklearn.datasets")
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    digits = datasets.load_digits()
+    _, test = model_selection.train_test_split(np.arange(len(digits.target)), test_size=0.2,
+                                               stratify=digits.target, random_state=0)
+    pictures = list(np.round(255 * (1 - digits.images[np.sort(test)] / 16)).astype(np.uint8))
+    truth = digits.target[np.sort(test)]
+    accuracy = {}
+    for precision in ("fp32", "int8"):
+        results = zoo.get("digits", precision=precision).predict(pictures, batch_size=64)
+        accuracy[precision] = 100 * np.mean([r.class_id == t for r, t in zip(results, truth)])
+    assert accuracy["int8"] >= accuracy["fp32"] - 1.0, accuracy  # the issue's bound: at most 1 point lower
+    int8 = zoo.get("digits", precision="int8")
+    assert int8.metadata["int8"]["calibration_images"] == 64  # the plugin's digits, not the zoo's photos
+    entry = next(e for e in cache.entries("digits") if e.key == int8.path.parent.name)
+    assert is_current(entry, default_registry())
+
+
+@needs_digits
+def test_zoo_export_and_predict_take_a_precision(zoo_cache_dir, tmp_path):
+    def zoo_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, check=False)
+
+    exported = zoo_cli("export", "digits", "--precision", "int8", "--json")
+    assert exported.returncode == 0, exported.stderr
+    data = json.loads(exported.stdout)
+    assert data["key_inputs"]["precision"]["precision"] == "int8" and data["int8"]["agreement"] >= 0.98
+    shown = zoo_cli("export", "digits", "--precision", "int8").stdout
+    assert "agreement  top-1 agrees with float32 on" in shown and "one image" in shown
+    import cv2
+
+    digit = quantize.photos(zoo.get_spec("digits")).held[0]
+    cv2.imwrite(str(tmp_path / "digit.png"), digit)
+    predicted = zoo_cli("predict", "digits", str(tmp_path / "digit.png"), "--precision", "int8", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)[0]["result"]["label"] == zoo.get("digits", precision="int8").predict(digit).label
+    listed = zoo_cli("cache", "list").stdout
+    assert f"int8 of entry {data['source_entry']}" in listed
+    wrong = zoo_cli("predict", "digits", "x.png", "--precision", "int4")
+    assert wrong.returncode == 2 and "invalid choice: 'int4'" in wrong.stderr
+
+
+def test_the_photos_are_listed_with_their_licences():
+    import tomllib
+    from importlib.resources import files
+
+    folder = files("zoo") / "data" / "photos"
+    listed = tomllib.loads((folder / "photos.toml").read_text(encoding="utf-8"))["photo"]
+    assert {p["file"] for p in listed} == {p.name for p in folder.iterdir() if p.name.endswith(".jpg")}
+    assert all(p["license"] and p["source"] and p["role"] in ("calibration", "held") for p in listed)
+    held = [p["file"] for p in listed if p["role"] == "held"]
+    assert len(held) == 4 and len(listed) - len(held) >= 10

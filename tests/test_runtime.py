@@ -1,0 +1,71 @@
+"""onnxruntime sessions: the optimised graph kept in the cache entry, and what happens when it is damaged.
+
+The digits model needs no torch: these run in the torch-free job too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import cache
+from zoo.runtime import optimized_name
+
+if "digits" not in zoo.list_models():
+    pytest.skip("the zoo-digits plugin is not installed", allow_module_level=True)
+
+
+def digit() -> np.ndarray:
+    image = np.full((32, 32), 255, np.uint8)
+    image[6:26, 14:18] = 0  # a one
+    return image
+
+
+def optimized_files(model: zoo.Model) -> list[str]:
+    return sorted(p.name for p in model.path.parent.glob(f"{cache.OPTIMIZED_PREFIX}*"))
+
+
+def test_the_optimised_graph_is_saved_in_the_entry_and_opened_next_time(zoo_cache_dir):
+    first = zoo.get("digits")
+    saved = first.session.optimized
+    assert saved is not None and optimized_files(first) == [saved.name]
+    assert saved.parent == first.path.parent and not list(saved.parent.glob(f"{cache.TEMP_PREFIX}*"))
+    written = saved.stat().st_mtime_ns
+    second = zoo.get("digits")
+    assert second.session.session._model_path == str(saved)  # opened instead of model.onnx
+    assert saved.stat().st_mtime_ns == written  # and not written again
+    np.testing.assert_allclose(second.run(second.preprocess(digit()))["logits"],
+                               first.run(first.preprocess(digit()))["logits"], rtol=1e-5, atol=1e-6)
+    assert zoo.get("digits", precision="int8").session.optimized.name != saved.name  # another model, another file
+
+
+def test_the_name_depends_on_the_model_onnxruntime_and_the_providers():
+    names = {optimized_name("a" * 64, "1.31.1", ["CPUExecutionProvider"]),
+             optimized_name("b" * 64, "1.31.1", ["CPUExecutionProvider"]),
+             optimized_name("a" * 64, "1.32.0", ["CPUExecutionProvider"]),
+             optimized_name("a" * 64, "1.31.1", ["CUDAExecutionProvider", "CPUExecutionProvider"])}
+    assert len(names) == 4 and all(n.startswith(cache.OPTIMIZED_PREFIX) and n.endswith(".onnx") for n in names)
+
+
+def test_a_damaged_optimised_graph_is_replaced_and_the_model_still_runs(zoo_cache_dir):
+    model = zoo.get("digits")
+    want = model.predict(digit()).to_dict()
+    saved = model.session.optimized
+    saved.write_bytes(b"not an onnx file")
+    again = zoo.get("digits")
+    assert again.predict(digit()).to_dict() == want
+    assert again.session.session._model_path == str(model.path)  # the model itself, this time
+    assert saved.stat().st_size > 1000  # written anew from it
+    assert zoo.get("digits").session.session._model_path == str(saved)
+
+
+def test_a_rebuilt_entry_drops_the_graphs_optimised_from_its_old_model(zoo_cache_dir):
+    model = zoo.get("digits")
+    saved = model.session.optimized
+    stale = saved.with_name(f"{cache.OPTIMIZED_PREFIX}0123456789abcdef.onnx")  # as from another model's bytes
+    stale.write_bytes(saved.read_bytes())
+    (model.path.parent / cache.METADATA_FILE).unlink()  # an incomplete entry: the next get rebuilds it
+    rebuilt = zoo.get("digits")
+    assert rebuilt.path == model.path and rebuilt.predict(digit()).to_dict() == model.predict(digit()).to_dict()
+    assert optimized_files(rebuilt) == [saved.name]  # both removed before the rebuild; its own saved again

@@ -1,0 +1,299 @@
+"""int8 models: static quantization with onnxruntime, calibrated on photos and checked against float32.
+
+A cached float32 file becomes an int8 one in QDQ form (QuantizeLinear/DequantizeLinear
+pairs that onnxruntime fuses into integer kernels): weights int8 per output channel,
+activations uint8 with ranges calibrated on views of photos. The int8 file is then run
+beside the float32 one on held photos (never calibrated on); unless the top classes agree
+on at least the spec's ``min_agreement`` of them and no output moves by more than
+``max_difference`` of its range, :class:`QuantizationError` refuses it with the figures.
+The figures, and the speed-up measured on this machine, are stored with the entry.
+
+The settings (:data:`SETTINGS`) were chosen by ``bench/bench_int8.py``: see its results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import io
+import logging
+import platform
+import re
+import shutil
+import statistics
+import tempfile
+import time
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata as importlib_metadata
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ExportError, UsageError
+from zoo.spec import ModelSpec, callable_name
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8")
+#: Tasks whose outputs the agreement check understands (a score per class, top class first).
+TASKS = ("image-classification",)
+#: How the zoo quantizes: onnxruntime's QDQ format, uint8 activations and int8 weights (u8s8,
+#: the combination its x86 kernels run fastest), per-channel weights, MinMax calibration, after
+#: onnxruntime's pre-processing, every operator onnxruntime can quantize (``ops`` None). The
+#: weights use 7 bits (``reduce_range``) on x86 CPUs without VNNI (:func:`reduced_range`).
+SETTINGS: dict[str, Any] = {"format": "QDQ", "activations": "uint8", "weights": "int8", "per_channel": True,
+                            "method": "MinMax", "ops": None, "prepare": True}
+#: A spec's ``int8`` table fills in what it leaves out from these.
+DEFAULTS: dict[str, Any] = {"min_agreement": 0.98, "max_difference": 0.25, "exclude": ()}
+#: Views of each photo: (left, top, width, height) as fractions of the photo, and a mirror flag.
+CALIBRATION_VIEWS = ((0, 0, 1, 1, False), (0.1, 0.1, 0.8, 0.8, True), (0, 0, 0.7, 0.7, False),
+                     (0.3, 0.3, 0.7, 0.7, True))
+HELD_VIEWS = tuple((left, top, size, size, flip) for size in (1.0, 0.8, 0.6) for left, top in (
+    (0, 0), (1 - size, 0), (0, 1 - size), (1 - size, 1 - size), ((1 - size) / 2, (1 - size) / 2))
+                   for flip in (False, True))[:16]
+
+
+class QuantizationError(ExportError):
+    """The int8 model disagrees with the float32 one beyond the spec's tolerance, or cannot be made."""
+
+
+@dataclass(frozen=True)
+class Photos:
+    """Images a quantization uses: RGB (or the spec's channels) ``uint8`` arrays."""
+
+    #: Images whose activations set the int8 ranges.
+    calibration: list[np.ndarray]
+    #: Images the int8 and float32 models are compared on (none of them calibrated on).
+    held: list[np.ndarray]
+
+    def fingerprint(self) -> str:
+        """The first 16 hex digits of the sha256 of every image (shape and pixels), in order."""
+        digest = hashlib.sha256()
+        for group in (self.calibration, self.held):
+            digest.update(str(len(group)).encode())
+            for image in group:
+                digest.update(str(image.shape).encode())
+                digest.update(np.ascontiguousarray(image).tobytes())
+        return digest.hexdigest()[:16]
+
+
+def check_precision(precision: str) -> str:
+    """``precision``, or :class:`UsageError` naming the choices."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+def _view(photo: np.ndarray, left: float, top: float, width: float, height: float, flip: bool) -> np.ndarray:
+    rows, columns = photo.shape[:2]
+    x, y = round(left * columns), round(top * rows)
+    view = photo[y:y + max(1, round(height * rows)), x:x + max(1, round(width * columns))]
+    return np.ascontiguousarray(view[:, ::-1] if flip else view)
+
+
+@cache
+def photo_views() -> dict[str, tuple[str, list[np.ndarray]]]:
+    """The photos shipped in ``zoo/data/photos`` (``photos.toml`` gives their sources and licences), by file:
+    their role (``calibration`` or ``held``) and their views (4 of a calibration photo, 16 of a held one)."""
+    from zoo import images
+
+    folder = files("zoo") / "data" / "photos"
+    listed = tomllib.loads((folder / "photos.toml").read_text(encoding="utf-8"))["photo"]
+    found = {}
+    for entry in listed:
+        photo = images.decode((folder / entry["file"]).read_bytes(), entry["file"])
+        views = CALIBRATION_VIEWS if entry["role"] == "calibration" else HELD_VIEWS
+        found[entry["file"]] = (entry["role"], [_view(photo, *view) for view in views])
+    return found
+
+
+def zoo_photos() -> Photos:
+    """The views of the zoo's photos (:func:`photo_views`) as calibration and held images."""
+    views = photo_views().values()
+    return Photos(calibration=[v for role, group in views if role == "calibration" for v in group],
+                  held=[v for role, group in views if role == "held" for v in group])
+
+
+def photos(spec: ModelSpec) -> Photos:
+    """The spec's own calibration images (its ``calibration`` function) or the zoo's photos."""
+    if spec.calibration is None:
+        return zoo_photos()
+    made = spec.calibration()
+    if not isinstance(made, Photos) or not made.calibration or not made.held:
+        raise QuantizationError(f"model {spec.name!r}: its calibration function {callable_name(spec.calibration)} "
+                                f"must return zoo.quantize.Photos with calibration and held images, got {made!r}")
+    return made
+
+
+def limits(spec: ModelSpec) -> dict[str, Any]:
+    """The spec's ``int8`` table over :data:`DEFAULTS`."""
+    merged = {**DEFAULTS, **spec.int8}
+    return {**merged, "exclude": list(merged["exclude"])}
+
+
+def reduced_range(flags: str | None = None) -> bool:
+    """Whether int8 weights should use 7 bits here: on an x86 CPU without VNNI, the u8s8 instructions
+    onnxruntime falls back to add pairs of products in 16 bits, which saturate at full range.
+
+    ``flags`` is the CPU's feature flags (from :func:`zoo.runtime.cpu_signature` when None); an
+    x86 CPU whose flags cannot be read is taken to lack VNNI.
+    """
+    if flags is None:
+        from zoo.runtime import cpu_signature
+
+        if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+            return False
+        flags = cpu_signature()
+    return re.search(r"\b(avx512_vnni|avx_vnni|avx_vnni_int8)\b", flags) is None
+
+
+def onnxruntime_version() -> str | None:
+    """The installed onnxruntime's version, read without importing it (any of its distributions)."""
+    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
+        try:
+            return importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def key_inputs(spec: ModelSpec, precision: str) -> dict[str, Any] | None:
+    """What an int8 file depends on beyond its float32 source (None for ``fp32``): the settings, the
+    spec's limits and exclusions, the calibration images' fingerprint and onnxruntime's version.
+
+    Raises :class:`UsageError` for a task whose outputs the agreement check cannot read.
+    """
+    if check_precision(precision) == "fp32":
+        return None
+    if spec.task not in TASKS:
+        raise UsageError(f"model {spec.name!r} is a {spec.task} model; int8 is available for "
+                         f"{', '.join(TASKS)} models (their agreement with float32 can be checked); use precision "
+                         f"'fp32'")
+    return {"precision": precision, **SETTINGS, "reduce_range": reduced_range(), **limits(spec),
+            "calibration": photos(spec).fingerprint(), "onnxruntime": onnxruntime_version()}
+
+
+class _Reader:
+    """onnxruntime's calibration data reader: one preprocessed image at a time."""
+
+    def __init__(self, name: str, batches: Sequence[np.ndarray]) -> None:
+        self.feeds = iter([{name: batch} for batch in batches])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.feeds, None)
+
+
+def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Write the int8 version of the float32 file ``source`` to ``target``, checked on the held images.
+
+    ``settings`` are :func:`key_inputs`' for ``spec``. Returns the report stored with the
+    entry (:func:`measure`'s). Raises :class:`QuantizationError` with the figures when the
+    int8 model disagrees beyond the limits.
+    """
+    report = measure(spec, source, target, settings)
+    problems = []
+    if report["agreement"] < settings["min_agreement"]:
+        problems.append(f"the top class agrees with float32 on {report['agreement']:.1%} of {report['held_images']} "
+                        f"held images (at least {settings['min_agreement']:.1%} wanted)")
+    if report["max_difference"] > settings["max_difference"]:
+        problems.append(f"an output moves by {report['max_difference']:.1%} of its range (at most "
+                        f"{settings['max_difference']:.1%} allowed)")
+    if problems:
+        raise QuantizationError(
+            f"model {spec.name!r}: the int8 model is refused: {'; and '.join(problems)}. Use precision 'fp32', or "
+            f"keep the layers that lose accuracy in float with the spec's int8.exclude (node name patterns)")
+    log.info("quantized %s to int8 in %.1f s: top class agrees on %.1f%% of %d held images, %.2fx faster",
+             spec.name, report["seconds"], 100 * report["agreement"], report["held_images"], report["speedup"])
+    return report
+
+
+def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Quantize ``source`` into ``target`` with ``settings`` and measure the result, refusing nothing.
+
+    The report: the nodes kept in float, how many images calibrated and checked it, the
+    seconds it took, :func:`agreement`'s figures on the held images, and both models'
+    median milliseconds for one image (one session at a time, on this machine) and their ratio.
+    """
+    from zoo.runtime import OnnxRuntimeSession
+
+    made = photos(spec)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=".int8-", dir=target.parent) as work:
+        prepared = Path(work) / "prepared.onnx"
+        try:
+            input_name, excluded = _quantize(spec, made, source, prepared, target, settings)
+        except QuantizationError:
+            raise
+        except Exception as error:  # onnxruntime and onnx raise many kinds
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise QuantizationError(f"model {spec.name!r}: onnxruntime {onnxruntime_version()} could not quantize "
+                                    f"it ({reason}); use precision 'fp32'") from error
+    seconds = time.perf_counter() - started
+    held = [spec.preprocess.apply([image]) for image in made.held]
+    outputs, ms = {}, {}
+    for name, path in (("fp32", source), ("int8", target)):  # one session at a time: they would slow each other
+        session = OnnxRuntimeSession(path)
+        outputs[name] = np.concatenate([session.run({input_name: batch})[spec.outputs[0]] for batch in held])
+        ms[name] = _median_ms(session.run, {input_name: held[0]})
+    return {"excluded": excluded, "calibration_images": len(made.calibration), "held_images": len(held),
+            "seconds": round(seconds, 3), **agreement(outputs["fp32"], outputs["int8"]),
+            "fp32_ms": round(ms["fp32"], 3), "int8_ms": round(ms["int8"], 3),
+            "speedup": round(ms["fp32"] / ms["int8"], 3)}
+
+
+def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, target: Path,
+              settings: dict[str, Any]) -> tuple[str, list[str]]:
+    """Pre-process ``source`` into ``prepared`` (or copy it) and quantize that into ``target``: the graph's
+    input name and the nodes kept in float."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if settings["prepare"]:  # onnxruntime's advice: shape inference and graph optimisation first
+        quant_pre_process(source, prepared)
+    else:
+        shutil.copyfile(source, prepared)
+    graph = onnx.load(str(prepared), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise QuantizationError(f"model {spec.name!r}: int8 calibration feeds the image alone, but the graph "
+                                f"takes {inputs}")
+    excluded = sorted({node.name for node in graph.node
+                       if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in settings["exclude"])})
+    kinds = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    reader = _Reader(inputs[0], [spec.preprocess.apply([image]) for image in made.calibration])
+    with contextlib.redirect_stdout(io.StringIO()) as printed:  # the calibrators print their progress
+        quantize_static(
+            prepared, target, reader, quant_format=getattr(QuantFormat, settings["format"]),
+            per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+            activation_type=kinds[settings["activations"]], weight_type=kinds[settings["weights"]],
+            nodes_to_exclude=excluded, op_types_to_quantize=settings["ops"] or None,
+            calibrate_method=getattr(CalibrationMethod, settings["method"]))
+    log.debug("onnxruntime.quantization printed: %s", printed.getvalue().strip())
+    return inputs[0], excluded
+
+
+def agreement(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
+    """How far int8 outputs ``(N, classes)`` are from float32's: the fraction of rows with the same
+    top class, and the largest absolute difference relative to each float32 row's range."""
+    fp32, int8 = fp32.reshape(len(fp32), -1), int8.reshape(len(int8), -1)
+    spread = np.maximum(fp32.max(axis=1) - fp32.min(axis=1), np.finfo(np.float32).tiny)
+    return {"agreement": round(float(np.mean(fp32.argmax(axis=1) == int8.argmax(axis=1))), 4),
+            "max_difference": round(float((np.abs(fp32 - int8).max(axis=1) / spread).max()), 4)}
+
+
+def _median_ms(run: Any, feeds: dict[str, np.ndarray], repeats: int = 10) -> float:
+    run(feeds)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(feeds)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
