@@ -2,8 +2,8 @@
 
     python bench/bench_preprocess.py [--model resnet50] [--runs 15] [--json PATH]
 
-Two JPEGs are made from scikit-image's chelsea photo: a 4000x3000 (12 MP) upscale and a
-640x480 (0.3 MP) one. For each, the median of ``--runs`` timings of
+Three files are made from scikit-image's chelsea photo: a 4000x3000 (12 MP) JPEG upscale, and a
+640x480 (0.3 MP) JPEG and PNG. For each, the median of ``--runs`` timings of
 
 * zoo: ``zoo.images.load(bytes)`` then ``spec.preprocess.apply`` (OpenCV decode, Pillow's
   antialiased resize recomputed for the cropped pixels only, normalisation in numpy);
@@ -58,9 +58,11 @@ def main() -> None:
     std = np.asarray(spec.preprocess.std, np.float32)[:, None, None]
     photo = skimage.data.chelsea()
     rows = []
-    for label, (width, height) in (("12 MP JPEG 4000x3000", (4000, 3000)), ("0.3 MP JPEG 640x480", (640, 480))):
+    files = (("12 MP JPEG 4000x3000", (4000, 3000), ".jpg"), ("0.3 MP JPEG 640x480", (640, 480), ".jpg"),
+             ("0.3 MP PNG 640x480", (640, 480), ".png"))
+    for label, (width, height), extension in files:
         pixels = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
-        _, encoded = cv2.imencode(".jpg", pixels[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        _, encoded = cv2.imencode(extension, pixels[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92] * (extension == ".jpg"))
         data = encoded.tobytes()
 
         def ours(data: bytes = data) -> np.ndarray:

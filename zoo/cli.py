@@ -220,7 +220,7 @@ def _parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
         made = (f"{settings['format']}, {settings['method']} calibration on {q['calibration_images']} images, from "
                 f"entry {meta['source_entry']}")
         agrees = (f"top-1 agrees with float32 on {q['agreement']:.1%} of {q['held_images']} held images, largest "
-                  f"output change {q['max_difference']:.1%} of its range")
+                  f"output change {q['max_difference']:.1%} of the outputs' range")
         speed = f"{q['int8_ms']:.3g} ms against {q['fp32_ms']:.3g} ms in float32 ({q['speedup']:.2f}x), one image"
         return [("int8", made), ("agreement", agrees), ("speed", speed)]
     if "parity" not in meta:

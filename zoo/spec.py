@@ -218,7 +218,8 @@ class ModelSpec:
     #: How ``precision="int8"`` treats this model (see :mod:`zoo.quantize`): ``exclude`` (glob
     #: patterns of graph node names kept in float), ``min_agreement`` (the fraction of held
     #: images whose top class must agree with float32's, default 0.98) and ``max_difference``
-    #: (the largest output change allowed, relative to the output's range, default 0.25).
+    #: (the largest output change allowed, relative to the range of float32's outputs on the
+    #: held images, default 0.25).
     int8: Mapping[str, Any] = field(default_factory=dict)
     #: Images to calibrate int8 on and to check it on (None: the zoo's photos); for models of
     #: other pictures than photos, such as digits.
