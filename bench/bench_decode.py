@@ -1,6 +1,6 @@
 """Image loading: ``zoo.images.load(path)`` against ``cv2.imread`` of the same file, PNG and JPEG, 0.3 and 12 MP.
 
-    python bench/bench_decode.py [--runs 15] [--json PATH]
+    python bench/bench_decode.py [--runs 60] [--json PATH]
 
 The photo is scikit-image's astronaut, resized with ``cv2.INTER_AREA`` (0.3 MP: 640x480) or
 ``INTER_CUBIC`` (12 MP: 4000x3000), written once as PNG and as JPEG (quality 90). The zoo's
@@ -22,7 +22,7 @@ SIZES = {"0.3 MP": (640, 480), "12 MP": (4000, 3000)}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for plot.py)")
     args = parser.parse_args()
     require("skimage")

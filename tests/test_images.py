@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -186,3 +186,19 @@ def test_a_png_is_decoded_once_and_its_orientation_read_from_the_chunks(monkeypa
     assert np.array_equal(pixels, reference) and pixels.shape[:2] == (RGB.shape[:2] if exif_place == "none"
                                                                        else RGB.shape[1::-1])
     assert (len(pillow_loads), len(opencv_decodes)) == (0, 1)  # the header read decodes no pixel
+
+
+@pytest.mark.parametrize("with_exif", [False, True])
+def test_a_jpeg_is_decoded_once_and_its_orientation_parsed_only_when_it_has_exif(monkeypatch, with_exif):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(Image.fromarray(RGB), "JPEG", quality=95, **({"exif": exif} if with_exif else {}))
+    reference = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    pillow_loads, exif_reads, opencv_decodes = [], [], []
+    load, getexif, imdecode = JpegImagePlugin.JpegImageFile.load, Image.Image.getexif, cv2.imdecode
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", lambda self: pillow_loads.append(1) or load(self))
+    monkeypatch.setattr(Image.Image, "getexif", lambda self: exif_reads.append(1) or getexif(self))
+    monkeypatch.setattr(cv2, "imdecode", lambda *args: opencv_decodes.append(1) or imdecode(*args))
+    pixels = images.load(data)
+    assert np.array_equal(pixels, reference) and pixels.shape[:2] == (RGB.shape[1::-1] if with_exif else RGB.shape[:2])
+    assert (len(pillow_loads), bool(exif_reads), len(opencv_decodes)) == (0, with_exif, 1)

@@ -21,13 +21,14 @@ order given by the caller, ``RGB`` unless said), or a PIL image. The result is a
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import re
 import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ def load(source: Any, *, channels: str = "RGB", limit: int | None = None) -> np.
         raise ZooInputError(f"channels must be one of {', '.join(CHANNEL_ORDERS)}, got {channels!r}")
     name = describe(source)
     if isinstance(source, (str, os.PathLike)):
-        return decode(_read(Path(os.fspath(source)), name), name, limit)
+        with _mapped(Path(os.fspath(source)), name) as data:
+            return decode(data, name, limit)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return decode(bytes(source), name, limit)
     if isinstance(source, np.ndarray):
@@ -83,42 +85,82 @@ def load(source: Any, *, channels: str = "RGB", limit: int | None = None) -> np.
     raise ZooInputError(f"cannot use {name} as an image: pass a path, bytes, a uint8 numpy array or a PIL image")
 
 
+@contextmanager
+def _mapped(path: Path, name: str) -> Iterator[bytes | mmap.mmap]:
+    """The file's bytes, mapped from the page cache where the system allows, else read.
+
+    Reading a file into a new ``bytes`` object made the decode that followed slower (a
+    0.3 MP PNG by a fifth: ``bench/bench_decode.py``); decoding from the mapped file costs
+    what ``cv2.imread`` does. An empty file, a pipe or a system without ``mmap`` is read.
+    """
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below, after the mapping
+    except OSError as error:
+        raise _unreadable(name, error) from None
+    with file:
+        try:
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            yield _read(path, name)
+            return
+        try:
+            yield mapped
+        finally:
+            with suppress(BufferError):  # an error's traceback may still hold a view: the collector closes it
+                mapped.close()
+
+
 def _read(path: Path, name: str) -> bytes:
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ZooInputError(f"image {name} does not exist") from None
-    except IsADirectoryError:
-        raise ZooInputError(f"image {name} is a directory; pass the image files in it") from None
-    except PermissionError:
-        raise ZooInputError(f"image {name} cannot be read: permission denied") from None
+        return path.read_bytes()
     except OSError as error:
-        raise ZooInputError(f"image {name} cannot be read: {error.strerror or error}") from None
-    return data
+        raise _unreadable(name, error) from None
+
+
+def _unreadable(name: str, error: OSError) -> ZooInputError:
+    """The error for an image file that cannot be opened or read."""
+    if isinstance(error, FileNotFoundError):
+        return ZooInputError(f"image {name} does not exist")
+    if isinstance(error, IsADirectoryError):
+        return ZooInputError(f"image {name} is a directory; pass the image files in it")
+    if isinstance(error, PermissionError):
+        return ZooInputError(f"image {name} cannot be read: permission denied")
+    return ZooInputError(f"image {name} cannot be read: {error.strerror or error}")
 
 
 def decode(data: bytes, name: str = "<bytes>", limit: int | None = None) -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, WebP, TIFF, BMP, GIF, ...) to RGB, oriented."""
+    """Decode an encoded image (JPEG, PNG, WebP, TIFF, BMP, GIF, ...) to RGB, oriented.
+
+    ``data`` may also be a read-only :class:`mmap.mmap` of the file.
+    """
     import cv2
 
-    if not data:
+    if not len(data):
         raise ZooInputError(f"image {name} is empty (0 bytes)")
     header = _header(data, name, limit)
     if header is None:
-        if data.startswith(_SIGNATURES):
+        if bytes(data[:8]).startswith(_SIGNATURES):
             raise ZooInputError(f"image {name} is damaged or truncated (its header cannot be read)")
         start = data[:16].lstrip()
         what = "an HTML page" if start[:1] == b"<" else f"a file that starts with {data[:12]!r}"
         raise ZooInputError(f"image {name} is not an image format the zoo reads ({what}); JPEG, PNG, WebP, TIFF, "
                             f"BMP and GIF are read, among others")
-    if header[1] in ("JPEG", "MPO") and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+    if header[1] in ("JPEG", "MPO") and _truncated_jpeg(data):
         raise ZooInputError(f"image {name} is a truncated JPEG (its end marker is missing); download it again")
     buffer = np.frombuffer(data, np.uint8)
     with _codec_messages_hidden():
         pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    del buffer  # a view of a mapped file keeps it from closing
     if pixels is None or pixels.ndim != 3:
         return _decode_with_pillow(data, name, limit)
     return _orient(pixels, header[2])
+
+
+def _truncated_jpeg(data: bytes) -> bool:
+    """Whether a scan (SOS marker) starts after the last end-of-image marker, or there is no end: the
+    file was cut. Searching forward from the end marker reads a few bytes, not the compressed data."""
+    end = data.rfind(b"\xff\xd9")
+    return data.find(b"\xff\xda", end + 2 if end >= 0 else 0) >= 0
 
 
 #: How the formats the zoo reads begin: such a file whose header cannot be read is damaged.
@@ -131,42 +173,46 @@ _CODEC_LINE = re.compile(rb"^(libpng (warning|error)|Corrupt JPEG|Premature end 
 
 class _StderrFilter:
     """While any decode runs, file descriptor 2 goes to a temporary file; then the codecs' lines
-    are dropped and everything else (another thread's output) is written to stderr after all."""
+    are dropped and everything else (another thread's output) is written to stderr after all.
+
+    The file is made once and emptied after each use: making one per decode cost a small
+    JPEG's decode a tenth of its time (``bench/bench_decode.py``).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
         self._saved = -1
         self._capture: Any = None
+        self._failed = False
 
     def enter(self) -> None:
         with self._lock:
-            if self._depth == 0:
+            if self._depth == 0 and not self._failed:
                 try:
-                    capture = tempfile.TemporaryFile()  # noqa: SIM115 - kept open until the last decode ends
-                    try:
-                        saved = os.dup(2)
-                    except OSError:
-                        capture.close()
-                        raise
-                except OSError:  # no temporary folder, or no stderr (a daemon): decode as is
-                    pass
-                else:
-                    os.dup2(capture.fileno(), 2)
-                    self._saved, self._capture = saved, capture
+                    if self._capture is None:
+                        self._capture = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the process
+                    self._saved = os.dup(2)
+                    os.dup2(self._capture.fileno(), 2)
+                except OSError:  # no temporary folder, or no stderr (a daemon): decode as is from now on
+                    self._failed, self._saved = True, -1
             self._depth += 1
 
     def leave(self) -> None:
         with self._lock:
             self._depth -= 1
-            if self._depth or self._capture is None:
+            if self._depth or self._saved < 0:
                 return
             os.dup2(self._saved, 2)
             os.close(self._saved)
-            capture, self._capture = self._capture, None
-        capture.seek(0)
-        kept = b"".join(line for line in capture.read().splitlines(keepends=True) if not _CODEC_LINE.match(line))
-        capture.close()
+            self._saved = -1
+            if not os.fstat(self._capture.fileno()).st_size:
+                return
+            self._capture.seek(0)
+            written = self._capture.read()
+            self._capture.seek(0)
+            self._capture.truncate()
+        kept = b"".join(line for line in written.splitlines(keepends=True) if not _CODEC_LINE.match(line))
         if kept:
             os.write(2, kept)
 
@@ -183,21 +229,25 @@ def _codec_messages_hidden() -> Iterator[None]:
         _stderr_filter.leave()
 
 
-def _header(data: bytes, name: str, limit: int | None) -> tuple[tuple[int, int], str, int] | None:
+def _header(data: bytes | mmap.mmap, name: str, limit: int | None) -> tuple[tuple[int, int], str, int] | None:
     """Size, format and EXIF orientation from the header, without decoding pixels (None: unknown to Pillow)."""
     from PIL import Image
 
+    if isinstance(data, mmap.mmap):
+        data.seek(0)  # Pillow reads the mapped file as a file, from its start
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(data if isinstance(data, mmap.mmap) else io.BytesIO(data))
             size, fmt = image.size, image.format or ""
             if fmt == "PNG" and "exif" not in image.info:  # Pillow's getexif would decode the pixels to look further
                 exif = Image.Exif()
                 exif.load(_png_exif_after_pixels(data))
+                orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
+            elif fmt in ("JPEG", "MPO") and "exif" not in image.info:  # no APP1 Exif segment: nothing to parse
+                orientation = 1
             else:
-                exif = image.getexif()
-            orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
+                orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
     except Image.DecompressionBombError as error:  # over Pillow's own cap, which may be below ours
         found = re.search(r"\((\d+) pixels\)", str(error))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
@@ -233,13 +283,13 @@ def _check_size(size: tuple[int, int], name: str, limit: int | None) -> None:
         )
 
 
-def _decode_with_pillow(data: bytes, name: str, limit: int | None) -> np.ndarray:
+def _decode_with_pillow(data: bytes | mmap.mmap, name: str, limit: int | None) -> np.ndarray:
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(bytes(data)))
             _check_size(image.size, name, limit)
             image.load()
     except ZooInputError:
