@@ -198,3 +198,26 @@ def test_the_photos_are_listed_with_their_licences():
     assert all(p["license"] and p["source"] and p["role"] in ("calibration", "held") for p in listed)
     held = [p["file"] for p in listed if p["role"] == "held"]
     assert len(held) == 4 and len(listed) - len(held) >= 10
+
+
+def test_a_torchvision_classifier_in_int8_agrees_with_float32_on_the_held_photos(zoo_cache_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    if "resnet18" not in zoo.list_models():
+        pytest.skip("the zoo-torchvision plugin is not installed")
+    from zoo.testing import decisive_classifier, randomize
+
+    spec = zoo.get_spec("resnet18")
+    torch.manual_seed(0)
+    module = randomize(torchvision.models.resnet18(num_classes=len(spec.labels)).eval(), spec)
+    decisive_classifier(module, spec, [views for _, views in quantize.photo_views().values()])
+    weights = tmp_path / "resnet18-random.pth"
+    torch.save(module.state_dict(), weights)
+    int8 = zoo.get("resnet18", weights=str(weights), precision="int8")
+    figures = int8.metadata["int8"]
+    assert figures["agreement"] >= 0.98 and figures["max_difference"] <= 0.25, figures
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops(int8.path)
+    fp32 = zoo.get("resnet18", weights=str(weights))
+    assert int8.metadata["source_entry"] == fp32.path.parent.name
+    photo = quantize.photo_views()["chelsea.jpg"][1][0]
+    assert int8.predict(photo).label == fp32.predict(photo).label
