@@ -260,7 +260,8 @@ def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, targe
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if settings["prepare"]:  # onnxruntime's advice: shape inference and graph optimisation first
-        quant_pre_process(source, prepared)
+        # ONNX's shape inference, not onnxruntime's symbolic one (for dynamic transformer shapes; it needs sympy)
+        quant_pre_process(source, prepared, skip_symbolic_shape=True)
     else:
         shutil.copyfile(source, prepared)
     graph = onnx.load(str(prepared), load_external_data=False).graph
