@@ -130,7 +130,7 @@ def main() -> None:
         try:
             int8 = zoo.get(spec, weights=weights, precision="int8")
             report, paths["int8"], refused = int8.metadata["int8"], Path(int8.path), ""
-        except quantize.QuantizationError as error:  # measured all the same, to report
+        except zoo.QuantizationError as error:  # measured all the same, to report
             paths["int8"], refused = folder / f"{name}-refused.onnx", f"; refused by zoo.get: {error}"
             report = quantize.measure(spec, paths["fp32"], paths["int8"], quantize.key_inputs(spec, "int8"))
         del fp32  # the timing opens its own sessions, alternately in blocks

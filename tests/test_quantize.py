@@ -104,7 +104,7 @@ def test_the_precision_the_calibration_images_and_the_limits_are_in_the_key(tmp_
 
 def test_a_quantization_that_disagrees_is_refused_with_its_figures_and_leaves_no_entry(zoo_cache_dir, tmp_path):
     spec = gemm_classifier(tmp_path, ties=True)
-    with pytest.raises(quantize.QuantizationError) as raised:
+    with pytest.raises(zoo.QuantizationError) as raised:
         zoo.get(spec, precision="int8")
     message = str(raised.value)
     assert "'gemm-ties'" in message and "of 64 held images (at least 98.0% wanted; where they disagree" in message

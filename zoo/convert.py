@@ -15,7 +15,8 @@ The key covers what the file depends on. A prebuilt file: its sha256 and the zoo
 version, not where it is installed. An export: the spec's name, build function, outputs,
 input shape, labels, tolerances and plugin data, the plugin's version, the weights'
 sha256, the exporter, the opset, whether onnxsim ran, and the versions of onnx-zoo,
-torch, onnx and onnxsim. Library versions are read from package metadata, so a cache hit
+torch, onnx and onnxsim. An int8 file (:mod:`zoo.quantize`): its float32 source's key inputs
+and the quantization's. Library versions are read from package metadata, so a cache hit
 imports no torch, and every part of the key is the same in every process.
 """
 
@@ -158,7 +159,7 @@ def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = Tru
     can only be fetched prebuilt are refused: the file could not contain them. An int8
     entry's inputs are its float32 source's, plus its ``precision`` (:func:`zoo.quantize.key_inputs`).
     """
-    from zoo import export, quantize
+    from zoo import export
 
     precision_inputs = quantize.key_inputs(spec, precision)
     if precision_inputs is not None:
@@ -196,9 +197,13 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
                  "plugin_version": plugin_version}
     inputs = plan(spec, weights, **arguments, precision=precision)
     folder = cache.entry_dir(spec.name, make_key(inputs))
+
+    def int8_source() -> Converted | None:  # an int8 entry's float32 entry, converted before the lock is taken
+        return convert(spec, weights, **arguments) if "precision" in inputs else None
+
     metadata = cache.read_entry(folder)
     if metadata is None:
-        source = convert(spec, weights, **arguments) if "precision" in inputs else None
+        source = int8_source()
         cache.make_dirs(folder)
         with cache.locked(folder, what=spec.name):
             metadata = cache.read_entry(folder)
@@ -207,8 +212,7 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
     elif metadata["files"][cache.MODEL_FILE]["mtime_ns"] != _mtime_ns(folder / cache.MODEL_FILE):
         try:  # verified by hash after a move or a touch: remember the new times
             with cache.locked(folder, what=spec.name):
-                metadata = cache.refresh_records(folder) or _build(
-                    spec, weights, folder, inputs, convert(spec, weights, **arguments) if "precision" in inputs else None)
+                metadata = cache.refresh_records(folder) or _build(spec, weights, folder, inputs, int8_source())
         except NotWritableError:  # a read-only cache: the hash was checked, use it as it is
             pass
     return Converted(path=folder / cache.MODEL_FILE, metadata=metadata)
@@ -249,8 +253,6 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
         source = inputs["source"]
         model_path = temp / cache.MODEL_FILE
         if float32 is not None:
-            from zoo import quantize
-
             notice(log, "quantizing %s to int8 (calibrated on %s); this is done once, then cached", spec.name,
                    "the zoo's photos" if spec.calibration is None else callable_name(spec.calibration))
             record = {"weights": float32.metadata.get("weights"), "source_entry": float32.path.parent.name,

@@ -140,6 +140,10 @@ class ExportError(ZooError, RuntimeError):
     """The export failed, or the ONNX model does not reproduce PyTorch within tolerance."""
 
 
+class QuantizationError(ExportError):
+    """An int8 model disagrees with its float32 source beyond the spec's limits, or cannot be made."""
+
+
 class WeightsError(ZooError, ValueError):
     """Weights are missing, unsafe to load (a pickle that is not plain tensors) or not a checkpoint."""
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import ExportError, UsageError
+from zoo.errors import QuantizationError, UsageError
 from zoo.spec import ModelSpec, callable_name
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,9 @@ HELD_VIEWS = tuple((left, top, size, size, flip) for size, corners in (
                    for left, top in corners for flip in (False, True))
 
 
-class QuantizationError(ExportError):
-    """The int8 model disagrees with the float32 one beyond the spec's tolerance, or cannot be made."""
-
-
 @dataclass(frozen=True)
 class Photos:
-    """Images a quantization uses: RGB (or the spec's channels) ``uint8`` arrays."""
+    """Images a quantization uses: RGB ``uint8`` arrays, preprocessed by the spec as ``predict`` does."""
 
     #: Images whose activations set the int8 ranges.
     calibration: list[np.ndarray]

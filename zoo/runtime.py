@@ -96,7 +96,8 @@ class OnnxRuntimeSession:
     def _open_optimized(self, path: Path, options: object, providers: list[str]) -> object | None:
         """A session on the saved optimised graph (None if there is none yet, after saving it).
 
-        Opening it skips the graph optimisations (a third of a warm ``zoo predict resnet50``).
+        Opening it skips the graph optimisations: resnet50's session opens in 27 ms instead of 125
+        (``bench/bench_cold.py``).
         The file is written by onnxruntime under a temporary name and renamed, so readers
         never see half of it; one that fails to open (damaged, or an onnxruntime that writes
         what it cannot read) is removed and the model opened as it is. A cache that cannot be
