@@ -130,9 +130,9 @@ def main() -> None:
         try:
             int8 = zoo.get(spec, weights=weights, precision="int8")
             report, paths["int8"], refused = int8.metadata["int8"], Path(int8.path), ""
-        except zoo.QuantizationError as error:  # measured all the same, to report
-            paths["int8"], refused = folder / f"{name}-refused.onnx", f"; refused by zoo.get: {error}"
-            report = quantize.measure(spec, paths["fp32"], paths["int8"], quantize.key_inputs(spec, "int8"))
+        except zoo.QuantizationError as error:  # its figures come with the refusal; the file is made again, to time
+            paths["int8"], refused, report = folder / f"{name}-refused.onnx", f"; refused by zoo.get: {error}", error.report
+            quantize.measure(spec, paths["fp32"], paths["int8"], quantize.key_inputs(spec, "int8"))
         del fp32  # the timing opens its own sessions, alternately in blocks
         sessions = {precision: OnnxRuntimeSession(path) for precision, path in paths.items()}
         times = measure({p: lambda s=s, b=batch: s.run({"input": b}) for p, s in sessions.items()}, args.runs,

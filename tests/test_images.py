@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -202,3 +203,25 @@ def test_a_jpeg_is_decoded_once_and_its_orientation_parsed_only_when_it_has_exif
     pixels = images.load(data)
     assert np.array_equal(pixels, reference) and pixels.shape[:2] == (RGB.shape[1::-1] if with_exif else RGB.shape[:2])
     assert (len(pillow_loads), bool(exif_reads), len(opencv_decodes)) == (0, with_exif, 1)
+
+
+def test_a_jpeg_oriented_by_xmp_alone_is_turned_as_pillow_turns_it():
+    xmp = (b'<?xpacket begin=""?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+           b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+           b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+           b'<?xpacket end="w"?>')
+    data = encode(Image.fromarray(RGB), "JPEG", quality=95, xmp=xmp)
+    reference = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert reference.shape[:2] == RGB.shape[1::-1]  # Pillow reads the XMP orientation
+    assert np.array_equal(images.load(data), reference)
+
+
+def test_codec_lines_are_dropped_and_other_lines_kept_once_over_many_decodes(capfd):
+    damaged = bytearray(encode(Image.fromarray(RGB), "JPEG", quality=95))
+    end = damaged.rfind(b"\xff\xd9")
+    damaged[end - 20:end - 20] = bytes(5)  # libjpeg warns on stderr and decodes
+    for _ in range(3):
+        with images._codec_messages_hidden():
+            os.write(2, b"a line of the program's own\n")
+            images.decode(bytes(damaged), "odd.jpg")
+    assert capfd.readouterr().err == "a line of the program's own\n" * 3

@@ -29,15 +29,30 @@ def optimized_files(model: zoo.Model) -> list[str]:
 def test_the_optimised_graph_is_saved_in_the_entry_and_opened_next_time(zoo_cache_dir):
     first = zoo.get("digits")
     saved = first.session.optimized
-    assert saved is not None and optimized_files(first) == [saved.name]
+    assert saved is not None and optimized_files(first) == [saved.name] and first.session.opened == first.path
     assert saved.parent == first.path.parent and not list(saved.parent.glob(f"{cache.TEMP_PREFIX}*"))
     written = saved.stat().st_mtime_ns
     second = zoo.get("digits")
-    assert second.session.session._model_path == str(saved)  # opened instead of model.onnx
+    assert second.session.opened == saved  # opened instead of model.onnx
     assert saved.stat().st_mtime_ns == written  # and not written again
     np.testing.assert_allclose(second.run(second.preprocess(digit()))["logits"],
                                first.run(first.preprocess(digit()))["logits"], rtol=1e-5, atol=1e-6)
     assert zoo.get("digits", precision="int8").session.optimized.name != saved.name  # another model, another file
+
+
+def test_a_read_only_cache_opens_the_model_once_and_saves_nothing(zoo_cache_dir, monkeypatch):
+    import onnxruntime
+
+    model = zoo.get("digits")
+    saved = model.session.optimized
+    saved.unlink()
+    opened = []
+    real = onnxruntime.InferenceSession
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # as a read-only folder answers (root writes anyway)
+    again = zoo.get("digits")
+    assert opened == [str(model.path)] and not saved.exists() and again.session.opened == model.path
+    assert again.predict(digit()).to_dict() == model.predict(digit()).to_dict()
 
 
 def test_the_name_depends_on_the_model_onnxruntime_and_the_providers():
@@ -55,9 +70,9 @@ def test_a_damaged_optimised_graph_is_replaced_and_the_model_still_runs(zoo_cach
     saved.write_bytes(b"not an onnx file")
     again = zoo.get("digits")
     assert again.predict(digit()).to_dict() == want
-    assert again.session.session._model_path == str(model.path)  # the model itself, this time
+    assert again.session.opened == model.path  # the model itself, this time
     assert saved.stat().st_size > 1000  # written anew from it
-    assert zoo.get("digits").session.session._model_path == str(saved)
+    assert zoo.get("digits").session.opened == saved
 
 
 def test_a_rebuilt_entry_drops_the_graphs_optimised_from_its_old_model(zoo_cache_dir):

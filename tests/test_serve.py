@@ -254,13 +254,15 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path, library):
         connection.putrequest("POST", "/v1/models/digits/predict")
         connection.putheader("Content-Type", "image/png")
         connection.putheader("Content-Length", str(len(png)))
-        connection.endheaders(png[:100])  # the request is in flight: headers and part of the body are in
+        half = len(png) // 2
+        assert 0 < half < len(png)
+        connection.endheaders(png[:half])  # the request is in flight: headers and half the body are in
         server.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
         while "Shutting down" not in server.log.read_text():
             assert time.monotonic() < deadline, server.log.read_text()
             time.sleep(0.02)
-        connection.send(png[100:])  # the rest of the body, after the server began to stop
+        connection.send(png[half:])  # the rest of the body, after the server began to stop
         answer = connection.getresponse()
         assert answer.status == 200
         assert json.loads(answer.read())["result"] == library.predict(png).to_dict()

@@ -292,8 +292,11 @@ def discard_leftovers(folder: Path) -> None:
 
     The caller holds the folder's lock, so whoever wrote them is gone.
     """
-    for path in [*folder.glob(f"{TEMP_PREFIX}*"), *folder.glob(f"{OPTIMIZED_PREFIX}*")]:
+    for path in folder.glob(f"{TEMP_PREFIX}*"):
         log.info("removing %s, left by an interrupted build", path)
+        _delete(path)
+    for path in folder.glob(f"{OPTIMIZED_PREFIX}*"):
+        log.info("removing %s, optimised from the model being rebuilt", path)
         _delete(path)
     (folder / METADATA_FILE).unlink(missing_ok=True)
 

@@ -135,7 +135,7 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
         try:
             if quantize.key_inputs(spec, precision["precision"]) != precision:  # other photos, limits or settings
                 return False
-        except UsageError:
+        except Exception:  # noqa: BLE001 - a plugin's calibration function failing: the entry cannot be current
             return False
     if source.get("kind") == "prebuilt":
         return spec is None or (spec.onnx is not None and spec.onnx.sha256 == source.get("sha256"))
@@ -198,7 +198,7 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
     inputs = plan(spec, weights, **arguments, precision=precision)
     folder = cache.entry_dir(spec.name, make_key(inputs))
 
-    def int8_source() -> Converted | None:  # an int8 entry's float32 entry, converted before the lock is taken
+    def int8_source() -> Converted | None:  # an int8 entry's float32 entry (locks: the int8 entry's, then its)
         return convert(spec, weights, **arguments) if "precision" in inputs else None
 
     metadata = cache.read_entry(folder)
@@ -255,8 +255,10 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
         if float32 is not None:
             notice(log, "quantizing %s to int8 (calibrated on %s); this is done once, then cached", spec.name,
                    "the zoo's photos" if spec.calibration is None else callable_name(spec.calibration))
+            with cache.reading(float32.path.parent):  # `zoo cache rm` of the float32 entry waits
+                report = quantize.quantize(spec, float32.path, model_path, inputs["precision"])
             record = {"weights": float32.metadata.get("weights"), "source_entry": float32.path.parent.name,
-                      "int8": quantize.quantize(spec, float32.path, model_path, inputs["precision"])}
+                      "int8": report}
         elif source["kind"] == "prebuilt":
             _fetch_prebuilt(spec, model_path)
             record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.sha256}}  # type: ignore[union-attr]

@@ -141,7 +141,12 @@ class ExportError(ZooError, RuntimeError):
 
 
 class QuantizationError(ExportError):
-    """An int8 model disagrees with its float32 source beyond the spec's limits, or cannot be made."""
+    """An int8 model disagrees with its float32 source beyond the spec's limits, or cannot be made.
+
+    A refusal carries the measured figures as ``report`` (:func:`zoo.quantize.measure`'s); None otherwise.
+    """
+
+    report: dict | None = None
 
 
 class WeightsError(ZooError, ValueError):

@@ -92,6 +92,8 @@ def _mapped(path: Path, name: str) -> Iterator[bytes | mmap.mmap]:
     Reading a file into a new ``bytes`` object made the decode that followed slower (a
     0.3 MP PNG by a fifth: ``bench/bench_decode.py``); decoding from the mapped file costs
     what ``cv2.imread`` does. An empty file, a pipe or a system without ``mmap`` is read.
+    The price: a file cut short by another process while it is being decoded ends this
+    process with SIGBUS instead of a damaged-image error.
     """
     try:
         file = open(path, "rb")  # noqa: SIM115 - closed below, after the mapping
@@ -101,20 +103,17 @@ def _mapped(path: Path, name: str) -> Iterator[bytes | mmap.mmap]:
         try:
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError):
-            yield _read(path, name)
+            try:
+                data = file.read()
+            except OSError as error:
+                raise _unreadable(name, error) from None
+            yield data
             return
         try:
             yield mapped
         finally:
             with suppress(BufferError):  # an error's traceback may still hold a view: the collector closes it
                 mapped.close()
-
-
-def _read(path: Path, name: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise _unreadable(name, error) from None
 
 
 def _unreadable(name: str, error: OSError) -> ZooInputError:
@@ -184,19 +183,29 @@ class _StderrFilter:
         self._depth = 0
         self._saved = -1
         self._capture: Any = None
-        self._failed = False
 
     def enter(self) -> None:
         with self._lock:
-            if self._depth == 0 and not self._failed:
+            if self._depth == 0:
+                saved = -1
                 try:
                     if self._capture is None:
                         self._capture = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the process
-                    self._saved = os.dup(2)
+                    saved = os.dup(2)
                     os.dup2(self._capture.fileno(), 2)
-                except OSError:  # no temporary folder, or no stderr (a daemon): decode as is from now on
-                    self._failed, self._saved = True, -1
+                    self._saved = saved
+                except OSError:  # no temporary folder, or no stderr (a daemon): this decode runs as is
+                    if saved >= 0:
+                        os.close(saved)
             self._depth += 1
+
+    def forked(self) -> None:
+        """In a child process: stderr back to where it was, and a capture file of its own (the parent's
+        is shared, offset included)."""
+        if self._saved >= 0:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        self._lock, self._depth, self._saved, self._capture = threading.Lock(), 0, -1, None
 
     def leave(self) -> None:
         with self._lock:
@@ -218,6 +227,8 @@ class _StderrFilter:
 
 
 _stderr_filter = _StderrFilter()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_stderr_filter.forked)
 
 
 @contextmanager
@@ -244,7 +255,7 @@ def _header(data: bytes | mmap.mmap, name: str, limit: int | None) -> tuple[tupl
                 exif = Image.Exif()
                 exif.load(_png_exif_after_pixels(data))
                 orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
-            elif fmt in ("JPEG", "MPO") and "exif" not in image.info:  # no APP1 Exif segment: nothing to parse
+            elif fmt in ("JPEG", "MPO") and not {"exif", "xmp"} & set(image.info):  # no EXIF nor XMP: upright
                 orientation = 1
             else:
                 orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)

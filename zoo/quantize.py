@@ -13,10 +13,8 @@ The settings (:data:`SETTINGS`) were chosen by ``bench/bench_int8.py``: see its 
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import hashlib
-import io
 import logging
 import platform
 import re
@@ -122,11 +120,33 @@ def photos(spec: ModelSpec) -> Photos:
     """The spec's own calibration images (its ``calibration`` function) or the zoo's photos."""
     if spec.calibration is None:
         return zoo_photos()
-    made = spec.calibration()
+    try:
+        made = spec.calibration()
+    except Exception as error:  # the plugin's code
+        raise QuantizationError(f"model {spec.name!r}: its calibration function {callable_name(spec.calibration)} "
+                                f"failed ({type(error).__name__}: {error}); use precision 'fp32'") from error
     if not isinstance(made, Photos) or not made.calibration or not made.held:
         raise QuantizationError(f"model {spec.name!r}: its calibration function {callable_name(spec.calibration)} "
                                 f"must return zoo.quantize.Photos with calibration and held images, got {made!r}")
     return made
+
+
+@cache
+def _zoo_photos_fingerprint() -> str:
+    """The zoo's photos' fingerprint from their files and the views taken of them, without decoding them."""
+    folder = files("zoo") / "data" / "photos"
+    digest = hashlib.sha256(repr((CALIBRATION_VIEWS, HELD_VIEWS)).encode())
+    listing = (folder / "photos.toml").read_bytes()
+    digest.update(listing)
+    for entry in tomllib.loads(listing.decode("utf-8"))["photo"]:
+        digest.update((folder / entry["file"]).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(spec: ModelSpec) -> str:
+    """What the int8 key records of the calibration and held images: the zoo's photos' files and views, or
+    the spec's own images (shapes and pixels)."""
+    return _zoo_photos_fingerprint() if spec.calibration is None else photos(spec).fingerprint()
 
 
 def limits(spec: ModelSpec) -> dict[str, Any]:
@@ -163,7 +183,8 @@ def onnxruntime_version() -> str | None:
 
 def key_inputs(spec: ModelSpec, precision: str) -> dict[str, Any] | None:
     """What an int8 file depends on beyond its float32 source (None for ``fp32``): the settings, the
-    spec's limits and exclusions, the calibration images' fingerprint and onnxruntime's version.
+    spec's limits and exclusions, its preprocessing (the calibration ranges are those of the
+    preprocessed images), the calibration images' fingerprint and onnxruntime's version.
 
     Raises :class:`UsageError` for a task whose outputs the agreement check cannot read.
     """
@@ -174,7 +195,8 @@ def key_inputs(spec: ModelSpec, precision: str) -> dict[str, Any] | None:
                          f"{', '.join(TASKS)} models (their agreement with float32 can be checked); use precision "
                          f"'fp32'")
     return {"precision": precision, **SETTINGS, "reduce_range": reduced_range(), **limits(spec),
-            "calibration": photos(spec).fingerprint(), "onnxruntime": onnxruntime_version()}
+            "preprocess": spec.preprocess.to_dict() if spec.preprocess else None, "calibration": fingerprint(spec),
+            "onnxruntime": onnxruntime_version()}
 
 
 class _Reader:
@@ -205,9 +227,11 @@ def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, An
         problems.append(f"an output moves by {report['max_difference']:.1%} of the outputs' range (at most "
                         f"{settings['max_difference']:.1%} allowed)")
     if problems:
-        raise QuantizationError(
+        error = QuantizationError(
             f"model {spec.name!r}: the int8 model is refused: {'; and '.join(problems)}. Use precision 'fp32', or "
             f"keep the layers that lose accuracy in float with the spec's int8.exclude (node name patterns)")
+        error.report = report
+        raise error
     log.info("quantized %s to int8 in %.1f s: top class agrees on %.1f%% of %d held images, %.2fx faster",
              spec.name, report["seconds"], 100 * report["agreement"], report["held_images"], report["speedup"])
     return report
@@ -220,27 +244,25 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
     seconds it took, :func:`agreement`'s figures on the held images, and both models'
     median milliseconds for one image (one session at a time, on this machine) and their ratio.
     """
-    from zoo.runtime import OnnxRuntimeSession
+    from zoo.runtime import OnnxRuntimeSession, last_line
 
     made = photos(spec)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=".int8-", dir=target.parent) as work:
-        prepared = Path(work) / "prepared.onnx"
-        try:
-            input_name, excluded = _quantize(spec, made, source, prepared, target, settings)
-        except QuantizationError:
-            raise
-        except Exception as error:  # onnxruntime and onnx raise many kinds
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise QuantizationError(f"model {spec.name!r}: onnxruntime {onnxruntime_version()} could not quantize "
-                                    f"it ({reason}); use precision 'fp32'") from error
-    seconds = time.perf_counter() - started
-    held = [spec.preprocess.apply([image]) for image in made.held]
-    outputs, ms = {}, {}
-    for name, path in (("fp32", source), ("int8", target)):  # one session at a time: they would slow each other
-        session = OnnxRuntimeSession(path)
-        outputs[name] = np.concatenate([session.run({input_name: batch})[spec.outputs[0]] for batch in held])
-        ms[name] = _median_ms(session.run, {input_name: held[0]})
+    try:
+        with tempfile.TemporaryDirectory(prefix=".int8-", dir=target.parent) as work:
+            input_name, excluded = _quantize(spec, made, source, Path(work) / "prepared.onnx", target, settings)
+        seconds = time.perf_counter() - started
+        held = [spec.preprocess.apply([image]) for image in made.held]
+        outputs, ms = {}, {}
+        for name, path in (("fp32", source), ("int8", target)):  # one session at a time: they would slow each other
+            session = OnnxRuntimeSession(path)
+            outputs[name] = np.concatenate([session.run({input_name: batch})[spec.outputs[0]] for batch in held])
+            ms[name] = _median_ms(session.run, {input_name: held[0]})
+    except QuantizationError:
+        raise
+    except Exception as error:  # onnx and onnxruntime raise many kinds
+        raise QuantizationError(f"model {spec.name!r}: onnxruntime {onnxruntime_version()} could not quantize it "
+                                f"({last_line(error)}); use precision 'fp32'") from error
     return {"excluded": excluded, "calibration_images": len(made.calibration), "held_images": len(held),
             "seconds": round(seconds, 3), **agreement(outputs["fp32"], outputs["int8"]),
             "fp32_ms": round(ms["fp32"], 3), "int8_ms": round(ms["int8"], 3),
@@ -265,19 +287,17 @@ def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, targe
     inputs = [i.name for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise QuantizationError(f"model {spec.name!r}: int8 calibration feeds the image alone, but the graph "
-                                f"takes {inputs}")
+                                f"takes {inputs}; use precision 'fp32'")
     excluded = sorted({node.name for node in graph.node
                        if any(fnmatch.fnmatchcase(node.name, pattern) for pattern in settings["exclude"])})
     kinds = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     reader = _Reader(inputs[0], [spec.preprocess.apply([image]) for image in made.calibration])
-    with contextlib.redirect_stdout(io.StringIO()) as printed:  # the calibrators print their progress
-        quantize_static(
-            prepared, target, reader, quant_format=getattr(QuantFormat, settings["format"]),
-            per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
-            activation_type=kinds[settings["activations"]], weight_type=kinds[settings["weights"]],
-            nodes_to_exclude=excluded, op_types_to_quantize=settings["ops"] or None,
-            calibrate_method=getattr(CalibrationMethod, settings["method"]))
-    log.debug("onnxruntime.quantization printed: %s", printed.getvalue().strip())
+    quantize_static(
+        prepared, target, reader, quant_format=getattr(QuantFormat, settings["format"]),
+        per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+        activation_type=kinds[settings["activations"]], weight_type=kinds[settings["weights"]],
+        nodes_to_exclude=excluded, op_types_to_quantize=settings["ops"] or None,
+        calibrate_method=getattr(CalibrationMethod, settings["method"]))
     return inputs[0], excluded
 
 

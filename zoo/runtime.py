@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import secrets
@@ -29,10 +30,15 @@ from zoo.spec import RUNTIMES
 if TYPE_CHECKING:
     from zoo.geometry import Geometry
 
+log = logging.getLogger(__name__)
+
 _ORT_TYPES = {f"tensor({name})": np.dtype(name) for name in ("float", "double", "int64", "int32", "uint8", "bool")}
 _ORT_TYPES["tensor(float)"] = np.dtype(np.float32)
 #: Execution providers used when present, in order of preference.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+#: Providers whose optimised graph is saved in the cache (those that compile engines, such as
+#: TensorRT or OpenVINO, keep their own caches).
+KEEPS_OPTIMIZED = frozenset(PREFERRED_PROVIDERS)
 
 
 class Session(Protocol):
@@ -80,7 +86,9 @@ class OnnxRuntimeSession:
         chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         #: The optimised graph saved beside the model (``keep_optimized``), opened instead of it.
         self.optimized: Path | None = None
-        if keep_optimized:
+        #: The file the session was opened from: the model, or its saved optimised graph.
+        self.opened = Path(path)
+        if keep_optimized and set(chosen) <= KEEPS_OPTIMIZED:
             self.optimized = Path(path).with_name(optimized_name(keep_optimized, onnxruntime.__version__, chosen))
             self.session = self._open_optimized(Path(path), options, chosen)
             if self.session is not None:
@@ -89,8 +97,7 @@ class OnnxRuntimeSession:
         try:
             self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own Fail, InvalidGraph, NoSuchFile...
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise ZooError(f"onnxruntime {onnxruntime.__version__} cannot load {path}: {reason}") from None
+            raise ZooError(f"onnxruntime {onnxruntime.__version__} cannot load {path}: {last_line(error)}") from None
         self._describe()
 
     def _open_optimized(self, path: Path, options: object, providers: list[str]) -> object | None:
@@ -100,8 +107,8 @@ class OnnxRuntimeSession:
         (``bench/bench_cold.py``).
         The file is written by onnxruntime under a temporary name and renamed, so readers
         never see half of it; one that fails to open (damaged, or an onnxruntime that writes
-        what it cannot read) is removed and the model opened as it is. A cache that cannot be
-        written only misses the saving.
+        what it cannot read) is removed and the model opened as it is. In a read-only cache
+        nothing is saved (onnxruntime fails a session whose optimised graph it cannot write).
         """
         import onnxruntime
 
@@ -110,12 +117,18 @@ class OnnxRuntimeSession:
             level = options.graph_optimization_level  # type: ignore[attr-defined]
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # type: ignore[attr-defined]
             try:
-                return onnxruntime.InferenceSession(os.fspath(self.optimized), sess_options=options, providers=providers)
-            except Exception:  # noqa: BLE001 - any failure: use the model itself, and save its graph again
+                session = onnxruntime.InferenceSession(os.fspath(self.optimized), sess_options=options,
+                                                       providers=providers)
+                self.opened = self.optimized
+                return session
+            except Exception as error:  # noqa: BLE001 - any failure: use the model itself, and save its graph again
+                log.warning("%s cannot be opened (%s); optimising %s again", self.optimized, last_line(error), path.name)
                 with contextlib.suppress(OSError):
                     self.optimized.unlink()
             finally:
                 options.graph_optimization_level = level  # type: ignore[attr-defined]
+        if not os.access(path.parent, os.W_OK):  # a read-only cache: onnxruntime would fail the whole session
+            return None
         temp = self.optimized.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{self.optimized.name}")
         options.optimized_model_filepath = os.fspath(temp)  # type: ignore[attr-defined]
         try:
@@ -142,6 +155,12 @@ class OnnxRuntimeSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.outputs, self.session.run(None, feeds)))
+
+
+def last_line(error: BaseException) -> str:
+    """The last line of an error's message (onnxruntime's carry C++ stack lines), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
 
 
 def optimized_name(model: str, version: str, providers: Sequence[str]) -> str:

@@ -319,6 +319,8 @@ class ModelSpec:
         for key in ("min_agreement", "max_difference"):
             if key in int8:
                 check_number(f"int8.{key}", int8[key], minimum=0)
+                if int8[key] > 1:
+                    raise SpecError(f"int8.{key}", f"is a fraction from 0 to 1, got {int8[key]!r}")
         set_field(self, "int8", _frozen(int8))
 
     def _check_pipeline(self) -> None:

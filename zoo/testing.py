@@ -148,6 +148,8 @@ def decisive_classifier(module: Any, spec: ModelSpec, groups: Sequence[Sequence[
     """
     import torch
 
+    if len(groups) < 2:
+        raise ValueError(f"{spec.name}: decisive_classifier needs at least two groups of images to tell apart")
     classes = len(spec.labels)
     layers = [m for m in module.modules() if isinstance(m, torch.nn.Linear) and m.out_features == classes
               or isinstance(m, torch.nn.Conv2d) and m.out_channels == classes and m.kernel_size == (1, 1)]
@@ -155,8 +157,8 @@ def decisive_classifier(module: Any, spec: ModelSpec, groups: Sequence[Sequence[
         raise ValueError(f"{spec.name}: no Linear or 1x1 Conv2d layer outputs {classes} scores")
     layer = layers[-1]
     seen: list[Any] = []
-    hook = layer.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].flatten(1) if inputs[0].dim() == 2
-                                                                           else inputs[0].mean((2, 3))))
+    hook = layer.register_forward_pre_hook(  # a Linear's input, or a 1x1 convolution's averaged over space
+        lambda _, inputs: seen.append(inputs[0] if isinstance(layer, torch.nn.Linear) else inputs[0].mean((2, 3))))
     try:
         with torch.no_grad():
             means = []
@@ -167,18 +169,18 @@ def decisive_classifier(module: Any, spec: ModelSpec, groups: Sequence[Sequence[
                 means.append(torch.cat(seen).mean(0))
     finally:
         hook.remove()
-    prototypes = torch.stack(means)
+    prototypes = torch.stack(means).flatten(1)
     prototypes = prototypes - prototypes.mean(0)
-    prototypes = spread * prototypes / prototypes.norm(dim=1, keepdim=True)
+    prototypes = spread * prototypes / prototypes.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    weight = layer.weight.view(classes, -1)
+    if weight.shape[1] != prototypes.shape[1]:
+        raise ValueError(f"{spec.name}: the last layer takes {weight.shape[1]} features, not {prototypes.shape[1]}")
     with torch.no_grad():
-        weight = layer.weight.view(classes, -1)
         weight.mul_(0.1)
         if layer.bias is not None:
             layer.bias.mul_(0.1)
         for i, prototype in enumerate(prototypes):
             row = (i * classes) // len(prototypes)
-            if weight.shape[1] != prototype.numel():  # a 1x1 convolution over pooled channels: the same row
-                raise ValueError(f"{spec.name}: the last layer takes {weight.shape[1]} features, not {prototype.numel()}")
             weight[row] = prototype
             if layer.bias is not None:
                 layer.bias[row] = 0.0
