@@ -232,7 +232,7 @@ def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, An
             f"keep the layers that lose accuracy in float with the spec's int8.exclude (node name patterns)")
         error.report = report
         raise error
-    log.info("quantized %s to int8 in %.1f s: top class agrees on %.1f%% of %d held images, %.2fx faster",
+    log.info("quantized %s to int8 in %.1f s: top class agrees on %.1f%% of %d held images, %.2fx float32's speed",
              spec.name, report["seconds"], 100 * report["agreement"], report["held_images"], report["speedup"])
     return report
 
