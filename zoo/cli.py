@@ -278,6 +278,10 @@ def _export_one(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], li
                                          threads=args.threads), "providers", None)
     if args.output:
         path = _copy_model(converted.path, args.output, spec.name)
+        if not cache.check_external_data(path):  # the copy says what it is, wherever it goes (zoo.onnxmeta)
+            from zoo import onnxmeta
+
+            onnxmeta.write(path, onnxmeta.properties(spec, meta))
     data = {"name": spec.name, "path": str(path), "cache_path": str(converted.path), **meta,
             **({"providers": providers} if providers else {})}
     record = meta["files"][cache.MODEL_FILE]

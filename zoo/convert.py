@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from zoo import cache, quantize
+from zoo import cache, onnxmeta, quantize
 from zoo._log import notice
 from zoo.errors import DownloadError, ExportError, NotWritableError, UsageError, WeightsError
 from zoo.spec import Artifact, ModelSpec, callable_name
@@ -257,15 +257,17 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
                    "the zoo's photos" if spec.calibration is None else callable_name(spec.calibration))
             with cache.reading(float32.path.parent):  # `zoo cache rm` of the float32 entry waits
                 report = quantize.quantize(spec, float32.path, model_path, inputs["precision"])
-            record = {"weights": float32.metadata.get("weights"), "source_entry": float32.path.parent.name,
-                      "int8": report}
+            record = {"weights": float32.metadata.get("weights"), "onnx": float32.metadata.get("onnx"),
+                      "source_entry": float32.path.parent.name, "int8": report}
         elif source["kind"] == "prebuilt":
             _fetch_prebuilt(spec, model_path)
             record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.sha256}}  # type: ignore[union-attr]
         else:
             record = {"weights": weights_record(spec, weights, source["weights_sha256"]),
                       **_export(spec, weights, model_path, source)}
-        cache.check_external_data(model_path)
+        external = cache.check_external_data(model_path)
+        if not external and (float32 is not None or source["kind"] == "export"):  # the zoo made it (under 2 GB)
+            onnxmeta.write(model_path, onnxmeta.properties(spec, {**record, "key_inputs": inputs}))
         metadata = {
             "name": spec.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,0 +1,85 @@
+"""What an ONNX file the zoo writes says about itself: ``metadata_props`` a user can read elsewhere.
+
+Every file the zoo makes (an export, an int8 model) carries these keys from the moment it
+enters the cache, and every file ``zoo export -o`` copies out carries them; a prebuilt file
+stays in the cache byte for byte the file its plugin published. Each value is a string
+(JSON where it is data):
+
+* ``zoo.name``, ``zoo.task``, ``zoo.license``, ``zoo.homepage``, ``zoo.version`` (onnx-zoo's);
+* ``zoo.labels``: the class names by class id (JSON list);
+* ``zoo.preprocess``: the :class:`~zoo.preprocess.Preprocess` spec (JSON; its docstring gives
+  the arithmetic: resize, crop, ``scale``, ``mean``, ``std``, channel order and layout);
+* ``zoo.outputs``: the graph's outputs in order, and how the task reads them: a classifier's
+  ``scores`` (``logits`` or ``probabilities``), a detector's ``decode`` table, renamed outputs
+  and the graph's extra inputs (JSON);
+* ``zoo.weights``: where the weights came from and their sha256 (JSON, or ``null``);
+* ``zoo.precision``: ``fp32`` or ``int8``.
+
+With them, onnx and numpy are enough to run the file as ``predict`` does (a test does so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from zoo.spec import ModelSpec
+
+PREFIX = "zoo."
+#: The keys whose values are JSON; the others are plain strings.
+JSON_KEYS = ("labels", "preprocess", "outputs", "weights")
+
+
+def properties(spec: ModelSpec, entry: dict[str, Any]) -> dict[str, str]:
+    """The ``metadata_props`` of ``spec``'s file, ``entry`` being its cache metadata (or the record
+    being built): key -> string."""
+    from zoo import __version__
+
+    weights = entry.get("weights") or entry.get("onnx")
+    precision = entry.get("key_inputs", {}).get("precision", {}).get("precision", "fp32")
+
+    outputs = {"names": list(spec.outputs), "scores": spec.scores, "decode": dict(spec.decode),
+               "rename_outputs": dict(spec.rename_outputs), "inputs": spec.graph_inputs(),
+               "batch_axis": spec.batch_axis}
+    values: dict[str, Any] = {
+        "name": spec.name, "task": spec.task, "license": spec.license, "homepage": spec.homepage,
+        "version": __version__, "labels": list(spec.labels), "preprocess": spec.preprocess.to_dict(),
+        "outputs": outputs, "weights": weights, "precision": precision,
+    }
+    return {PREFIX + key: json.dumps(value) if key in JSON_KEYS else value for key, value in values.items()}
+
+
+def write(path: Path, props: dict[str, str]) -> None:
+    """Set ``props`` in the ONNX file at ``path`` (replacing the zoo's earlier ones, keeping any others).
+
+    The file is written anew and renamed over ``path``: a hard link to it (a download the
+    cache keeps) is left as it was.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    temp = path.with_name(f".{path.name}.props")
+    try:
+        onnx.save(model, str(temp))
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The zoo's ``metadata_props`` of the ONNX file at ``path``, decoded (JSON values parsed)."""
+    import onnx
+
+    found: dict[str, Any] = {}
+    for prop in onnx.load(str(path), load_external_data=False).metadata_props:
+        if prop.key.startswith(PREFIX):
+            key = prop.key[len(PREFIX):]
+            found[key] = json.loads(prop.value) if key in JSON_KEYS else prop.value
+    return found
