@@ -100,5 +100,6 @@ def test_an_export_says_which_weights_it_holds(zoo_cache_dir, tmp_path):
     model = zoo.get(tiny_spec(), weights=str(weights))
     said = onnxmeta.read(model.path)
     assert said["weights"]["sha256"] == cache.sha256_of(weights) and said["weights"]["file"] == "tiny.pth"
+    assert "location" not in said["weights"] and str(tmp_path) not in json.dumps(said)  # no path of this machine
     assert said["labels"] == list(LABELS) and said["precision"] == "fp32" and said["name"] == "tiny"
     assert zoo.get(tiny_spec(), weights=str(weights)).run(model.preprocess(np.zeros((32, 32, 3), np.uint8)))

@@ -12,7 +12,8 @@ stays in the cache byte for byte the file its plugin published. Each value is a 
 * ``zoo.outputs``: the graph's outputs in order, and how the task reads them: a classifier's
   ``scores`` (``logits`` or ``probabilities``), a detector's ``decode`` table, renamed outputs
   and the graph's extra inputs (JSON);
-* ``zoo.weights``: where the weights came from and their sha256 (JSON, or ``null``);
+* ``zoo.weights``: the weights' file name, tag and sha256, and their URL when they were
+  downloaded (never a local path) (JSON, or ``null``);
 * ``zoo.precision``: ``fp32`` or ``int8``.
 
 With them, onnx and numpy are enough to run the file as ``predict`` does (a test does so).
@@ -37,7 +38,9 @@ def properties(spec: ModelSpec, entry: dict[str, Any]) -> dict[str, str]:
     being built): key -> string."""
     from zoo import __version__
 
-    weights = entry.get("weights") or entry.get("onnx")
+    weights = dict(entry.get("weights") or entry.get("onnx") or {}) or None
+    if weights and not str(weights.get("location", "")).startswith(("https://", "http://")):
+        weights.pop("location", None)  # a path of this machine: not for a file that travels
     precision = entry.get("key_inputs", {}).get("precision", {}).get("precision", "fp32")
 
     outputs = {"names": list(spec.outputs), "scores": spec.scores, "decode": dict(spec.decode),
