@@ -470,13 +470,52 @@ def _save(result: Any, image: Any, path: Path) -> str:
     return str(path)
 
 
-def _progress(total: int, args: argparse.Namespace) -> Any:
-    """A progress bar on stderr for many images at a terminal; None when piped, quiet or for a few images."""
+def _progress(total: int, args: argparse.Namespace, unit: str = "image") -> Any:
+    """A progress bar on stderr for many items at a terminal; None when piped, quiet or for a few items."""
     if total < 2 or args.quiet or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="image", file=sys.stderr, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    if not args.names and not (args.task or args.plugin):
+        raise UsageError("name the models to pull (names or globs), or pull every model of a --task or a --plugin")
+    names: list[str] = []
+    for pattern in args.names or [None]:
+        if pattern is not None and not any(char in pattern for char in "*?["):
+            spec = registry.get(pattern)  # an unknown name fails here, with suggestions, before anything is fetched
+            found = [spec.name] if registry.names(spec.name, task=args.task, plugin=args.plugin) else []
+        else:
+            found = registry.names(pattern, task=args.task, plugin=args.plugin)
+        if not found:
+            raise UsageError(f"no model matches {pattern or 'the filters'}"
+                             f"{f' with --task {args.task}' if args.task else ''}"
+                             f"{f' from --plugin {args.plugin}' if args.plugin else ''}; 'zoo list' shows them")
+        names += [name for name in found if name not in names]
+    from zoo.model import prepare
+
+    bar = _progress(len(names), args, unit="model")
+    failed: dict[str, str] = {}
+    for name in names:
+        spec = registry.get(name)
+        try:
+            for part in spec.requires if spec.is_pipeline else (name,):
+                _, converted = prepare(part, precision=args.precision)
+                _write(f"{name}: {converted.path}" if part == name else f"{name}: {part} at {converted.path}", bar)
+        except ZooError as error:
+            failed[name] = str(error)
+            _write(f"{name}: FAILED: {error}", bar, sys.stderr)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    print(f"pulled {len(names) - len(failed)} of {len(names)} model(s) into {cache.cache_root()}", file=sys.stderr)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _write(text: str, bar: Any, file: Any = None) -> None:
@@ -767,6 +806,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print one JSON list at the end, one entry per image")
     out.add_argument("--jsonl", action="store_true",
                      help="print one JSON object per image as soon as it is done (JSON Lines, for streaming)")
+
+    p = command("pull", cmd_pull, "download and convert models ahead of time (a container build step)",
+                "Fetch the weights and export each model (or fetch its prebuilt file) into the cache, as the first "
+                "'zoo predict' would, so that later runs start at once, offline too (ZOO_OFFLINE=1). NAME is a name or a "
+                "glob; --task and --plugin select or filter. A model that fails is reported and the others go on; the "
+                "exit status is 1 if any failed.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="model names or globs (default with --task/--plugin: all)")
+    p.add_argument("--task", help="only models of this task, e.g. image-classification")
+    p.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                   help="also quantize to int8 (classifiers), as --precision int8 on predict would (default fp32)")
 
     p = command("serve", cmd_serve, "serve models over HTTP, with a web page to try them",
                 "Serve models over HTTP (pip install 'onnx-zoo[serve]'). The page at / tries them in a browser; "
