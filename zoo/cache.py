@@ -406,8 +406,13 @@ class Entry:
                 "created": meta.get("created"), "source": source.get("kind"), "weights": meta.get("weights"),
                 "onnx": meta.get("onnx"),
                 "exporter": meta.get("exporter"), "opset": meta.get("opset"), "simplified": meta.get("simplified"),
-                "precision": meta.get("key_inputs", {}).get("precision", {}).get("precision", "fp32"),
+                "precision": precision_of(meta),
                 "source_entry": meta.get("source_entry")}
+
+
+def precision_of(metadata: dict[str, Any]) -> str:
+    """``fp32``, or the precision an entry's model was quantized to (its key inputs say)."""
+    return metadata.get("key_inputs", {}).get("precision", {}).get("precision", "fp32")
 
 
 def folder_size(path: Path) -> int:

@@ -278,10 +278,10 @@ def _export_one(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], li
                                          threads=args.threads), "providers", None)
     if args.output:
         path = _copy_model(converted.path, args.output, spec.name)
-        if not cache.check_external_data(path):  # the copy says what it is, wherever it goes (zoo.onnxmeta)
-            from zoo import onnxmeta
+        from zoo import onnxmeta
 
-            onnxmeta.write(path, onnxmeta.properties(spec, meta))
+        if not onnxmeta.carried(meta["key_inputs"]) and not cache.check_external_data(path):  # a prebuilt file's copy
+            onnxmeta.write(path, onnxmeta.properties(spec, meta))  # says what it is too, wherever it goes
     data = {"name": spec.name, "path": str(path), "cache_path": str(converted.path), **meta,
             **({"providers": providers} if providers else {})}
     record = meta["files"][cache.MODEL_FILE]
@@ -708,6 +708,10 @@ def _weights_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="FILE",
                         help="class names, one a line, for weights fine-tuned on other classes (the model is "
                              "built with that many)")
+    _precision_argument(parser)
+
+
+def _precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                         help="int8: quantize the float32 model (once, then cached), checked against it on held "
                              "photos and refused if they disagree (default fp32)")
@@ -815,8 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="model names or globs (default with --task/--plugin: all)")
     p.add_argument("--task", help="only models of this task, e.g. image-classification")
     p.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="also quantize to int8 (classifiers), as --precision int8 on predict would (default fp32)")
+    _precision_argument(p)
 
     p = command("serve", cmd_serve, "serve models over HTTP, with a web page to try them",
                 "Serve models over HTTP (pip install 'onnx-zoo[serve]'). The page at / tries them in a browser; "

@@ -265,8 +265,7 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
         else:
             record = {"weights": weights_record(spec, weights, source["weights_sha256"]),
                       **_export(spec, weights, model_path, source)}
-        external = cache.check_external_data(model_path)
-        if not external and (float32 is not None or source["kind"] == "export"):  # the zoo made it (under 2 GB)
+        if not cache.check_external_data(model_path) and onnxmeta.carried(inputs):  # files over 2 GB are left as they are
             onnxmeta.write(model_path, onnxmeta.properties(spec, {**record, "key_inputs": inputs}))
         metadata = {
             "name": spec.name,

@@ -202,19 +202,22 @@ class _StderrFilter:
     def forked(self) -> None:
         """In a child process: stderr back to where it was, and a capture file of its own (the parent's
         is shared, offset included)."""
+        self._restore()
+        self._lock, self._depth, self._capture = threading.Lock(), 0, None
+
+    def _restore(self) -> None:
+        """File descriptor 2 back to what it was before the capture, if it is captured."""
         if self._saved >= 0:
             os.dup2(self._saved, 2)
             os.close(self._saved)
-        self._lock, self._depth, self._saved, self._capture = threading.Lock(), 0, -1, None
+            self._saved = -1
 
     def leave(self) -> None:
         with self._lock:
             self._depth -= 1
             if self._depth or self._saved < 0:
                 return
-            os.dup2(self._saved, 2)
-            os.close(self._saved)
-            self._saved = -1
+            self._restore()
             if not os.fstat(self._capture.fileno()).st_size:
                 return
             self._capture.seek(0)

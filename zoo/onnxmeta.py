@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from zoo import cache
 from zoo.spec import ModelSpec
 
 PREFIX = "zoo."
@@ -41,7 +42,7 @@ def properties(spec: ModelSpec, entry: dict[str, Any]) -> dict[str, str]:
     weights = dict(entry.get("weights") or entry.get("onnx") or {}) or None
     if weights and not str(weights.get("location", "")).startswith(("https://", "http://")):
         weights.pop("location", None)  # a path of this machine: not for a file that travels
-    precision = entry.get("key_inputs", {}).get("precision", {}).get("precision", "fp32")
+    precision = cache.precision_of(entry)
 
     outputs = {"names": list(spec.outputs), "scores": spec.scores, "decode": dict(spec.decode),
                "rename_outputs": dict(spec.rename_outputs), "inputs": spec.graph_inputs(),
@@ -52,6 +53,12 @@ def properties(spec: ModelSpec, entry: dict[str, Any]) -> dict[str, str]:
         "outputs": outputs, "weights": weights, "precision": precision,
     }
     return {PREFIX + key: json.dumps(value) if key in JSON_KEYS else value for key, value in values.items()}
+
+
+def carried(key_inputs: dict[str, Any]) -> bool:
+    """Whether a cache entry's file carries the keys: the zoo made it (an export, an int8 model),
+    rather than copied a plugin's prebuilt file (and it has no external data)."""
+    return key_inputs["source"]["kind"] == "export" or "precision" in key_inputs
 
 
 def write(path: Path, props: dict[str, str]) -> None:
