@@ -13,11 +13,14 @@ runs all 19 variants.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,14 +29,18 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 skimage_data = pytest.importorskip("skimage.data")
 import cv2
+import onnx
+import onnxruntime
+import onnxsim
 import zoo_torchvision
 from conftest import ROOT, run_zoo
 from fileserver import FileServer
 from zoo_torchvision import graphs
 
 import zoo
-from zoo import cache, testing
+from zoo import cache, export, testing
 from zoo.convert import sample_inputs
+from zoo.tasks.detection import pairwise_iou
 
 sys.path.insert(0, str(ROOT / "plugins" / "zoo-torchvision"))
 import check_exports
@@ -42,20 +49,23 @@ SPECS = {spec.name: spec for spec in zoo_torchvision.load_specs()}
 TASK_MODELS = sorted(name for name, spec in SPECS.items() if spec.task != "image-classification")
 #: Small models for CI (two-stage and single-shot detectors, a segmenter): the rest run with ``-m slow``.
 REPRESENTATIVE = ("fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large", "lraspp_mobilenet_v3_large")
-#: Not within the issue's tolerances with random weights on the 12 photos, and why (measured with
-#: ``pytest -m slow tests/test_torchvision_tasks.py``; see the closing notes of issue 15). The R-CNNs decide
-#: discretely before their outputs (the RPN's top-k and NMS over proposals, the max_detections cut): a rounding
-#: difference there changes which candidates go on, and a detection appears on one side only, with no tie visible
-#: in the outputs. One detection in hundreds; every other box matches.
-NOT_YET = {
-    "maskrcnn_resnet50_fpn_v2": "the RPN keeps 998 of the same 1,000 proposals (rounding at its NMS); one detection "
-                                "(tennis racket 0.85) has no counterpart in ONNX",
-    "keypointrcnn_resnet50_fpn.coco_legacy": "one detection (person 0.15) has no counterpart in ONNX",
-    "fasterrcnn_resnet50_fpn": "the 100th detection (the max_detections cut) differs on one of the 12 photos",
-    "fasterrcnn_resnet50_fpn_v2": "the 100th detection (the max_detections cut) differs on one of the 12 photos",
-    "keypointrcnn_resnet50_fpn": "one detection (person 0.10) has no counterpart (best IoU 0.78) on one photo",
-    "maskrcnn_resnet50_fpn": "one score 0.8385 against 0.8374 (1.1e-3, over 1e-3) on one photo",
+#: The two-stage detectors. Their region proposal network keeps 1,000 of tens of thousands of anchors by top-k
+#: and NMS; with random weights, rounding there can swap a proposal or two (998 of the same 1,000 on the sample
+#: photo for Mask R-CNN v2), and a detection then appears on one side only. Their slow test compares the
+#: proposals, then the second stage on the same proposals (:func:`check_two_stage`).
+TWO_STAGE = tuple(name for name in TASK_MODELS if "rcnn" in name)
+#: Wider tolerances than the issue's, for a model (on every photo) or a model on one photo, and why: measured by
+#: the slow test with the proposals pinned, so everything that differs comes after the RPN.
+TOLERANCES: dict[tuple[str, str | None], tuple[dict[str, float], str]] = {
+    ("maskrcnn_resnet50_fpn_v2", None): ({"score_tolerance": 2e-3}, "rocket 1200x801: one score 0.84983 against "
+                                         "0.84874, float32 rounding through the backbone and the four-convolution head"),
+    ("fasterrcnn_resnet50_fpn_v2", None): ({"score_tolerance": 2e-3}, "one score 0.85135 against 0.85293, as above"),
+    ("keypointrcnn_resnet50_fpn", "coffee 1200x800"): (
+        {"keypoint_tolerance": 5.0}, "detection 94's box is 62.00006 px high in PyTorch and 61.99982 in ONNX; "
+        "torchvision resizes its heatmaps to ceil(height), 63 rows against 62, and 6 of its 17 keypoints move 4-5 px"),
 }
+
+
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 
@@ -124,11 +134,83 @@ def test_parity_with_pytorch_on_four_photos_at_three_sizes(zoo_cache_dir, name):
     check_parity(name)
 
 
+class WithProposals(torch.nn.Module):
+    """A two-stage :class:`~zoo_torchvision.graphs.Detector` that also returns its RPN's proposals.
+
+    The proposals are boxes in the pixels of the image the model resized, as its second stage takes them.
+    """
+
+    def __init__(self, detector: graphs.Detector):
+        super().__init__()
+        self.detector = detector
+        self.seen: list[torch.Tensor] = []
+        detector.model.rpn.register_forward_hook(lambda _, __, output: self.seen.append(output[0][0]))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        self.seen.clear()
+        return (*self.detector(images), self.seen[0])
+
+
+@contextlib.contextmanager
+def pinned_proposals(detector: graphs.Detector, proposals: np.ndarray) -> Iterator[None]:
+    """``detector`` with its second stage run on ``proposals`` instead of its RPN's."""
+    rpn = detector.model.rpn
+    rpn.forward = lambda images, features, targets=None: ([torch.from_numpy(proposals)], {})
+    try:
+        yield
+    finally:
+        del rpn.forward
+
+
+def check_two_stage(name: str, folder: Path) -> int:
+    """Parity of a two-stage detector, stage by stage where the whole differs; returns the photos that needed it.
+
+    The graph is exported (and simplified, as the zoo does) with the RPN's proposals as an extra output.
+    On each photo the detections must agree as they are. Where they do not, at least 99% of the proposals
+    must match at IoU >= 0.99 both ways, and PyTorch's second stage run on the graph's own proposals must
+    then give the graph's detections within the task's tolerances: the difference then comes from which
+    proposals the RPN kept, and everything after it is equal.
+    """
+    spec = SPECS[name]
+    net = WithProposals(random_module(spec)).eval()
+    path = folder / f"{name}.onnx"
+    with_proposals = dataclasses.replace(spec, outputs=(*spec.outputs, "proposals"))
+    export._torch_export(net, (torch.from_numpy(sample_inputs(spec)),), with_proposals, path, "torchscript", 17,
+                         False)
+    simplified, ok = onnxsim.simplify(onnx.load(str(path)))
+    assert ok
+    session = onnxruntime.InferenceSession(simplified.SerializeToString(), providers=["CPUExecutionProvider"])
+    (feed,) = spec.graph_inputs()
+    pinned = 0
+    for label, photo in photos():
+        batch, geometries = spec.preprocess.batch([photo])
+        *got, proposals = session.run(None, {feed: batch})
+        with torch.no_grad():
+            *want, theirs = (o.numpy() for o in net(torch.from_numpy(batch)))
+        assert len(got[0]) >= 10, f"{label}: random weights must detect, or the comparison proves nothing"
+        try:
+            export.results_agree(spec, want, got, geometries)
+            continue
+        except zoo.ExportError:
+            pass
+        iou = pairwise_iou(proposals, theirs)
+        matched = min((iou.max(axis=1) >= 0.99).mean(), (iou.max(axis=0) >= 0.99).mean())
+        assert matched >= 0.99, f"{label}: {matched:.1%} of the proposals match"
+        with pinned_proposals(net.detector, proposals), torch.no_grad():
+            *want, _ = (o.numpy() for o in net(torch.from_numpy(batch)))
+        tolerances = {**TOLERANCES.get((name, None), ({}, ""))[0], **TOLERANCES.get((name, label), ({}, ""))[0]}
+        export.results_agree(spec, want, got, geometries, **tolerances)  # raises, naming what differs
+        pinned += 1
+    return pinned
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET[n], strict=False))
-                                  if n in NOT_YET else n for n in TASK_MODELS if n not in REPRESENTATIVE])
-def test_parity_with_pytorch_on_four_photos_at_three_sizes_every_variant(zoo_cache_dir, name):
-    check_parity(name)
+@pytest.mark.parametrize("name", [n for n in TASK_MODELS if n not in REPRESENTATIVE])
+def test_parity_with_pytorch_on_four_photos_at_three_sizes_every_variant(zoo_cache_dir, tmp_path, name):
+    if name in TWO_STAGE:
+        assert check_two_stage(name, tmp_path) <= len(PHOTOS) * 3 // 2  # most photos agree as they are
+    else:
+        check_parity(name)
 
 
 def test_a_detector_exports_at_opset_12_as_well(zoo_cache_dir):

@@ -304,8 +304,10 @@ def _compare_output(spec: ModelSpec, name: str, want: np.ndarray, got: np.ndarra
 
 
 def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray],
-                   geometries: list[Geometry]) -> bool:
+                   geometries: list[Geometry], **tolerances: float) -> bool:
     """Whether the task, comparing the two sets of outputs postprocessed, finds them equal.
+
+    ``tolerances`` go to the task's ``compare`` (such as a detector's ``score_tolerance``).
 
     Raises :class:`ExportError` naming the difference when they are not (the task's
     ``AssertionError`` as its cause); ``False`` means the
@@ -325,7 +327,7 @@ def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray]
                for outputs in (want, got)]
     try:
         for a, b in zip(*results):
-            task.compare(a, b, spec)
+            task.compare(a, b, spec, **tolerances)
     except AssertionError as error:
         raise ExportError(f"{spec.name!r}: ONNX results differ from PyTorch's ({task.name} comparison): {error}") from error
     return True
