@@ -13,6 +13,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -319,11 +320,16 @@ def _copy_model(source: Path, output: str, name: str) -> Path:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pbm", ".pgm", ".ppm")
 
 
-def _expand_images(patterns: Sequence[str]) -> list[str]:
+#: Cloud storage that Ray Data reads (``zoo predict --ray``) and plain ``zoo predict`` does not.
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "hdfs")
+
+
+def _expand_images(patterns: Sequence[str], *, remote: bool = False) -> list[str]:
     """Paths from the command line: folders give their image files, globs their matches, sorted.
 
     Every argument is checked before any model is built or downloaded: a typo must not
     cost an export first. Raises :class:`~zoo.errors.ZooInputError` naming each bad one.
+    ``remote`` passes cloud storage URIs (``s3://``, ``gs://``, ...) through, for Ray to list.
     """
     from urllib.parse import urlsplit
 
@@ -333,7 +339,9 @@ def _expand_images(patterns: Sequence[str]) -> list[str]:
     problems: list[str] = []
     for pattern in patterns:
         path = Path(pattern)
-        if urlsplit(pattern).scheme in ("http", "https", "ftp", "s3", "gs"):
+        if remote and urlsplit(pattern).scheme in REMOTE_SCHEMES:
+            found.append(pattern)
+        elif urlsplit(pattern).scheme in ("http", "https", "ftp", *REMOTE_SCHEMES):
             problems.append(f"{pattern!r} is a URL; URLs are not fetched: download the image and pass the file")
         elif path.is_dir():
             images = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -372,6 +380,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if value is not None and not 0 <= value <= 1:
             raise UsageError(f"{flag} must be a number from 0 to 1, got {value}")
     options = _options(args)
+    if args.ray is not None and not _ray_address(args.ray):  # `--ray photos/`: the folder, not an address
+        args.images, args.ray = [args.ray, *args.images], ""
+    if args.ray is not None:
+        return _predict_on_ray(args, options)
+    if args.output is not None:
+        raise UsageError("--output writes the Parquet file of a --ray run; without --ray use --json or --jsonl")
     paths = _expand_images(args.images)
     saved = _save_paths(paths, args.save) if args.save else {}
     labels = _labels(args)
@@ -418,6 +432,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _print_json(rows)
     if failed:
         print(f"zoo: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _ray_address(text: str) -> bool:
+    """Whether ``--ray``'s value is a Ray address ('auto', 'local', HOST:PORT, ray://...) rather than an image."""
+    return text in ("", "auto", "local") or "://" in text or bool(re.fullmatch(r"[\w.-]+:\d+", text))
+
+
+def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """``zoo predict --ray``: the images through :func:`zoo.ray.predict_files` into ``--output``."""
+    from zoo.model import check_count
+
+    check_count("--workers", args.workers)
+    for flag, given in (("--save", args.save), ("--json", args.json), ("--jsonl", args.jsonl),
+                        ("--runtime opencv", args.runtime != "onnxruntime")):
+        if given:
+            raise UsageError(f"{flag} does not go with --ray: the results go to the --output Parquet file")
+    if not args.output or not args.output.endswith(".parquet"):
+        raise UsageError("--ray writes its results to a Parquet file: add --output FILE.parquet")
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise UsageError(f"--output {args.output!r}: folder {str(output.parent)!r} does not exist")
+    try:
+        import zoo.ray
+    except ImportError as error:
+        raise UsageError(f"--ray needs Ray Data ({error}): pip install 'onnx-zoo[ray]'") from None
+    paths = [p if "://" in p else str(Path(p).resolve()) for p in _expand_images(args.images, remote=True)]
+    bar = None if any("://" in p for p in paths) else _progress(len(paths), args)  # a URI: a folder of unknown size
+    rows, failed = zoo.ray.predict_files(
+        paths, args.name, output, address=args.ray or None, progress=bar.update if bar is not None else None,
+        batch_size=args.batch_size, concurrency=args.workers, options=options, weights=args.weights,
+        sha256=args.sha256, labels=_labels(args), precision=args.precision, providers=args.providers,
+        threads=args.threads)
+    if bar is not None:
+        bar.close()
+    if not args.quiet:
+        print(f"zoo: {rows} row(s) written to {output}" + (f", {failed} of them errors" if failed else ""),
+              file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -479,10 +531,11 @@ def _progress(total: int, args: argparse.Namespace, unit: str = "image") -> Any:
     return tqdm(total=total, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
-    registry = default_registry()
+def _selected_names(args: argparse.Namespace, registry: Registry, verb: str) -> list[str]:
+    """The models ``args.names`` (names or globs), ``--task`` and ``--plugin`` select; unknown ones fail now."""
     if not args.names and not (args.task or args.plugin):
-        raise UsageError("name the models to pull (names or globs), or pull every model of a --task or a --plugin")
+        raise UsageError(f"name the models to {verb} (names or globs), or {verb} every model of a --task or a "
+                         f"--plugin")
     names: list[str] = []
     for pattern in args.names or [None]:
         if pattern is not None and not any(char in pattern for char in "*?["):
@@ -495,6 +548,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
                              f"{f' with --task {args.task}' if args.task else ''}"
                              f"{f' from --plugin {args.plugin}' if args.plugin else ''}; 'zoo list' shows them")
         names += [name for name in found if name not in names]
+    return names
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    names = _selected_names(args, registry, "pull")
     from zoo.model import prepare
 
     bar = _progress(len(names), args, unit="model")
@@ -516,6 +575,71 @@ def cmd_pull(args: argparse.Namespace) -> int:
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_bundle_export(args: argparse.Namespace) -> int:
+    from zoo import bundle
+    from zoo.convert import is_current
+    from zoo.model import prepare
+
+    registry = default_registry()
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise UsageError(f"-o {args.output!r}: folder {str(output.parent)!r} does not exist")
+    chosen: dict[Path, cache.Entry] = {}
+    for name in _selected_names(args, registry, "bundle"):
+        spec = registry.get(name)
+        for part in spec.requires if spec.is_pipeline else (name,):
+            current = [e for e in cache.entries(part) if e.ok and is_current(e, registry)
+                       and cache.precision_of(e.metadata) == args.precision]
+            if not current:  # nothing cached yet: pulled now, as 'zoo pull' would
+                _, converted = prepare(part, precision=args.precision)
+                current = [e for e in cache.entries(part) if e.folder == converted.path.parent]
+            chosen.update((e.folder, e) for e in current)
+    total = sum(e.size for e in chosen.values())
+    bar = _progress(total, args, unit="B")
+    if bar is not None:
+        bar.unit_scale = True
+    manifest = bundle.export_bundle(chosen.values(), output, progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    for entry in manifest["entries"]:
+        print(f"{entry['name']}/{entry['key']}  {entry['precision']}  "
+              f"{_size(sum(f['size'] for f in entry['files'].values()))}")
+    print(f"wrote {len(manifest['entries'])} entr{'y' if len(manifest['entries']) == 1 else 'ies'} to {output} "
+          f"({_size(output.stat().st_size)})", file=sys.stderr)
+    return 0
+
+
+def cmd_bundle_import(args: argparse.Namespace) -> int:
+    from zoo import bundle
+
+    path = Path(args.bundle)
+    bar = _progress(path.stat().st_size if path.is_file() else 0, args, unit="B")
+    if bar is not None:
+        bar.unit_scale = True
+    done = bundle.import_bundle(path, progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    for item in done:
+        print(f"{item.name}/{item.key}  {item.precision}  {'added' if item.added else 'already cached'}")
+    print(f"imported {sum(i.added for i in done)} of {len(done)} entr{'y' if len(done) == 1 else 'ies'} into "
+          f"{cache.cache_root()}", file=sys.stderr)
+    return 0
+
+
+def cmd_bundle_list(args: argparse.Namespace) -> int:
+    from zoo import bundle
+
+    manifest = bundle.read_manifest(Path(args.bundle))
+    if args.json:
+        _print_json(manifest)
+        return 0
+    print(f"made by onnx-zoo {manifest['zoo']} on {manifest.get('created', '?')}")
+    for entry in manifest["entries"]:
+        print(f"{entry['name']}/{entry['key']}  {entry['precision']}  "
+              f"{_size(sum(f['size'] for f in entry['files'].values()))}")
+    return 0
 
 
 def _write(text: str, bar: Any, file: Any = None) -> None:
@@ -806,6 +930,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
     _weights_arguments(p)
     _runtime_arguments(p)
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="predict on Ray Data (pip install 'onnx-zoo[ray]'), into --output: a local Ray without ADDRESS, "
+                        "a cluster's with 'auto', HOST:PORT or ray://HOST:PORT; the images must be readable from "
+                        "every node")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="Ray workers, each with one CPU and its own copy of the model (default 1)")
+    p.add_argument("--output", metavar="FILE.parquet",
+                   help="with --ray: write one row per image (path, the result's fields, error) to this Parquet file")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON list at the end, one entry per image")
     out.add_argument("--jsonl", action="store_true",
@@ -877,6 +1009,32 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print JSON instead of text")
     a = action("clear", cmd_cache_clear, "remove everything in the cache")
     a.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = command("bundle", None, "move cached models to machines without internet, in one verified archive",
+                "Write cached models into one archive (a bundle), and add a bundle's models to this machine's cache. "
+                "'zoo bundle export resnet50 -o models.zoo' on a machine with internet (models not cached yet are "
+                "pulled first), then 'zoo bundle import models.zoo' on the offline one: every file is checked "
+                "against the manifest's sha256 before anything enters the cache, and ZOO_OFFLINE=1 zoo predict then "
+                "needs no network.")
+    bundles = p.add_subparsers(dest="action", metavar="ACTION")
+
+    def bundle_action(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = bundles.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
+        sub.set_defaults(func=func, help_parser=sub)
+        return sub
+
+    a = bundle_action("export", cmd_bundle_export, "write the cached entries of models (pulled first if not cached) "
+                                                   "into a bundle")
+    a.add_argument("names", nargs="*", metavar="NAME", help="model names or globs (default with --task/--plugin: all)")
+    a.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle to write, e.g. models.zoo")
+    a.add_argument("--task", help="only models of this task, e.g. image-classification")
+    a.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
+    _precision_argument(a)
+    a = bundle_action("import", cmd_bundle_import, "verify a bundle and add its entries to the cache")
+    a.add_argument("bundle", metavar="FILE", help="a bundle written by 'zoo bundle export'")
+    a = bundle_action("list", cmd_bundle_list, "list the entries of a bundle and the zoo version that made it")
+    a.add_argument("bundle", metavar="FILE", help="a bundle written by 'zoo bundle export'")
+    a.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     p = command("plugins", cmd_plugins, "list plugins with their distribution, version, hooks and errors",
                 "List every plugin that was tried, including those that failed to import or register, with the reason.")

@@ -202,6 +202,8 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
         return convert(spec, weights, **arguments) if "precision" in inputs else None
 
     metadata = cache.read_entry(folder)
+    if metadata is None and (elsewhere := exported_elsewhere(spec.name, inputs)) is not None:
+        folder, metadata = elsewhere.folder, elsewhere.metadata
     if metadata is None:
         source = int8_source()
         cache.make_dirs(folder)
@@ -216,6 +218,31 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
         except NotWritableError:  # a read-only cache: the hash was checked, use it as it is
             pass
     return Converted(path=folder / cache.MODEL_FILE, metadata=metadata)
+
+
+def exported_elsewhere(name: str, inputs: dict[str, Any]) -> cache.Entry | None:
+    """An entry of ``name`` exported with other versions of the export's libraries, where this machine cannot export.
+
+    A cache key includes the versions of torch, onnx and onnxsim that made an export, so a
+    machine with others (or with none: an inference-only install) computes another key for
+    an entry copied from elsewhere (``zoo bundle import``, a shared cache). Where this
+    machine could not export anyway (a library missing, or ``ZOO_OFFLINE``), such an entry,
+    equal in everything else, is used; where it could, it exports with its own.
+    """
+    from zoo.download import is_offline
+
+    source = inputs.get("source", {})
+    if source.get("kind") != "export" or (None not in source["versions"].values() and not is_offline()):
+        return None
+
+    def unversioned(found: dict[str, Any]) -> dict[str, Any]:
+        return {**found, "source": {k: v for k, v in found.get("source", {}).items() if k != "versions"}}
+
+    wanted = unversioned(inputs)
+    for entry in cache.entries(name):
+        if entry.ok and unversioned(entry.metadata.get("key_inputs", {})) == wanted:
+            return entry
+    return None
 
 
 def _mtime_ns(path: Path) -> int | None:
