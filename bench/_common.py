@@ -242,17 +242,25 @@ def notes(rows: Sequence[Row]) -> str:
     return "\n".join(f"- {r.measure}: {r.note}" for r in rows if r.note)
 
 
+#: The CPU flags that change what the kernels of onnxruntime, OpenCV and BLAS run (AVX2 only, AVX-512,
+#: VNNI for int8, AMX; NEON and dot products on ARM): a figure means little without them.
+SIMD = ("avx", "amx", "fma", "neon", "asimd", "sve")
+
+
 def machine() -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, load, versions."""
     cpu = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                cpu = text.split(":", 1)[1].strip()
-                break
+            key, _, value = text.partition(":")
+            if key.strip() == "model name" and cpu == (platform.processor() or platform.machine()):
+                cpu = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = sorted(f for f in value.split() if f.startswith(SIMD))
     except OSError:
         pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "simd": flags, "python": platform.python_version(),
                             "platform": platform.platform()}
     if hasattr(os, "getloadavg"):
         info["load_1min"] = round(os.getloadavg()[0], 2)
@@ -268,7 +276,8 @@ def machine() -> dict[str, Any]:
 def header(title: str, extra: str = "") -> str:
     m = machine()
     load = f", load average {m['load_1min']}" if "load_1min" in m else ""
-    return f"{title}\n\n{m['cpu']}, {m['cores']} cores{load}, Python {m['python']}{extra}"
+    simd = f" ({' '.join(m['simd'])})" if m.get("simd") else ""
+    return f"{title}\n\n{m['cpu']}{simd}, {m['cores']} cores{load}, Python {m['python']}{extra}"
 
 
 def write_json(path: str | None, script: str, args: Any, rows: Sequence[Row],

@@ -3,8 +3,8 @@
     python bench/run_all.py [--quick] [--only predict cold ...]
 
 Runs ``bench_list.py``, ``bench_preprocess.py``, ``bench_predict.py``, ``bench_cold.py``,
-``bench_export.py``, ``bench_postprocess.py``, ``bench_tasks.py``, ``bench_serve.py``, ``bench_decode.py`` and
-``bench_int8.py`` with ``--json bench/results/NAME.json``, with the interpreter running this script. Each script's
+``bench_export.py``, ``bench_postprocess.py``, ``bench_tasks.py``, ``bench_serve.py``, ``bench_decode.py``,
+``bench_int8.py`` and ``bench_ray.py`` with ``--json bench/results/NAME.json``, with the interpreter running this script. Each script's
 stdout is shown and saved as ``bench/results/NAME.md``; the first failure stops the run
 with its exit status. Then every row goes into one table, ``bench/results/summary.md`` (the
 README's), and ``plot.py`` draws ``bench/results.png`` from the JSON files.
@@ -37,6 +37,7 @@ BENCHMARKS = (
     ("serve", "bench_serve.py", ["--requests", "16"]),
     ("decode", "bench_decode.py", ["--runs", "3"]),
     ("int8", "bench_int8.py", ["--runs", "3", "--models", "resnet50", "--sweep"]),
+    ("ray", "bench_ray.py", ["--images", "48", "--repeats", "1"]),
 )
 
 
