@@ -244,22 +244,20 @@ def notes(rows: Sequence[Row]) -> str:
 
 #: The CPU flags that change what the kernels of onnxruntime, OpenCV and BLAS run (AVX2 only, AVX-512,
 #: VNNI for int8, AMX; NEON and dot products on ARM): a figure means little without them.
-SIMD = ("avx", "amx", "fma", "neon", "asimd", "sve")
+SIMD = ("avx", "amx", "fma", "neon", "asimd", "sve", "i8mm", "bf16")
 
 
 def machine() -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, load, versions."""
-    cpu = platform.processor() or platform.machine()
-    flags: list[str] = []
+    fields: dict[str, str] = {}  # the first processor's
     try:
         for text in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = text.partition(":")
-            if key.strip() == "model name" and cpu == (platform.processor() or platform.machine()):
-                cpu = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = sorted(f for f in value.split() if f.startswith(SIMD))
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = fields.get("model name") or platform.processor() or platform.machine()
+    flags = sorted(f for f in (fields.get("flags") or fields.get("Features") or "").split() if f.startswith(SIMD))
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "simd": flags, "python": platform.python_version(),
                             "platform": platform.platform()}
     if hasattr(os, "getloadavg"):

@@ -30,6 +30,7 @@ if "digits" not in zoo.list_models():
 
 #: The files that cannot be decoded, and what their error must say.
 BROKEN = {"truncated.jpg": "truncated JPEG", "notes.png": "not an image"}
+SAMPLE = ROOT / "plugins" / "zoo-digits" / "samples" / "7.png"
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,8 @@ def test_workers_run_onnxruntime_on_the_cpus_ray_gave_them(cluster):
 
     assert ray.get(threads.remote()) == (2, 2)
     assert ray.get(threads.options(num_cpus=1).remote()) == (1, 1)
+    assert zoo.ray.assigned_cpus() is None  # the driver: nothing assigned, and a Predictor there still works
+    assert zoo.ray.Predictor("digits")({"path": np.array([str(SAMPLE)])}).column("label").to_pylist() == ["7"]
 
 
 def test_unknown_models_and_options_fail_before_ray_runs_anything(cluster, folder):
@@ -113,6 +116,27 @@ def test_unknown_models_and_options_fail_before_ray_runs_anything(cluster, folde
         zoo.ray.predict(files, "digitz")
     with pytest.raises(zoo.UsageError, match="score_threshold"):
         zoo.ray.predict(files, "digits", options={"score_threshold": 0.5})
+
+
+def test_predict_files_checks_the_name_before_it_starts_or_joins_ray(monkeypatch, folder, tmp_path):
+    def started(*args, **kwargs):
+        raise AssertionError("Ray was started before the name was checked")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", started)
+    with pytest.raises(zoo.UnknownModelError, match="digitz"):
+        zoo.ray.predict_files([str(folder)], "digitz", tmp_path / "out.parquet")
+    with pytest.raises(zoo.UsageError, match="score_threshold"):
+        zoo.ray.predict_files([str(folder)], "digits", tmp_path / "out.parquet", options={"score_threshold": 0.5})
+
+
+def test_a_batch_gives_path_and_error_as_strings_whether_or_not_an_image_failed(folder):
+    predictor = zoo.ray.Predictor("digits")
+    for names in (["digit-3.png", "ring.png"], ["notes.png"], []):
+        table = predictor({"path": np.array([str(folder / n) for n in names], dtype=object)})
+        assert table.schema.field("path").type == table.schema.field("error").type == pyarrow.string(), names
+        assert len(table) == len(names)
+    assert not zoo.ray._untyped(predictor({"path": np.array([str(folder / "ring.png")])}).schema)  # written at once
 
 
 def test_a_batch_without_image_columns_is_refused_with_what_to_do():

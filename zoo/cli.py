@@ -437,7 +437,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _ray_address(text: str) -> bool:
     """Whether ``--ray``'s value is a Ray address ('auto', 'local', HOST:PORT, ray://...) rather than an image."""
-    return text in ("", "auto", "local") or "://" in text or bool(re.fullmatch(r"[\w.-]+:\d+", text))
+    return text in ("", "auto", "local") or text.startswith("ray://") or bool(re.fullmatch(r"[\w.-]+:\d+", text))
 
 
 def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:

@@ -81,7 +81,11 @@ class Predictor:
                                 f"read_binary_files or a dataset with a 'path' column")
         sources = batch[column]
         paths = batch["path"] if "path" in batch else [None] * len(sources)
-        return pyarrow.Table.from_pylist(self.rows(sources, [None if p is None else str(p) for p in paths]))
+        rows = self.rows(sources, [None if p is None else str(p) for p in paths])
+        table = pyarrow.Table.from_pylist(rows) if rows else pyarrow.table({"path": [], "error": []})
+        for name in ("path", "error"):  # strings even when all null, so that batches agree on their types
+            table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(pyarrow.string()))
+        return table
 
     def rows(self, sources: Sequence[Any], paths: Sequence[str | None]) -> list[dict[str, Any]]:
         """One row per source: ``path``, the result's fields and ``error``, every row with every column."""
@@ -141,7 +145,10 @@ def assigned_cpus() -> int | None:
 
     if not ray.is_initialized():
         return None
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    context = ray.get_runtime_context()
+    if context.worker.mode != ray.WORKER_MODE:  # the driver: Ray assigned it nothing (and says so by raising)
+        return None
+    cpus = context.get_assigned_resources().get("CPU")
     return max(1, int(cpus)) if cpus else None
 
 
@@ -158,6 +165,15 @@ def predict(dataset: ray.data.Dataset, name: str, *, batch_size: int = 32, concu
     """
     import ray.data
 
+    low, high = _checked(name, batch_size, concurrency, options)
+    return dataset.map_batches(Predictor, fn_constructor_args=(name,), fn_constructor_kwargs={"options": options, **get},
+                               batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus,
+                               compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high))
+
+
+def _checked(name: str, batch_size: int, concurrency: int | tuple[int, int], options: Mapping[str, Any] | None
+             ) -> tuple[int, int]:
+    """The pool's (min, max) size, once the name, the options and the counts are checked (:class:`ZooError`)."""
     import zoo
     from zoo.model import check_count
     from zoo.registry import default_registry
@@ -168,9 +184,7 @@ def predict(dataset: ray.data.Dataset, name: str, *, batch_size: int = 32, concu
     merge_options(spec, accepted_options(spec, default_registry().task(spec.task)), options or {})
     low, high = concurrency if isinstance(concurrency, tuple) else (concurrency, concurrency)
     check_count("concurrency", low)
-    return dataset.map_batches(Predictor, fn_constructor_args=(name,), fn_constructor_kwargs={"options": options, **get},
-                               batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus,
-                               compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high))
+    return low, high
 
 
 def predict_files(paths: Sequence[str], name: str, output: str | Path, *, address: str | None = None,
@@ -185,6 +199,7 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
     """
     import ray
 
+    _checked(name, keywords.get("batch_size", 32), keywords.get("concurrency", 1), keywords.get("options"))
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False, configure_logging=False)
@@ -218,24 +233,23 @@ def write_parquet(tables: Iterable[pyarrow.Table], path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     waiting: list[pyarrow.Table] = []
     writer: pyarrow.parquet.ParquetWriter | None = None
+
+    def flush() -> pyarrow.parquet.ParquetWriter:
+        opened = pyarrow.parquet.ParquetWriter(temporary, _unified(waiting))
+        for held in waiting:
+            opened.write_table(_conform(held, opened.schema))
+        waiting.clear()
+        return opened
+
     try:
         for table in tables:
-            if writer is None:
-                waiting.append(table)
-                if _untyped(table.schema) or set(table.column_names) <= {"path", "error"}:
-                    continue
-                schema = _unified(waiting)
-                writer = pyarrow.parquet.ParquetWriter(temporary, schema)
-                for held in waiting:
-                    writer.write_table(_conform(held, schema))
-                waiting.clear()
-            else:
+            if writer is not None:
                 writer.write_table(_conform(table, writer.schema))
-        if writer is None:
-            schema = _unified(waiting)
-            writer = pyarrow.parquet.ParquetWriter(temporary, schema)
-            for held in waiting:
-                writer.write_table(_conform(held, schema))
+                continue
+            waiting.append(table)
+            if not _untyped(table.schema) and not set(table.column_names) <= {"path", "error"}:
+                writer = flush()
+        writer = writer or flush()
         writer.close()
         os.replace(temporary, path)
     except BaseException:
