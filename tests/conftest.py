@@ -52,6 +52,31 @@ def run_zoo(*args: str, env: dict[str, str] | None = None, code: str | None = No
     return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=120, check=False)
 
 
+def run_zoo_at_terminal(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Run ``zoo ARGS`` with a terminal (100 columns wide) on every stream; returns its exit status and all it
+    wrote to the terminal."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        os.execve(sys.executable, [sys.executable, "-m", "zoo.cli", *args], {**os.environ, **(env or {})})
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child has closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), output
+
+
 PluginFactory = Callable[..., Path]
 
 

@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_zoo
+from conftest import ROOT, run_zoo, run_zoo_at_terminal
 
 import zoo
 from zoo import bundle, cache
@@ -166,6 +166,15 @@ def test_bundle_list_and_errors_for_what_is_not_a_bundle(made, tmp_path):
         done = run_zoo("bundle", "import", str(path))
         assert done.returncode == 1 and says in done.stderr, done.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_at_a_terminal_export_and_import_show_their_bytes(tmp_path):
+    env = {"ZOO_CACHE_DIR": str(tmp_path / "cache")}
+    code, output = run_zoo_at_terminal("bundle", "export", "digits", "-o", str(tmp_path / "m.zoo"), env=env)
+    assert code == 0 and b"wrote 1 entry" in output and b"B/s]" in output, output[-2000:]
+    code, output = run_zoo_at_terminal("bundle", "import", str(tmp_path / "m.zoo"),
+                                       env={"ZOO_CACHE_DIR": str(tmp_path / "other")})
+    assert code == 0 and b"added" in output and b"B/s]" in output, output[-2000:]
 
 
 def test_an_entry_exported_with_other_library_versions_is_used_only_where_this_machine_cannot_export(

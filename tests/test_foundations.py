@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import make_spec, registry_with, run_zoo
+from conftest import make_spec, registry_with, run_zoo, run_zoo_at_terminal
 from fileserver import FileServer
 from onnx import TensorProto, helper
 
@@ -632,27 +632,8 @@ def test_20_jsonl_streams_one_object_per_image_and_the_bar_is_for_terminals_only
     assert [r["image"] for r in rows] == list(map(str, samples))
     assert [r["result"]["label"] for r in rows] == [p.stem for p in samples]
     assert "image/s" not in result.stderr and "%|" not in result.stderr  # piped: no bar
-    import pty
-
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: zoo predict with a terminal (100 columns wide) on every stream
-        import fcntl
-        import struct
-        import termios
-
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        os.execv(sys.executable, [sys.executable, "-m", "zoo.cli", "predict", "digits", "--batch-size", "1",
-                                  *map(str, samples * 20)])
-    output = b""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.waitpid(pid, 0)
+    code, output = run_zoo_at_terminal("predict", "digits", "--batch-size", "1", *map(str, samples * 20))
+    assert code == 0 and output.count(b"(7)") == 20  # the results, printed above the bar
     assert b"image/s]" in output, output[-2000:]
 
 

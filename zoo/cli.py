@@ -424,10 +424,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 rows.append(row)
             elif "result" in row:
                 _write(_format_result(row["image"], row["result"]), bar)
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+        bar.update(len(chunk))
+    bar.close()
     if args.json:
         _print_json(rows)
     if failed:
@@ -459,14 +457,13 @@ def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
     except ImportError as error:
         raise UsageError(f"--ray needs Ray Data ({error}): pip install 'onnx-zoo[ray]'") from None
     paths = [p if "://" in p else str(Path(p).resolve()) for p in _expand_images(args.images, remote=True)]
-    bar = None if any("://" in p for p in paths) else _progress(len(paths), args)  # a URI: a folder of unknown size
+    bar = _progress(0 if any("://" in p for p in paths) else len(paths), args)  # a URI: a folder of unknown size
     rows, failed = zoo.ray.predict_files(
-        paths, args.name, output, address=args.ray or None, progress=bar.update if bar is not None else None,
+        paths, args.name, output, address=args.ray or None, progress=bar.update,
         batch_size=args.batch_size, concurrency=args.workers, options=options, weights=args.weights,
         sha256=args.sha256, labels=_labels(args), precision=args.precision, providers=args.providers,
         threads=args.threads)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if not args.quiet:
         print(f"zoo: {rows} row(s) written to {output}" + (f", {failed} of them errors" if failed else ""),
               file=sys.stderr)
@@ -523,12 +520,13 @@ def _save(result: Any, image: Any, path: Path) -> str:
 
 
 def _progress(total: int, args: argparse.Namespace, unit: str = "image") -> Any:
-    """A progress bar on stderr for many items at a terminal; None when piped, quiet or for a few items."""
-    if total < 2 or args.quiet or not sys.stderr.isatty():
-        return None
+    """A progress bar on stderr for many items at a terminal; disabled (its calls do nothing) when piped, quiet
+    or for fewer than 2 items. Bytes (``unit="B"``) are shown in KB, MB, ..."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    shown = total >= 2 and not args.quiet and sys.stderr.isatty()
+    return tqdm(total=total, unit=unit, unit_scale=unit == "B", file=sys.stderr, leave=False, dynamic_ncols=True,
+                disable=not shown)
 
 
 def _selected_names(args: argparse.Namespace, registry: Registry, verb: str) -> list[str]:
@@ -567,10 +565,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
         except ZooError as error:
             failed[name] = str(error)
             _write(f"{name}: FAILED: {error}", bar, sys.stderr)
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
+        bar.update()
+    bar.close()
     print(f"pulled {len(names) - len(failed)} of {len(names)} model(s) into {cache.cache_root()}", file=sys.stderr)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
@@ -597,12 +593,8 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
                 current = [e for e in cache.entries(part) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
     total = sum(e.size for e in chosen.values())
-    bar = _progress(total, args, unit="B")
-    if bar is not None:
-        bar.unit_scale = True
-    manifest = bundle.export_bundle(chosen.values(), output, progress=bar.update if bar is not None else None)
-    if bar is not None:
-        bar.close()
+    with _progress(total, args, unit="B") as bar:
+        manifest = bundle.export_bundle(chosen.values(), output, progress=bar.update)
     for entry in manifest["entries"]:
         print(f"{entry['name']}/{entry['key']}  {entry['precision']}  "
               f"{_size(sum(f['size'] for f in entry['files'].values()))}")
@@ -615,12 +607,8 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
     from zoo import bundle
 
     path = Path(args.bundle)
-    bar = _progress(path.stat().st_size if path.is_file() else 0, args, unit="B")
-    if bar is not None:
-        bar.unit_scale = True
-    done = bundle.import_bundle(path, progress=bar.update if bar is not None else None)
-    if bar is not None:
-        bar.close()
+    with _progress(path.stat().st_size if path.is_file() else 0, args, unit="B") as bar:
+        done = bundle.import_bundle(path, progress=bar.update)
     for item in done:
         print(f"{item.name}/{item.key}  {item.precision}  {'added' if item.added else 'already cached'}")
     print(f"imported {sum(i.added for i in done)} of {len(done)} entr{'y' if len(done) == 1 else 'ies'} into "
@@ -643,9 +631,9 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
 
 
 def _write(text: str, bar: Any, file: Any = None) -> None:
-    """Print a line (on stdout unless ``file``), above the progress bar if there is one."""
+    """Print a line (on stdout unless ``file``), above the progress bar if it is shown."""
     file = sys.stdout if file is None else file
-    if bar is not None:
+    if not bar.disable:
         bar.write(text, file=file)
     else:
         print(text, file=file)
