@@ -87,6 +87,21 @@ def test_every_row_equals_the_librarys_predict_and_broken_images_are_error_rows(
     assert len({r["label"] for r in rows if r["error"] is None}) > 2  # the images are told apart
 
 
+def test_predict_files_writes_every_image_to_parquet_and_leaves_ray_datas_settings_as_they_were(cluster, folder,
+                                                                                                 tmp_path):
+    context = ray.data.DataContext.get_current()
+    settings = ("enable_progress_bars", "print_on_execution_start", "enable_auto_log_stats")
+    before = {key: getattr(context, key) for key in settings}
+    seen: list[int] = []
+    output = tmp_path / "results.parquet"
+    rows, failed = zoo.ray.predict_files([str(folder)], "digits", output, progress=seen.append, batch_size=4)
+    assert (rows, failed, sum(seen)) == (len(list(folder.iterdir())), len(BROKEN), rows)
+    table = pyarrow.parquet.read_table(output)
+    assert table.num_rows == rows and table.column("error").null_count == rows - failed
+    assert {key: getattr(context, key) for key in settings} == before
+    assert [p.name for p in tmp_path.iterdir()] == [output.name]  # no temporary file left
+
+
 def test_batches_of_read_images_arrays_are_predicted_as_the_same_arrays(cluster, folder):
     from PIL import Image
 

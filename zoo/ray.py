@@ -203,8 +203,12 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False, configure_logging=False)
-    context = ray.data.DataContext.get_current()  # the caller shows its own progress, and nothing else
-    context.enable_progress_bars = context.print_on_execution_start = context.enable_auto_log_stats = False
+    # The caller shows its own progress, and Ray Data nothing else, until the file is written.
+    context = ray.data.DataContext.get_current()
+    before = {key: getattr(context, key)
+              for key in ("enable_progress_bars", "print_on_execution_start", "enable_auto_log_stats")}
+    for key in before:
+        setattr(context, key, False)
     results = predict(read(paths), name, **keywords)
     counts = [0, 0]
 
@@ -216,7 +220,11 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
                 progress(len(table))
             yield table
 
-    write_parquet(tables(), Path(output))
+    try:
+        write_parquet(tables(), Path(output))
+    finally:
+        for key, value in before.items():
+            setattr(context, key, value)
     return counts[0], counts[1]
 
 
