@@ -453,9 +453,13 @@ def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if not output.parent.is_dir():
         raise UsageError(f"--output {args.output!r}: folder {str(output.parent)!r} does not exist")
     try:
+        import ray.data  # noqa: F401  (it sets up its logger on import: the level below comes after)
+
         import zoo.ray
     except ImportError as error:
         raise UsageError(f"--ray needs Ray Data ({error}): pip install 'onnx-zoo[ray]'") from None
+    if not args.verbose:  # Ray Data's 'execution finished' line would cut through the progress bar
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     paths = [p if "://" in p else str(Path(p).resolve()) for p in _expand_images(args.images, remote=True)]
     bar = _progress(0 if any("://" in p for p in paths) else len(paths), args)  # a URI: a folder of unknown size
     rows, failed = zoo.ray.predict_files(
