@@ -52,28 +52,43 @@ def run_zoo(*args: str, env: dict[str, str] | None = None, code: str | None = No
     return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=120, check=False)
 
 
-def run_zoo_at_terminal(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes]:
+def run_zoo_at_terminal(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, bytes]:
     """Run ``zoo ARGS`` with a terminal (100 columns wide) on every stream; returns its exit status and all it
-    wrote to the terminal."""
+    wrote to the terminal. It is killed after ``timeout`` seconds, which fails the test."""
     import pty
+    import select
+    import signal
+    import time
 
     pid, fd = pty.fork()
-    if pid == 0:  # the child
-        import fcntl
-        import struct
-        import termios
-
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        os.execve(sys.executable, [sys.executable, "-m", "zoo.cli", *args], {**os.environ, **(env or {})})
-    output = b""
-    while True:
+    if pid == 0:  # the child: nothing of pytest may run on in it, whatever happens
         try:
-            chunk = os.read(fd, 65536)
-        except OSError:  # the child has closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
+            import fcntl
+            import struct
+            import termios
+
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+            os.execve(sys.executable, [sys.executable, "-m", "zoo.cli", *args], {**os.environ, **(env or {})})
+        finally:
+            os._exit(127)
+    output, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 1)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child has closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"zoo {' '.join(args)} ran over {timeout} s; its output: {output[-2000:]!r}")
+    finally:
+        os.close(fd)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), output
 
 

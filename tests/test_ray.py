@@ -87,11 +87,16 @@ def test_every_row_equals_the_librarys_predict_and_broken_images_are_error_rows(
     assert len({r["label"] for r in rows if r["error"] is None}) > 2  # the images are told apart
 
 
-def test_predict_files_writes_every_image_to_parquet_and_leaves_ray_datas_settings_as_they_were(cluster, folder,
-                                                                                                 tmp_path):
+def test_predict_files_writes_every_image_to_parquet_and_leaves_ray_datas_settings_as_they_were(
+        cluster, folder, tmp_path, monkeypatch):
     context = ray.data.DataContext.get_current()
     settings = ("enable_progress_bars", "print_on_execution_start", "enable_auto_log_stats")
+    for key in settings:  # a caller's own choice, which predict_files turns off while it runs
+        monkeypatch.setattr(context, key, True)
     before = {key: getattr(context, key) for key in settings}
+    with pytest.raises(Exception, match="missing"):  # the files are listed before anything runs
+        zoo.ray.predict_files([str(tmp_path / "missing")], "digits", tmp_path / "none.parquet")
+    assert {key: getattr(context, key) for key in settings} == before
     seen: list[int] = []
     output = tmp_path / "results.parquet"
     rows, failed = zoo.ray.predict_files([str(folder)], "digits", output, progress=seen.append, batch_size=4)

@@ -397,35 +397,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.save and model.task is not None and not hasattr(model.task.result, "draw"):
         raise UsageError(f"the results of {model.spec.name} ({model.task.result.__name__}) have no draw(); --save "
                          f"cannot picture them")
-    bar = _progress(len(paths), args)
     rows: list[dict[str, Any]] = []
     failed = 0
-    for start in range(0, len(paths), args.batch_size):  # a batch at a time: memory stays flat
-        chunk: list[dict[str, Any]] = []
-        pixels = []
-        for path in paths[start:start + args.batch_size]:
-            try:
-                pixels.append(images.load(path))
-                chunk.append({"image": path})
-            except ZooInputError as error:
-                _write(f"zoo: error: {error}", bar, sys.stderr)
-                chunk.append({"image": path, "error": str(error)})
-                failed += 1
-        results = iter(zip(model.predict(pixels, **options), pixels) if pixels else [])
-        for row in chunk:
-            if "error" not in row:
-                result, image = next(results)
-                if args.save:
-                    row["saved"] = _save(result, image, saved[row["image"]])
-                row["result"] = jsonable(result) if args.json or args.jsonl else result
-            if args.jsonl:
-                _write(json.dumps(row, default=str, ensure_ascii=False), bar)
-            elif args.json:
-                rows.append(row)
-            elif "result" in row:
-                _write(_format_result(row["image"], row["result"]), bar)
-        bar.update(len(chunk))
-    bar.close()
+    with _progress(len(paths), args) as bar:
+        for start in range(0, len(paths), args.batch_size):  # a batch at a time: memory stays flat
+            chunk: list[dict[str, Any]] = []
+            pixels = []
+            for path in paths[start:start + args.batch_size]:
+                try:
+                    pixels.append(images.load(path))
+                    chunk.append({"image": path})
+                except ZooInputError as error:
+                    _write(f"zoo: error: {error}", bar, sys.stderr)
+                    chunk.append({"image": path, "error": str(error)})
+                    failed += 1
+            results = iter(zip(model.predict(pixels, **options), pixels) if pixels else [])
+            for row in chunk:
+                if "error" not in row:
+                    result, image = next(results)
+                    if args.save:
+                        row["saved"] = _save(result, image, saved[row["image"]])
+                    row["result"] = jsonable(result) if args.json or args.jsonl else result
+                if args.jsonl:
+                    _write(json.dumps(row, default=str, ensure_ascii=False), bar)
+                elif args.json:
+                    rows.append(row)
+                elif "result" in row:
+                    _write(_format_result(row["image"], row["result"]), bar)
+            bar.update(len(chunk))
     if args.json:
         _print_json(rows)
     if failed:
@@ -461,13 +460,12 @@ def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if not args.verbose:  # Ray Data's 'execution finished' line would cut through the progress bar
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     paths = [p if "://" in p else str(Path(p).resolve()) for p in _expand_images(args.images, remote=True)]
-    bar = _progress(0 if any("://" in p for p in paths) else len(paths), args)  # a URI: a folder of unknown size
-    rows, failed = zoo.ray.predict_files(
-        paths, args.name, output, address=args.ray or None, progress=bar.update,
-        batch_size=args.batch_size, concurrency=args.workers, options=options, weights=args.weights,
-        sha256=args.sha256, labels=_labels(args), precision=args.precision, providers=args.providers,
-        threads=args.threads)
-    bar.close()
+    with _progress(0 if any("://" in p for p in paths) else len(paths), args) as bar:  # a URI: a folder, size unknown
+        rows, failed = zoo.ray.predict_files(
+            paths, args.name, output, address=args.ray or None, progress=bar.update,
+            batch_size=args.batch_size, concurrency=args.workers, options=options, weights=args.weights,
+            sha256=args.sha256, labels=_labels(args), precision=args.precision, providers=args.providers,
+            threads=args.threads)
     if not args.quiet:
         print(f"zoo: {rows} row(s) written to {output}" + (f", {failed} of them errors" if failed else ""),
               file=sys.stderr)
@@ -525,12 +523,12 @@ def _save(result: Any, image: Any, path: Path) -> str:
 
 def _progress(total: int, args: argparse.Namespace, unit: str = "image") -> Any:
     """A progress bar on stderr for many items at a terminal; disabled (its calls do nothing) when piped, quiet
-    or for fewer than 2 items. Bytes (``unit="B"``) are shown in KB, MB, ..."""
+    or for fewer than 2 items. Bytes (``unit="B"``) are counted in k, M, ... of 1024."""
     from tqdm import tqdm
 
     shown = total >= 2 and not args.quiet and sys.stderr.isatty()
-    return tqdm(total=total, unit=unit, unit_scale=unit == "B", file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=not shown)
+    return tqdm(total=total, unit=unit, unit_scale=unit == "B", unit_divisor=1024, file=sys.stderr, leave=False,
+                dynamic_ncols=True, disable=not shown)
 
 
 def _selected_names(args: argparse.Namespace, registry: Registry, verb: str) -> list[str]:
@@ -558,19 +556,19 @@ def cmd_pull(args: argparse.Namespace) -> int:
     names = _selected_names(args, registry, "pull")
     from zoo.model import prepare
 
-    bar = _progress(len(names), args, unit="model")
     failed: dict[str, str] = {}
-    for name in names:
-        spec = registry.get(name)
-        try:
-            for part in spec.requires if spec.is_pipeline else (name,):
-                _, converted = prepare(part, precision=args.precision)
-                _write(f"{name}: {converted.path}" if part == name else f"{name}: {part} at {converted.path}", bar)
-        except ZooError as error:
-            failed[name] = str(error)
-            _write(f"{name}: FAILED: {error}", bar, sys.stderr)
-        bar.update()
-    bar.close()
+    with _progress(len(names), args, unit="model") as bar:
+        for name in names:
+            spec = registry.get(name)
+            try:
+                for part in spec.requires if spec.is_pipeline else (name,):
+                    _, converted = prepare(part, precision=args.precision)
+                    _write(f"{name}: {converted.path}" if part == name else f"{name}: {part} at {converted.path}",
+                           bar)
+            except ZooError as error:
+                failed[name] = str(error)
+                _write(f"{name}: FAILED: {error}", bar, sys.stderr)
+            bar.update()
     print(f"pulled {len(names) - len(failed)} of {len(names)} model(s) into {cache.cache_root()}", file=sys.stderr)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -236,20 +237,17 @@ def _attempt(session: requests.Session, url: str, part: Path, policy: Policy, pr
                 for chunk in response.iter_content(chunk_size=policy.chunk_size):
                     file.write(chunk)
                     received += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
+                    bar.update(len(chunk))
         except requests.exceptions.ChunkedEncodingError as error:
             raise _Retry(f"transfer cut at {received} bytes: {error}") from None
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
     return total is None or received >= total
 
 
-def _progress_bar(enabled: bool, total: int | None, initial: int, label: str):  # type: ignore[no-untyped-def]
-    if not enabled:
-        return None
+def _progress_bar(enabled: bool, total: int | None, initial: int, label: str) -> Any:
+    """A download's bar on stderr, in bytes; disabled (its calls do nothing) unless ``enabled``."""
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-                file=sys.stderr, leave=False)
+                file=sys.stderr, leave=False, disable=not enabled)

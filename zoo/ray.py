@@ -26,6 +26,7 @@ the cluster the reads wait for one forever, and so does the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -195,7 +196,8 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
     ``"auto"``, ``"host:6379"`` or ``"ray://host:10001"`` a cluster's; the files must be
     readable from every node (a shared file system, or ``s3://...`` URIs). The other
     keywords are :func:`predict`'s. ``progress`` is called with each batch's row count as
-    it arrives. The file is written under a temporary name and renamed when complete.
+    it arrives; Ray Data's own progress bars and run logs are off until the file is written.
+    The file is written under a temporary name and renamed when complete.
     """
     import ray
 
@@ -203,16 +205,9 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False, configure_logging=False)
-    # The caller shows its own progress, and Ray Data nothing else, until the file is written.
-    context = ray.data.DataContext.get_current()
-    before = {key: getattr(context, key)
-              for key in ("enable_progress_bars", "print_on_execution_start", "enable_auto_log_stats")}
-    for key in before:
-        setattr(context, key, False)
-    results = predict(read(paths), name, **keywords)
     counts = [0, 0]
 
-    def tables() -> Iterator[pyarrow.Table]:
+    def tables(results: ray.data.Dataset) -> Iterator[pyarrow.Table]:
         for table in results.iter_batches(batch_format="pyarrow", batch_size=None):
             counts[0] += len(table)
             counts[1] += len(table) - table.column("error").null_count
@@ -220,12 +215,26 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
                 progress(len(table))
             yield table
 
+    with _ray_data_silent():  # the caller shows its own progress
+        write_parquet(tables(predict(read(paths), name, **keywords)), Path(output))
+    return counts[0], counts[1]
+
+
+@contextlib.contextmanager
+def _ray_data_silent() -> Iterator[None]:
+    """Ray Data's progress bars and its lines at the start and end of each run off, then back as they were."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    before = {key: getattr(context, key)
+              for key in ("enable_progress_bars", "print_on_execution_start", "enable_auto_log_stats")}
+    for key in before:
+        setattr(context, key, False)
     try:
-        write_parquet(tables(), Path(output))
+        yield
     finally:
         for key, value in before.items():
             setattr(context, key, value)
-    return counts[0], counts[1]
 
 
 def write_parquet(tables: Iterable[pyarrow.Table], path: Path) -> None:
