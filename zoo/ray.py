@@ -196,7 +196,9 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
     ``"auto"``, ``"host:6379"`` or ``"ray://host:10001"`` a cluster's; the files must be
     readable from every node (a shared file system, or ``s3://...`` URIs). The other
     keywords are :func:`predict`'s. ``progress`` is called with each batch's row count as
-    it arrives; Ray Data's own progress bars and run logs are off until the file is written.
+    it arrives; Ray Data's own progress bars, the plan it prints at the start of a run and the
+    statistics it logs at the end are off until the file is written (its other log lines, such
+    as "execution finished", follow the ``ray.data`` logger's level, which the caller sets).
     The file is written under a temporary name and renamed when complete.
     """
     import ray
@@ -222,7 +224,8 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
 
 @contextlib.contextmanager
 def _ray_data_silent() -> Iterator[None]:
-    """Ray Data's progress bars and its lines at the start and end of each run off, then back as they were."""
+    """Ray Data's progress bars, its plan printed at a run's start and its statistics logged at the end off,
+    then back as they were."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
