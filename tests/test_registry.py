@@ -8,7 +8,7 @@ import pytest
 from conftest import make_spec, registry_with
 
 import zoo
-from zoo.errors import DuplicateModelError, PluginNotInstalledError, SpecError, UnknownModelError, ZooError
+from zoo.errors import AmbiguousModelError, DuplicateModelError, PluginNotInstalledError, SpecError, UnknownModelError, ZooError
 from zoo.plugins import PluginManager, Selection
 from zoo.registry import Registry, natural_key
 
@@ -55,15 +55,19 @@ def test_catalogued_name_whose_plugin_is_missing_names_the_distribution():
     assert names == ["resnet50", "resnet50.imagenet1k_v1"]
 
 
-def test_duplicate_name_across_plugins_names_both_and_withdraws_the_second():
+def test_27_03_a_name_two_plugins_register_is_ambiguous_and_nothing_else_is_withdrawn():
     registry = registry_with(first=plugin(make_spec("tiny")), second=plugin(make_spec("other"), make_spec("tiny")))
     infos = registry.plugin_manager.infos
-    assert registry.get("tiny").plugin == "first"
-    assert "other" not in registry  # the failing plugin is wholly withdrawn
-    error = infos["second"].error
-    assert error is not None and isinstance(error.cause, DuplicateModelError)
-    assert "'first'" in str(error) and "'second'" in str(error) and "'tiny'" in str(error)
-    assert infos["first"].error is None and infos["first"].models == 1
+    assert "other" in registry and registry.get("other").plugin == "second"  # the rest of the plugin stays
+    with pytest.raises(AmbiguousModelError) as raised:
+        registry.get("tiny")
+    assert isinstance(raised.value, KeyError) and raised.value.qualified == ("first:tiny", "second:tiny")
+    assert "first:tiny, second:tiny" in str(raised.value)
+    assert registry.get("second:tiny").plugin == "second" and registry.get("FIRST:Tiny").plugin == "first"
+    assert registry.names("tiny") == ["first:tiny", "second:tiny"]
+    assert infos["first"].error is None and infos["second"].error is None
+    assert infos["first"].models == 1 and infos["second"].models == 2
+    assert "ambiguous" in infos["first"].conflicts[0] and "second:tiny" in infos["first"].conflicts[0]
 
 
 def test_alias_colliding_with_a_name_is_a_duplicate():

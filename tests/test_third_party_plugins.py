@@ -88,3 +88,63 @@ def test_load_plugins_selects_by_entry_point_or_distribution(site):
     assert json.loads(none.stdout) == []
     explicit = zoo_with(site, "list", "--json", ZOO_DISABLE_PLUGIN_AUTOLOAD="1", ZOO_LOAD_PLUGINS="thirdparty")
     assert len(json.loads(explicit.stdout)) == 3
+
+
+# -- issue 27, item 3: one plugin cannot take another's names ---------------------------------------------------
+
+TAKES_A_NAME = """
+    import zoo
+
+    @zoo.hookimpl
+    def zoo_register_models(register):
+        for name in ("resnet18", "{own}", "{shared}"):
+            register(zoo.ModelSpec(name=name, task="image-classification", summary="{dist}'s " + name,
+                                   preprocess=zoo.Preprocess(resize=(8, 8)), build=print, labels=("a", "b")))
+"""
+
+
+@pytest.fixture(scope="module")
+def rivals(plugin_site):
+    return plugin_site({"zoo-broken": TAKES_A_NAME.format(own="brokennet", shared="twinnet", dist="broken"),
+                        "zoo-zrival": TAKES_A_NAME.format(own="rivalnet", shared="twinnet", dist="zrival")})
+
+
+def test_27_03_a_third_party_name_conflict_affects_only_the_conflicting_models(rivals):
+    listed = json.loads(zoo_with(rivals, "list", "--json").stdout)
+    by_name = {row["name"]: row for row in listed}
+    # zoo-torchvision keeps every model and its names; the rivals keep their other models.
+    assert sum(row["plugin"] == "torchvision" for row in listed) >= 133
+    assert by_name["resnet18"]["plugin"] == "torchvision"
+    assert {"brokennet", "rivalnet", "broken:resnet18", "zrival:resnet18", "broken:twinnet", "zrival:twinnet"} <= set(
+        by_name)
+    assert "twinnet" not in by_name  # two third parties: the bare name chooses neither
+    shown = zoo_with(rivals, "list", "resnet18")
+    assert shown.returncode == 0 and shown.stdout.splitlines()[1].split()[:3] == ["resnet18", "image-classification",
+                                                                                  "torchvision"]
+
+    # Qualified names work in every command; the ambiguous bare name names both qualified ones.
+    info = json.loads(zoo_with(rivals, "info", "broken:resnet18", "--json").stdout)
+    assert info["plugin"] == "broken" and info["summary"] == "broken's resnet18"
+    assert json.loads(zoo_with(rivals, "info", "torchvision:resnet18", "--json").stdout)["plugin"] == "torchvision"
+    ambiguous = zoo_with(rivals, "info", "twinnet")
+    assert ambiguous.returncode != 0 and "Traceback" not in ambiguous.stderr
+    assert "broken:twinnet" in ambiguous.stderr and "zrival:twinnet" in ambiguous.stderr
+    assert zoo_with(rivals, "info", "zrival:twinnet").returncode == 0
+
+    # zoo plugins reports each conflict on both sides, and no plugin failed.
+    plugins = {row["name"]: row for row in json.loads(zoo_with(rivals, "plugins", "--json").stdout)}
+    assert plugins["broken"]["error"] is None and plugins["broken"]["models"] == 3
+    assert any("'resnet18' belongs to torchvision:resnet18" in line for line in plugins["broken"]["conflicts"])
+    assert any("'resnet18'" in line for line in plugins["torchvision"]["conflicts"])
+    assert any("ambiguous" in line and "twinnet" in line for line in plugins["zrival"]["conflicts"])
+    table = zoo_with(rivals, "plugins").stdout
+    assert "several plugins register" in table and "broken:resnet18" in table
+
+
+def test_27_03_qualified_names_reach_the_model_through_the_api(rivals, monkeypatch):
+    code = ("import sys, zoo; s = zoo.get_spec(sys.argv[1]); print(s.plugin, s.summary); "
+            "print(zoo.list_models('twinnet'))")
+    result = run_zoo("broken:twinnet", code=code, env={"PYTHONPATH": os.pathsep.join(
+        filter(None, [str(rivals), os.environ.get("PYTHONPATH")]))})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["broken broken's twinnet", "['broken:twinnet', 'zrival:twinnet']"]

@@ -22,6 +22,7 @@ from zoo.errors import (
     CacheLockTimeout,
     ChecksumError,
     DownloadError,
+    AmbiguousModelError,
     DuplicateModelError,
     ExportError,
     OfflineError,
@@ -61,6 +62,7 @@ __all__ = [
     "Detection",
     "Detections",
     "DownloadError",
+    "AmbiguousModelError",
     "DuplicateModelError",
     "ExportError",
     "Geometry",
@@ -139,10 +141,10 @@ def info(name: str) -> dict[str, Any]:
     registry = default_registry()
     spec = registry.get(name)
     data = spec.to_dict()
-    data["variants"] = registry.variants(spec.name)
+    data["variants"] = registry.variants(registry.reference(spec))
     data["options"] = accepted_options(spec, registry.task(spec.task))
     if spec.is_pipeline:
-        data["cache"] = {"entries": [e.to_dict() for model in spec.requires for e in cache.entries(model)]}
+        data["cache"] = {"entries": [e.to_dict() for part in registry.parts(spec) for e in cache.entries(part.name)]}
     else:
         data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in cache.entries(spec.name)]}
     return data

@@ -65,11 +65,10 @@ def _warn_failed_plugins(registry: Registry) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     registry = default_registry()
     _warn_failed_plugins(registry)
-    specs = [registry.get(n) for n in registry.names(args.pattern or None, task=args.task, plugin=args.plugin)]
+    names = registry.names(args.pattern or None, task=args.task, plugin=args.plugin)
     rows: list[dict[str, Any]] = [
-        {"name": s.name, "task": s.task, "plugin": s.plugin, "installed": True, "license": s.license,
-         "summary": s.summary}
-        for s in specs
+        {"name": n, "task": s.task, "plugin": s.plugin, "installed": True, "license": s.license, "summary": s.summary}
+        for n, s in ((n, registry.get(n)) for n in names)
     ]
     if args.available:
         rows += [
@@ -211,6 +210,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for i in infos
     ]
     _print_table(["PLUGIN", "DISTRIBUTION", "VERSION", "MODELS", "HOOKS"], rows)
+    conflicts = [f"  {i.name}: {line}" for i in infos for line in i.conflicts]
+    if conflicts:
+        print("\nmodel names that several plugins register (PLUGIN:NAME chooses one):")
+        print("\n".join(conflicts))
     return 0
 
 
@@ -561,9 +564,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
         for name in names:
             spec = registry.get(name)
             try:
-                for part in spec.requires if spec.is_pipeline else (name,):
+                for part in registry.parts(spec):
                     _, converted = prepare(part, precision=args.precision)
-                    _write(f"{name}: {converted.path}" if part == name else f"{name}: {part} at {converted.path}",
+                    _write(f"{name}: {converted.path}" if part is spec else f"{name}: {part.name} at {converted.path}",
                            bar)
             except ZooError as error:
                 failed[name] = str(error)
@@ -587,8 +590,8 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
     chosen: dict[Path, cache.Entry] = {}
     for name in _selected_names(args, registry, "bundle"):
         spec = registry.get(name)
-        for part in spec.requires if spec.is_pipeline else (name,):
-            current = [e for e in cache.entries(part) if e.ok and is_current(e, registry)
+        for part in registry.parts(spec):
+            current = [e for e in cache.entries(part.name) if e.ok and is_current(e, registry)
                        and cache.precision_of(e.metadata) == args.precision]
             if not current:  # nothing cached yet: pulled now, as 'zoo pull' would
                 _, converted = prepare(part, precision=args.precision)
@@ -677,7 +680,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.names and not args.on_demand:
         raise UsageError("name the models to serve (zoo serve resnet50 digits), or pass --on-demand")
     registry = default_registry()
-    names = tuple(dict.fromkeys(registry.get(name).name for name in args.names))  # unknown names fail here
+    names = tuple(dict.fromkeys(registry.reference(registry.get(name)) for name in args.names))  # unknown fail here
     try:
         from zoo import serve
     except ImportError as error:
@@ -731,7 +734,7 @@ def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache
     for argument in names:
         name, _, key = argument.strip().partition("/")
         if not key and name in registry and registry.get(name).is_pipeline:  # a pipeline is its cached models
-            parts = [part for part in registry.get(name).requires if cache.entries(_cached_name(part))]
+            parts = [part.name for part in registry.parts(registry.get(name)) if cache.entries(part.name)]
             if not parts:
                 raise CacheError(f"{argument!r} is a pipeline none of whose models is cached")
             selected += _selected_entries(parts, full=full)

@@ -42,6 +42,16 @@ class UnknownModelError(ZooError, KeyError):
         super().__init__(message)
 
 
+class AmbiguousModelError(ZooError, KeyError):
+    """Two plugins, neither of them first-party, register the same model name: the bare name chooses neither."""
+
+    def __init__(self, name: str, qualified: Sequence[str]) -> None:
+        self.name = name
+        self.qualified = tuple(qualified)
+        super().__init__(f"model name {name!r} is registered by {len(self.qualified)} plugins; choose one by its "
+                         f"qualified name: {', '.join(self.qualified)} ('zoo plugins' shows the conflict)")
+
+
 class PluginNotInstalledError(UnknownModelError):
     """The catalogue knows the model, but the plugin that provides it is not installed or not loaded."""
 

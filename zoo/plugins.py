@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -34,6 +34,8 @@ class PluginInfo:
     hooks: tuple[str, ...] = ()
     models: int = 0
     error: PluginError | None = None
+    #: Model names that another plugin registers too, one line each (see :mod:`zoo.registry`).
+    conflicts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,7 @@ class PluginInfo:
             "hooks": list(self.hooks),
             "models": self.models,
             "error": str(self.error) if self.error else None,
+            "conflicts": list(self.conflicts),
         }
 
 

@@ -4,6 +4,13 @@ Lookups are case-insensitive and follow aliases. An unknown name raises
 :class:`~zoo.errors.UnknownModelError` with close matches, or
 :class:`~zoo.errors.PluginNotInstalledError` when the catalogue knows which distribution
 provides it.
+
+Every model is also reachable by its qualified name ``PLUGIN:NAME`` (``torchvision:resnet18``).
+When two plugins register the same name (or alias), only that name is affected: a
+first-party plugin (one whose distribution the catalogue lists) keeps it; between two
+others the bare name is ambiguous (:class:`~zoo.errors.AmbiguousModelError` lists the
+qualified names). Every other model of both plugins stays registered, and each plugin's
+:class:`~zoo.plugins.PluginInfo` lists its conflicts.
 """
 
 from __future__ import annotations
@@ -18,12 +25,21 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from zoo.catalogue import CatalogueEntry, load_catalogue
-from zoo.errors import DuplicateModelError, PluginError, PluginNotInstalledError, SpecError, UnknownModelError
+from zoo.errors import (
+    AmbiguousModelError,
+    DuplicateModelError,
+    PluginError,
+    PluginNotInstalledError,
+    SpecError,
+    UnknownModelError,
+)
 from zoo.plugins import PluginManager, Selection
 from zoo.spec import ModelSpec
 from zoo.tasks import Task, accepted_options
 
 _DIGITS = re.compile(r"(\d+)")
+#: Between a plugin's name and a model's in a qualified name: ``torchvision:resnet18``.
+QUALIFIER = ":"
 
 
 def name_matcher(patterns: str | Iterable[str] | None) -> Callable[[str], bool]:
@@ -54,8 +70,8 @@ class Registry:
 
     def __init__(self, plugin_manager: PluginManager | None = None) -> None:
         self.plugin_manager = plugin_manager if plugin_manager is not None else PluginManager()
-        self._specs: dict[str, ModelSpec] = {}
-        self._index: dict[str, str] = {}  # lowercased name or alias -> canonical name
+        self._specs: dict[str, ModelSpec] = {}  # qualified name (plugin:name) -> spec
+        self._claims: dict[str, list[str]] = {}  # name or alias -> the qualified names registering it, in order
         #: The registered tasks, by name.
         self.tasks: dict[str, Task] = {}
         self._task_plugins: dict[str, str] = {}
@@ -67,9 +83,12 @@ class Registry:
         return self.register_all([spec], plugin)[0]
 
     def register_all(self, specs: Iterable[object], plugin: str) -> list[ModelSpec]:
-        """Add several specs at once: all of them, or none if one is invalid or its name is taken."""
+        """Add several specs at once: all of them, or none if one is invalid or its name is taken.
+
+        (Plugins loaded by :meth:`from_plugins` share a taken name instead: see the module's docstring.)
+        """
         pending: set[str] = set()
-        staged = [self._check(spec, plugin, pending) for spec in specs]
+        staged = [self._check(spec, plugin, pending, shared=False) for spec in specs]
         self._commit(staged)
         return staged
 
@@ -78,7 +97,8 @@ class Registry:
         """Run every plugin's ``zoo_register_tasks``, then ``zoo_register_models`` hook, through pluggy.
 
         Each plugin runs alone: one that fails is reported on its :class:`PluginInfo` and
-        whatever it registered is withdrawn; the others are unaffected.
+        whatever it registered is withdrawn; the others are unaffected. A model name that
+        two plugins register is recorded on both plugins' :class:`PluginInfo` ``conflicts``.
         """
         registry = cls(plugin_manager)
         failed: set[str] = set()
@@ -107,6 +127,10 @@ class Registry:
                 add(registrar.staged)
                 if info is not None and hook_name == "zoo_register_models":
                     info.models += len(registrar.staged)
+        for key, claims in registry.conflicts().items():
+            for plugin in dict.fromkeys(registry._specs[q].plugin for q in claims):
+                if plugin in plugin_manager.infos:
+                    plugin_manager.infos[plugin].conflicts.append(registry.describe_conflict(key, plugin))
         return registry
 
     def _add_tasks(self, tasks: list[Task]) -> None:
@@ -132,17 +156,22 @@ class Registry:
         """The registered task called ``name``, or None (a model of an unknown task returns its raw outputs)."""
         return self.tasks.get(name)
 
-    def _check(self, spec: object, plugin: str, pending: set[str]) -> ModelSpec:
-        """Validate one spec against the registry and the names ``pending`` in the same batch."""
+    def _check(self, spec: object, plugin: str, pending: set[str], *, shared: bool = True) -> ModelSpec:
+        """Validate one spec against the registry and the names ``pending`` in the same batch.
+
+        A name another plugin has is an error unless ``shared`` (plugins loaded together share it).
+        """
         if not isinstance(spec, ModelSpec):
             raise SpecError("spec", f"register() takes a zoo.ModelSpec, got {type(spec).__name__}", plugin=plugin)
         for key in (spec.name, *spec.aliases):
-            owner = self._index.get(key)
-            if owner is not None:
-                raise DuplicateModelError(key, self._specs[owner].plugin, plugin)
             if key in pending:
                 raise DuplicateModelError(key, plugin, plugin)
+            if not shared and key in self._claims:
+                raise DuplicateModelError(key, self._specs[self._claims[key][0]].plugin, plugin)
             pending.add(key)
+        if QUALIFIER in plugin:
+            raise SpecError("plugin", f"a plugin's name cannot hold {QUALIFIER!r} (it separates the plugin's name "
+                                      f"from a model's in PLUGIN{QUALIFIER}NAME)", plugin=plugin)
         task = self.tasks.get(spec.task)
         if task is not None and task.check_decode is not None and spec.postprocess is None:
             try:
@@ -158,40 +187,101 @@ class Registry:
 
     def _commit(self, specs: list[ModelSpec]) -> None:
         for spec in specs:
-            self._specs[spec.name] = spec
+            qualified = f"{spec.plugin}{QUALIFIER}{spec.name}"
+            self._specs[qualified] = spec
             for key in (spec.name, *spec.aliases):
-                self._index[key] = spec.name
+                self._claims.setdefault(key, []).append(qualified)
+
+    # -- names shared by plugins ---------------------------------------------------------
+
+    def _first_party(self, plugin: str) -> bool:
+        """Whether ``plugin`` comes from a distribution of this repository (the catalogue lists its models)."""
+        info = self.plugin_manager.infos.get(plugin)
+        return info is not None and info.distribution in {e.distribution for e in load_catalogue().values()}
+
+    def _owner(self, key: str) -> str | None:
+        """The qualified name that the bare ``key`` designates, or None; :class:`AmbiguousModelError` if several."""
+        claims = self._claims.get(key)
+        if not claims:
+            return None
+        if len(claims) > 1:
+            first_party = [q for q in claims if self._first_party(self._specs[q].plugin)]
+            if len(first_party) != 1:
+                raise AmbiguousModelError(key, claims)
+            return first_party[0]
+        return claims[0]
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Each name or alias that several plugins register, with their qualified names."""
+        return {key: list(claims) for key, claims in self._claims.items()
+                if len({self._specs[q].plugin for q in claims}) > 1}
+
+    def describe_conflict(self, key: str, plugin: str) -> str:
+        """One line on the conflict over ``key``, as ``plugin`` sees it (``zoo plugins`` shows it)."""
+        claims = self._claims[key]
+        mine = next(q for q in claims if self._specs[q].plugin == plugin)
+        others = [q for q in claims if self._specs[q].plugin != plugin]
+        try:
+            owner = self._owner(key)
+        except AmbiguousModelError:
+            return f"{key!r} is also registered by {', '.join(others)}: ambiguous, use {mine} or {others[0]}"
+        if owner == mine:
+            return f"{key!r} is also registered by {', '.join(others)}; this plugin's keeps the name"
+        return f"{key!r} belongs to {owner} (first-party); this plugin's is {mine}"
+
+    def reference(self, spec: ModelSpec) -> str:
+        """The name that finds ``spec`` again: its own, or ``PLUGIN:NAME`` where that name is another's."""
+        qualified = f"{spec.plugin}{QUALIFIER}{spec.name}"
+        try:
+            return spec.name if self._owner(spec.name) == qualified else qualified
+        except AmbiguousModelError:
+            return qualified
 
     # -- lookup --------------------------------------------------------------------------
 
     def get(self, name: str) -> ModelSpec:
-        """The spec registered under ``name`` or an alias of it, ignoring case."""
+        """The spec registered under ``name``, an alias of it or ``PLUGIN:NAME``, ignoring case."""
         if not isinstance(name, str):
             raise UnknownModelError(repr(name))
         key = name.strip().lower()
-        canonical = self._index.get(key)
-        if canonical is not None:
-            return self._specs[canonical]
+        if QUALIFIER in key:
+            found = self._qualified(key)
+            if found is None:
+                raise UnknownModelError(name, difflib.get_close_matches(key, self._specs, n=3, cutoff=0.6))
+            return found
+        owner = self._owner(key)
+        if owner is not None:
+            return self._specs[owner]
         entry = load_catalogue().get(key)
         if entry is not None:
             raise PluginNotInstalledError(name, entry.distribution, installed=_is_installed(entry.distribution))
-        raise UnknownModelError(name, difflib.get_close_matches(key, self._index, n=3, cutoff=0.6))
+        raise UnknownModelError(name, difflib.get_close_matches(key, self._claims, n=3, cutoff=0.6))
+
+    def _qualified(self, key: str) -> ModelSpec | None:
+        """The spec that ``PLUGIN:NAME`` (lowercased; NAME may be an alias) designates, or None."""
+        plugin, _, bare = key.partition(QUALIFIER)
+        for qualified in self._claims.get(bare, ()):
+            if self._specs[qualified].plugin.lower() == plugin:
+                return self._specs[qualified]
+        return None
 
     def names(self, patterns: str | Iterable[str] | None = None, *, task: str | None = None,
               plugin: str | None = None) -> list[str]:
-        """Canonical names matching any of the glob ``patterns`` (case-insensitive), naturally sorted.
+        """Names matching any of the glob ``patterns`` (case-insensitive), naturally sorted.
 
-        ``task`` is matched case-insensitively; ``plugin`` is a plugin's name or its distribution's.
+        A model whose name another plugin has is listed as ``PLUGIN:NAME``. ``task`` is
+        matched case-insensitively; ``plugin`` is a plugin's name or its distribution's.
         """
         match = name_matcher(patterns)
         task = task.strip().lower() if task is not None else None
         plugins = self._plugin_names(plugin) if plugin is not None else None
         found = [
-            spec.name
+            self.reference(spec)
             for spec in self._specs.values()
             if match(spec.name) and (task is None or spec.task == task) and (plugins is None or spec.plugin in plugins)
         ]
-        return sorted(found, key=natural_key)
+        # By model name, the one that has the bare name first: resnet18, broken:resnet18, resnet34.
+        return sorted(found, key=lambda name: (natural_key(name.rpartition(QUALIFIER)[2]), QUALIFIER in name, name))
 
     def _plugin_names(self, plugin: str) -> set[str]:
         """The names of the plugins that ``plugin`` designates: itself, or those of a distribution of that name."""
@@ -213,11 +303,15 @@ class Registry:
         found = [
             entry
             for entry in load_catalogue().values()
-            if entry.name not in self._index and match(entry.name)
+            if entry.name not in self._claims and match(entry.name)
             and (task is None or entry.task == task)
             and (plugin is None or plugin in (entry.distribution, entry.distribution.removeprefix("zoo-")))
         ]
         return sorted(found, key=lambda entry: natural_key(entry.name))
+
+    def parts(self, spec: ModelSpec) -> list[ModelSpec]:
+        """The models ``spec`` is made of: those a pipeline requires (aliases resolved), else ``spec`` itself."""
+        return [self.get(name) for name in spec.requires] if spec.is_pipeline else [spec]
 
     def variants(self, name: str) -> list[str]:
         """Every registered weights variant of the architecture of ``name``, default first."""
@@ -225,7 +319,10 @@ class Registry:
         return self.names([arch, f"{arch}.*"])
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.strip().lower() in self._index
+        if not isinstance(name, str):
+            return False
+        key = name.strip().lower()
+        return self._qualified(key) is not None if QUALIFIER in key else key in self._claims
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._specs.values())

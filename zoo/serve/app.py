@@ -25,7 +25,8 @@ from starlette.staticfiles import StaticFiles
 
 import zoo
 from zoo import images
-from zoo.errors import UnknownModelError, UsageError, ZooError, ZooInputError
+from zoo.errors import AmbiguousModelError, UnknownModelError, UsageError, ZooError, ZooInputError
+from zoo.registry import default_registry
 from zoo.results import jsonable
 from zoo.serve.batcher import Batcher, Busy
 from zoo.tasks import merge_options, option_from_text
@@ -106,20 +107,21 @@ class Server:
                 log.error("cannot load model %s: %s", name, error)
 
     async def batcher(self, name: str) -> Batcher:
-        """The batcher of model ``name`` (its spec's name), loading it if it is served and not loaded yet."""
+        """The batcher of model ``name``, loading it if it is served and not loaded yet."""
         spec = zoo.get_spec(name)  # a name from a URL is looked up in the registry, never used as a path
-        if spec.name in self.batchers:
-            return self.batchers[spec.name]
-        if spec.name not in self.settings.models and not self.settings.on_demand:
-            raise HTTPError(404, "NotServed", f"model {spec.name!r} is installed but not served here; this server "
+        name = default_registry().reference(spec)  # its own name, or PLUGIN:NAME where that is another's
+        if name in self.batchers:
+            return self.batchers[name]
+        if name not in self.settings.models and not self.settings.on_demand:
+            raise HTTPError(404, "NotServed", f"model {name!r} is installed but not served here; this server "
                             f"serves {', '.join(self.served()) or 'no model'} (start it with --on-demand to load "
                             f"any installed model)")
-        if spec.name not in self.loading:
-            self.loading[spec.name] = asyncio.create_task(self._load(spec.name))
+        if name not in self.loading:
+            self.loading[name] = asyncio.create_task(self._load(name))
         try:
-            return await asyncio.wait_for(asyncio.shield(self.loading[spec.name]), self.settings.timeout)
+            return await asyncio.wait_for(asyncio.shield(self.loading[name]), self.settings.timeout)
         except TimeoutError:
-            raise HTTPError(503, "Loading", f"model {spec.name!r} is still loading (a first export can take minutes); "
+            raise HTTPError(503, "Loading", f"model {name!r} is still loading (a first export can take minutes); "
                             f"retry later", {"Retry-After": "10"}) from None
 
     async def _load(self, name: str) -> Batcher:
@@ -176,7 +178,7 @@ async def metrics(request: Request) -> Response:
 
 def _summary(name: str) -> dict[str, Any]:
     spec = zoo.get_spec(name)
-    return {"name": spec.name, "task": spec.task, "summary": spec.summary, "labels": len(spec.labels),
+    return {"name": default_registry().reference(spec), "task": spec.task, "summary": spec.summary, "labels": len(spec.labels),
             "plugin": spec.plugin}
 
 
@@ -275,7 +277,7 @@ def _wants_png(request: Request) -> bool:
 
 # -- errors, tokens, the request log ---------------------------------------------------------------
 
-STATUS = ((UnknownModelError, 404), (ZooInputError, 422), (UsageError, 400))
+STATUS = ((UnknownModelError, 404), (AmbiguousModelError, 409), (ZooInputError, 422), (UsageError, 400))
 
 
 def error_response(error: Exception) -> JSONResponse:
@@ -297,6 +299,8 @@ def error_response(error: Exception) -> JSONResponse:
         kind, message = type(error).__name__, str(error)
         if isinstance(error, UnknownModelError):
             extra = {"suggestions": list(error.suggestions)}
+        elif isinstance(error, AmbiguousModelError):
+            extra = {"suggestions": list(error.qualified)}
         if not isinstance(error, ZooError):
             log.exception("unexpected error", exc_info=error)
             message = "internal error: the server's log has the details"
