@@ -268,3 +268,32 @@ def test_the_readme_pictures_script_finds_each_shape_and_writes_one_picture_per_
     assert written == sorted(t for t in zoo.registry.default_registry().tasks)
     drawn = cv2.imread(str(tmp_path / "object-detection.png"))
     assert (drawn[180, 250] != cv2.cvtColor(image, cv2.COLOR_RGB2BGR)[180, 250]).any()  # the rectangle's left edge
+
+
+class AliasPipelinePlugin:
+    """The pipeline above, requiring its classifier by an alias."""
+
+    @zoo.hookimpl
+    def zoo_register_models(self, register):
+        register(zoo.ModelSpec(name="finder", task="object-detection", labels=("thing",), outputs=("detections",),
+                               preprocess=zoo.Preprocess(resize="letterbox", size=(64, 64), interpolation="nearest"),
+                               build=lambda s, w: BrightBox().eval(), decode={"nms": "graph"}))
+        register(zoo.ModelSpec(name="colour", aliases=("hue",), task="image-classification",
+                               labels=("red", "green", "blue"), preprocess=zoo.Preprocess(resize=(16, 16)),
+                               build=lambda s, w: Colour().eval()))
+        register(zoo.ModelSpec(name="hue-finder", task="object-detection", requires=("finder", "hue"),
+                               run=colour_boxes))
+
+
+def test_27_14_a_pipeline_requiring_an_alias_keeps_its_parts_in_info_and_bundles(zoo_cache_dir, monkeypatch,
+                                                                                 tmp_path, capsys):
+    from zoo import bundle, cli
+
+    monkeypatch.setattr(zoo.registry, "_default", registry_with(pipes=AliasPipelinePlugin()))
+    assert sorted(zoo.get("hue-finder").models) == ["finder", "hue"]
+    assert sorted(e["name"] for e in zoo.info("hue-finder")["cache"]["entries"]) == ["colour", "finder"]
+    assert cli.main(["bundle", "export", "hue-finder", "-o", str(tmp_path / "parts.zoo")]) == 0
+    capsys.readouterr()
+    assert sorted(e["name"] for e in bundle.read_manifest(tmp_path / "parts.zoo")["entries"]) == ["colour", "finder"]
+    assert cli.main(["pull", "hue-finder"]) == 0
+    assert "hue-finder: colour at" in capsys.readouterr().out
