@@ -247,29 +247,54 @@ def reading(target: Path) -> Iterator[None]:
 
 
 def file_record(path: Path) -> dict[str, Any]:
-    """What the metadata remembers of one file, to detect later damage."""
+    """What the metadata remembers of one file, to detect later damage.
+
+    Besides its size and sha256, its modification and change times: writing to a file and
+    setting its modification time back still moves its change time (``st_ctime``), which
+    no user can set, so a file whose times both match is taken as unchanged without hashing.
+    """
     stat = path.stat()
-    return {"size": stat.st_size, "sha256": sha256_of(path), "mtime_ns": stat.st_mtime_ns}
+    return {"size": stat.st_size, "sha256": sha256_of(path), "mtime_ns": stat.st_mtime_ns,
+            "ctime_ns": stat.st_ctime_ns}
+
+
+def untouched(path: Path, record: dict[str, Any]) -> bool:
+    """Whether ``path`` has the size and both times of its ``record`` (then it need not be hashed)."""
+    stat = path.stat()
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns) == (record["size"], record["mtime_ns"],
+                                                                  record.get("ctime_ns"))
+
+
+def damage(path: Path, record: dict[str, Any], *, full: bool = False) -> str | None:
+    """How ``path`` differs from the file its ``record`` describes, or None; hashed when ``full`` or when touched."""
+    size = path.stat().st_size
+    if size != record["size"]:
+        return f"{size} bytes instead of {record['size']}"
+    if (full or not untouched(path, record)) and sha256_of(path) != record["sha256"]:
+        return "not the file that was written (sha256 differs)"
+    return None
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    """An entry's metadata as written (unchecked); OSError or ValueError if it cannot be read."""
+    return json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
 
 
 def read_entry(folder: Path, *, full: bool = False) -> dict[str, Any] | None:
     """The metadata of a complete, undamaged entry, or None.
 
     Each file must have its recorded size; its sha256 is computed when ``full`` is set or
-    its modification time differs from the record (a replaced file; a moved cache).
+    its times differ from the record (a changed or replaced file; a moved cache).
     """
     try:
-        metadata = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+        metadata = read_metadata(folder)
         records = metadata["files"]
         if MODEL_FILE not in records:
             return None
         for name, record in records.items():
-            stat = (folder / name).stat()
-            if stat.st_size != record["size"]:
-                log.warning("cached %s is %d bytes instead of %d", folder / name, stat.st_size, record["size"])
-                return None
-            if (full or stat.st_mtime_ns != record["mtime_ns"]) and sha256_of(folder / name) != record["sha256"]:
-                log.warning("cached %s is not the file that was built (sha256 differs)", folder / name)
+            problem = damage(folder / name, record, full=full)
+            if problem is not None:
+                log.warning("cached %s is %s", folder / name, problem)
                 return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -307,10 +332,11 @@ def commit(folder: Path, temp: Path, metadata: dict[str, Any]) -> dict[str, Any]
     Returns the metadata as written, with a record of each file.
     """
     names = sorted((p.name for p in temp.iterdir()), key=lambda n: n == MODEL_FILE)
-    metadata = {**metadata, "files": {name: file_record(temp / name) for name in names}}
     for name in names:
         os.replace(temp / name, folder / name)
     temp.rmdir()
+    # Recorded where they now are: a rename moves a file's change time.
+    metadata = {**metadata, "files": {name: file_record(folder / name) for name in names}}
     _write_metadata(folder, metadata)
     return metadata
 
@@ -325,12 +351,72 @@ def refresh_records(folder: Path) -> dict[str, Any] | None:
     if metadata is None:
         return None
     for name, record in metadata["files"].items():
-        record["mtime_ns"] = (folder / name).stat().st_mtime_ns
+        stat = (folder / name).stat()
+        record.update(mtime_ns=stat.st_mtime_ns, ctime_ns=stat.st_ctime_ns)
     try:
         _write_metadata(folder, metadata)
     except OSError:  # a read-only cache: the entry is fine, it is only checked by hash again next time
         pass
     return metadata
+
+
+# -- onnxruntime's optimised graphs -------------------------------------------------------
+# A runtime saves its optimised graph of an entry's model beside it (``optimized-<hash>.onnx``,
+# see :mod:`zoo.runtime`) and opens it instead of the model: it is recorded under the metadata's
+# ``optimized`` key and checked like the entry's own files before it is opened.
+
+
+def optimized_usable(folder: Path, name: str) -> bool:
+    """Whether the saved optimised graph ``name`` of the entry in ``folder`` may be opened.
+
+    It must be recorded in the metadata and match its record (by size and times, else by
+    sha256). One that does not (damaged, replaced, never recorded) is removed with one log
+    line, so that the caller optimises the model again.
+    """
+    path = folder / name
+    if not path.exists():
+        return False
+    if _optimized_damage(folder, name) is not None:
+        try:
+            with locked(folder / METADATA_FILE, what=f"the metadata of {folder}"):  # a writer may be recording it
+                problem = _optimized_damage(folder, name) if path.exists() else None
+                if problem is not None:
+                    log.warning("the saved optimised graph %s is %s; optimising %s again", path, problem, MODEL_FILE)
+                    path.unlink()
+                return problem is None and path.exists()
+        except OSError:  # a read-only cache: it can be neither locked nor removed, and is not opened
+            return False
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if not untouched(path, read_metadata(folder)["optimized"][name]):  # checked by hash: remember its times
+            record_optimized(path)
+    return True
+
+
+def _optimized_damage(folder: Path, name: str, *, full: bool = False) -> str | None:
+    """How an entry's saved optimised graph differs from its record (or that it has none), or None."""
+    try:
+        record = read_metadata(folder).get("optimized", {}).get(name)
+        return "not recorded in the entry's metadata" if record is None else damage(folder / name, record, full=full)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return f"unreadable ({error})"
+
+
+def record_optimized(target: Path, saved: Path | None = None) -> None:
+    """Record the optimised graph ``target`` (beside an entry's model) in the entry's metadata, first moving the file
+    just ``saved`` there; the caller holds the entry's reader lock, so the entry cannot be rebuilt meanwhile."""
+    folder = target.parent
+    with locked(folder / METADATA_FILE, what=f"the metadata of {folder}"):
+        if saved is not None:
+            os.replace(saved, target)
+        metadata = read_metadata(folder)
+        metadata.setdefault("optimized", {})[target.name] = file_record(target)
+        _write_metadata(folder, metadata)
+
+
+def optimized_checks(folder: Path) -> list[tuple[Path, bool]]:
+    """Each saved optimised graph of an entry, with whether it matches its record by sha256 (``zoo cache verify``)."""
+    return [(path, _optimized_damage(folder, path.name, full=True) is None)
+            for path in sorted(folder.glob(f"{OPTIMIZED_PREFIX}*"))]
 
 
 def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
@@ -446,7 +532,7 @@ def downloads() -> list[Path]:
 
 def _lock_target(path: Path) -> Path:
     """What a cache path is locked as: a temporary item by its entry, a ``.part`` file by its download."""
-    if path.name.startswith(TEMP_PREFIX):
+    if path.name.startswith((TEMP_PREFIX, OPTIMIZED_PREFIX)):
         return path.parent
     return path.with_name(path.name.removesuffix(".part"))
 
@@ -479,7 +565,8 @@ def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
     """Remove what can never be used again; returns ``(path, bytes)`` for each removal.
 
     That is: entries that are incomplete, damaged or not ``is_current`` (built with other
-    library versions, or superseded by a newer plugin or spec), temporary folders and
+    library versions, or superseded by a newer plugin or spec), damaged or unrecorded
+    optimised graphs, temporary folders and
     ``.part`` files whose writer is gone, lock files nobody holds, and with
     ``downloads_too`` every downloaded file. What another process is building, opening or
     reading is skipped.
@@ -491,6 +578,8 @@ def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
             candidates.append(entry.folder)
         else:
             candidates += entry.folder.glob(f"{TEMP_PREFIX}*")
+            candidates += [path for path in entry.folder.glob(f"{OPTIMIZED_PREFIX}*")
+                           if _optimized_damage(entry.folder, path.name) is not None]
     candidates += [p for p in downloads() if downloads_too or p.name.endswith(".part")]
     for path in candidates:
         if dry_run:
