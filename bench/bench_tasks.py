@@ -72,7 +72,7 @@ def bench(name: str, photos: list, threads: int, runs: int) -> list[Row]:
     spec = randomized(zoo.get_spec(name))
     build = spec.build
     spec = dataclasses.replace(spec, weights=None, build=lambda s, w: made.setdefault("module", build(s, w)))
-    model = zoo.get(spec, threads=threads)
+    model = zoo.get(spec, weights="random", threads=threads)
     session, module = model.session.session, made["module"]
     by_hand = hand_detector(session, cv2, np) if name == DETECTOR else hand_segmenter(session, cv2, np)
     tensors = [model.preprocess(photo) for photo in photos]

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("ok", "slow", "half", "html", "wrong", "error-then-ok", "no-range", "half-no-range", "hang", "missing")
+MODES = ("ok", "slow", "half", "html", "wrong", "error-then-ok", "no-range", "half-no-range", "hang", "missing",
+         "half-no-length", "wrong-no-length")
 
 
 @dataclass
@@ -28,7 +29,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state = self.state
-        state.requests.append({"path": self.path, "range": self.headers.get("Range", "")})
+        state.requests.append({"path": self.path, "range": self.headers.get("Range", ""),
+                               "accept-encoding": self.headers.get("Accept-Encoding", "")})
         count = len(state.requests)
         mode = state.mode
         body = state.files.get(self.path.rsplit("/", 1)[-1])
@@ -41,7 +43,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<!doctype html><html><body>Please log in</body></html>", "text/html; charset=utf-8")
         if mode == "error-then-ok" and count == 1:
             return self._send(500, b"try later", "text/plain")
-        if mode == "wrong":
+        if mode in ("wrong", "wrong-no-length"):
             body = bytes(b ^ 0xFF for b in body)
         start = 0
         ranged = self.headers.get("Range", "")
@@ -52,11 +54,15 @@ class Handler(BaseHTTPRequestHandler):
         payload = body[start:]
         self.send_response(206 if start else 200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(payload)))
+        if mode.endswith("no-length"):  # the body ends when the connection closes, as HTTP/1.0 servers send it
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(payload)))
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.end_headers()
-        if mode in ("half", "half-no-range") and count == 1:
+        if mode in ("half", "half-no-range", "half-no-length") and count == 1:
             self.wfile.write(payload[: len(payload) // 2])
             self.wfile.flush()
             self.close_connection = True

@@ -185,17 +185,171 @@ def test_an_entry_exported_with_other_library_versions_is_used_only_where_this_m
 
     from zoo import convert
 
-    made = zoo.get(tiny_spec()).path.parent
+    made = zoo.get(tiny_spec(), weights="random").path.parent
     metadata = json.loads((made / cache.METADATA_FILE).read_text())
     metadata["key_inputs"]["source"]["versions"]["torch"] = "1.0.0"  # exported elsewhere, with another torch
     (made / cache.METADATA_FILE).write_text(json.dumps(metadata))
     elsewhere = made.with_name("0123456789abcdef")
     made.rename(elsewhere)  # under the key that machine computed
     monkeypatch.setenv("ZOO_OFFLINE", "1")
-    assert zoo.get(tiny_spec()).path.parent == elsewhere  # offline: it cannot export, so it uses that entry
-    other = convert.plan(tiny_spec())
+    assert zoo.get(tiny_spec(), weights="random").path.parent == elsewhere  # offline: it cannot export, so it uses that entry
+    other = convert.plan(tiny_spec(), "random")
     other["spec"]["atol"] = 1.0  # an entry of another spec is not taken for this one
     assert convert.exported_elsewhere("tiny", other) is None
     monkeypatch.delenv("ZOO_OFFLINE")
-    rebuilt = zoo.get(tiny_spec()).path.parent  # online, with torch: exported again with this machine's versions
+    rebuilt = zoo.get(tiny_spec(), weights="random").path.parent  # online, with torch: exported again with this machine's versions
     assert rebuilt != elsewhere and {e.folder for e in cache.entries("tiny")} == {elsewhere, rebuilt}
+
+
+# -- issue 28: import verifies what a build verifies; malformed manifests; leftovers -------------------------------
+
+
+def members_of(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as archive:
+        return {m.name: archive.extractfile(m).read() for m in archive.getmembers()}
+
+
+def repacked(path: Path, members: dict[str, bytes]) -> Path:
+    """A bundle of ``members`` whose manifest and metadata records are rewritten to match their bytes, as an
+    attacker who read the format would write it."""
+    manifest = json.loads(members[bundle.MANIFEST])
+    for entry in manifest["entries"]:
+        folder = f"models/{entry['name']}/{entry['key']}/"
+        metadata = json.loads(members[folder + cache.METADATA_FILE])
+        for name in metadata["files"]:
+            data = members[folder + name]
+            metadata["files"][name].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+        members[folder + cache.METADATA_FILE] = json.dumps(metadata).encode()
+        entry["files"] = {name: {"size": len(members[folder + name]),
+                                 "sha256": hashlib.sha256(members[folder + name]).hexdigest()}
+                          for name in [*metadata["files"], cache.METADATA_FILE]}
+    members[bundle.MANIFEST] = json.dumps(manifest).encode()
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def escaping(model: bytes) -> bytes:
+    """``model`` with its first weight tensor stored as external data at a path that climbs out of the entry."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    proto = onnx.load_from_string(model)
+    tensor = proto.graph.initializer[0]
+    set_external_data(tensor, location="../../../../out/SECRET.bin", offset=0, length=len(tensor.raw_data))
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.ClearField("raw_data")
+    return proto.SerializeToString()
+
+
+def test_28_08_import_refuses_external_data_outside_the_entry_and_a_key_that_is_not_its_own(
+        zoo_cache_dir, tmp_path):
+    fp32 = tmp_path / "fp32.zoo"
+    run_zoo("bundle", "export", "digits", "-o", str(fp32), env={"ZOO_CACHE_DIR": str(tmp_path / "source")})
+    members = members_of(fp32)
+    (model_name,) = [n for n in members if n.endswith(cache.MODEL_FILE)]
+    members[model_name] = escaping(members[model_name])
+    done = run_zoo("bundle", "import", str(repacked(tmp_path / "escape.zoo", dict(members))))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "external data at '../../../../out/SECRET.bin', outside its folder" in done.stderr
+    assert listing(zoo_cache_dir) == {}
+
+    members = members_of(fp32)  # the real entry, planted under another key
+    key = model_name.split("/")[2]
+    moved = {n.replace(key, "f" * 16): data for n, data in members.items()}
+    manifest = json.loads(moved[bundle.MANIFEST])
+    manifest["entries"][0]["key"] = "f" * 16
+    moved[bundle.MANIFEST] = json.dumps(manifest).encode()
+    done = run_zoo("bundle", "import", str(repacked(tmp_path / "planted.zoo", moved)))
+    assert done.returncode == 1 and "not the entry its name says" in done.stderr
+    assert listing(zoo_cache_dir) == {}
+
+
+def test_28_08_verify_finds_an_entry_whose_model_points_outside_it(zoo_cache_dir):
+    model = zoo.get("digits")
+    folder = model.path.parent
+    model.path.write_bytes(escaping(model.path.read_bytes()))
+    metadata = cache.read_metadata(folder)
+    metadata["files"][cache.MODEL_FILE] = cache.file_record(model.path)  # as if it had been built so
+    (folder / cache.METADATA_FILE).write_text(json.dumps(metadata))
+    done = run_zoo("cache", "verify")
+    assert done.returncode == 1 and f"DAMAGED     {model.path}" in done.stdout
+    assert "outside its folder" in done.stderr
+
+
+@pytest.mark.parametrize(("manifest", "says"), [
+    (b"{not json", "is not JSON"),
+    (json.dumps({"format": bundle.FORMAT, "version": bundle.FORMAT_VERSION, "zoo": zoo.__version__,
+                 "entries": [5]}).encode(), "has 5 as entries[0], where an object"),
+])
+def test_28_09_a_malformed_manifest_is_a_bundle_error_naming_the_field(zoo_cache_dir, tmp_path, manifest, says):
+    path = tmp_path / "bad.zoo"
+    with tarfile.open(path, "w") as archive:
+        info = tarfile.TarInfo(bundle.MANIFEST)
+        info.size = len(manifest)
+        archive.addfile(info, io.BytesIO(manifest))
+    for command in ("import", "list"):
+        done = run_zoo("bundle", command, str(path))
+        assert done.returncode == 1 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert listing(zoo_cache_dir) == {}
+
+
+def test_28_09_a_full_disk_and_a_read_only_cache_are_said_as_such(made, zoo_cache_dir, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    real_open = Path.open
+
+    def full(self, mode="r", *args, **kwargs):  # every file the import writes fails as on a full disk
+        file = real_open(self, mode, *args, **kwargs)
+        if "w" in mode and cache.TEMP_PREFIX in str(self):
+            def write(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            file.write = write
+        return file
+
+    monkeypatch.setattr(Path, "open", full)
+    with pytest.raises(bundle.BundleError, match="is full .* ZOO_CACHE_DIR .* nothing was added") as refused:
+        bundle.import_bundle(made)
+    assert "copy it again" not in str(refused.value)
+    monkeypatch.undo()
+    assert not [p for p in zoo_cache_dir.rglob("*") if p.is_file() and "locks" not in p.parts]
+
+    in_the_way = tmp_path / "a-file"  # a cache that cannot be written (chmod would not stop root)
+    in_the_way.write_text("")
+    done = run_zoo("bundle", "import", str(made), env={"ZOO_CACHE_DIR": str(in_the_way / "cache")})
+    assert done.returncode != 0 and "cannot write to the cache" in done.stderr, done.stderr
+    assert "cannot read the bundle" not in done.stderr and "Traceback" not in done.stderr
+
+
+KILLED_IMPORT = """
+import os, sys
+from pathlib import Path
+from zoo import bundle
+real = bundle._copy_checked
+def copy_then_die(*args, **kwargs):
+    real(*args, **kwargs)
+    os._exit(9)  # killed half-way: its staging folder stays
+bundle._copy_checked = copy_then_die
+bundle.import_bundle(Path(sys.argv[1]))
+"""
+
+
+def test_28_10_prune_and_clear_remove_a_killed_imports_staging_and_verify_calls_a_build_incomplete(
+        made, zoo_cache_dir):
+    assert run_zoo(str(made), code=KILLED_IMPORT).returncode == 9
+    (staging,) = cache.staging_folders()
+    assert any(p.is_file() for p in staging.rglob("*"))
+    assert run_zoo("cache", "prune").returncode == 0
+    assert cache.staging_folders() == []
+    assert run_zoo(str(made), code=KILLED_IMPORT).returncode == 9
+    assert run_zoo("cache", "clear", "--yes").returncode == 0 and cache.staging_folders() == []
+
+    interrupted = cache.entry_dir("digits", "0123456789abcdef")
+    cache.new_temp_dir(cache.make_dirs(interrupted))  # a build killed before it committed anything
+    done = run_zoo("cache", "verify")
+    assert done.returncode == 0 and "0 damaged" in done.stderr
+    assert f"incomplete  {interrupted / cache.MODEL_FILE}  (an interrupted build: rebuilt on next use)" in done.stdout

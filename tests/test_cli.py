@@ -6,7 +6,7 @@ import importlib.metadata
 import json
 
 import pytest
-from conftest import run_zoo
+from conftest import ROOT, run_zoo
 
 import zoo
 
@@ -97,3 +97,57 @@ def test_no_plugins_loaded(env):
     assert result.returncode == 0 and result.stdout == ""
     result = run_zoo("info", "resnet50", env=env)
     assert result.returncode == 1 and "installed but was not loaded" in result.stderr
+
+
+def served_load_error(name: str, env: dict[str, str]) -> str:
+    """``zoo serve NAME``'s load error, as its /readyz reports it (the server is stopped after)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", name, "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                body = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
+                if body.get("error"):
+                    return body["error"]
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the server reported no load error in 60 s")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_27_10_download_advice_names_only_the_options_the_command_has(tmp_path):
+    """A download that fails advises a local file with --weights FILE only in commands that have --weights; the
+    library says weights=."""
+    if "resnet18" not in zoo.list_models():
+        pytest.skip("needs zoo-torchvision (a model whose weights are downloaded)")
+    unreachable = {"ZOO_MIRROR": "http://zoo-test.invalid/"}
+    sample = str(ROOT / "plugins" / "zoo-digits" / "samples" / "3.png")
+    for args, has_weights in ((["pull", "resnet18"], False),
+                              (["bundle", "export", "resnet18", "-o", str(tmp_path / "m.zoo")], False),
+                              (["predict", "resnet18", sample], True), (["export", "resnet18"], True)):
+        result = run_zoo(*args, env=unreachable)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "the host name does not resolve" in result.stderr and "ZOO_OFFLINE=1" in result.stderr
+        assert ("pass a local file with --weights FILE" in result.stderr) == has_weights, (args, result.stderr)
+        assert "weights=" not in result.stderr, args
+    served = served_load_error("resnet18", unreachable)
+    assert "does not resolve" in served and "weights" not in served, served
+    code = ("import zoo\ntry:\n    zoo.get('resnet18')\nexcept zoo.DownloadError as error:\n    print(error)")
+    library = run_zoo(code=code, env=unreachable)
+    assert "pass a local file with zoo.get(..., weights=FILE)" in library.stdout and "--weights" not in library.stdout

@@ -70,7 +70,7 @@ def test_cache_list_verify_rm(squeezenet_weights, capsys):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # a replacement that keeps size and time
     assert main(["cache", "verify"]) == 1
     out = capsys.readouterr()
-    assert f"DAMAGED  {path}" in out.out and "1 damaged" in out.err
+    assert f"DAMAGED     {path}" in out.out and "1 damaged" in out.err
 
     assert main(["cache", "rm", "SqueezeNet1_1"]) == 0  # names resolve as everywhere else
     assert "removed" in capsys.readouterr().out

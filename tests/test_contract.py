@@ -12,7 +12,7 @@ import zoo
 from zoo.errors import DuplicateModelError, SpecError, UsageError
 from zoo.geometry import Geometry
 from zoo.preprocess import Preprocess
-from zoo.tasks import _rle, accepted_options, detection, resolve_options
+from zoo.tasks import _rle, accepted_options, detection, option_from_text, resolve_options
 from zoo.tasks import postprocess as run_postprocess
 from zoo.tasks.detection import Decode, Detections, batched_nms, nms
 from zoo.tasks.segmentation import Segmentation
@@ -190,6 +190,25 @@ def test_objectness_softmax_background_normalised_boxes_and_label_offset():
     assert scores[0] == pytest.approx(softmax[1] / (1 + np.exp(-0.9)), rel=1e-5)  # objectness through a sigmoid
 
 
+@pytest.mark.parametrize("transpose", [False, True])
+def test_27_13_raw_head_with_no_candidates_gives_no_detections(transpose):
+    """A raw head of zero candidates, as ``boxes`` + ``scores`` (3 classes, or one class as a 1-D score) or as
+    ``predictions``, decodes to an empty :class:`Detections` with every NMS placement, not a plugin's error."""
+    task = registry_with().task("object-detection")
+    heads = [{"boxes": np.zeros((1, 0, 4)), "scores": np.zeros((1, 0, 3))},
+             {"boxes": np.zeros((1, 0, 4)), "scores": np.zeros((1, 0))},
+             {"predictions": np.zeros((1, 0, 7))}]
+    for outputs in heads:
+        if transpose:
+            outputs = {name: np.swapaxes(value, 1, -1) for name, value in outputs.items()}
+        for decode in ({"nms": "zoo"}, {"nms": "zoo", "class_agnostic": True}, {"nms": "none", "background": True}):
+            spec = make_spec(task="object-detection", labels=("a", "b", "c"), outputs=tuple(outputs),
+                             decode={**decode, "transpose": transpose})
+            (result,) = run_postprocess(spec, task, outputs, [Geometry.identity(8, 8)], accepted_options(spec, task))
+            assert isinstance(result, Detections) and len(result) == 0, (outputs, decode)
+            assert result.boxes.shape == (0, 4) and result.to_dict() == {"image_size": [8, 8], "detections": []}
+
+
 def test_decode_tables_are_checked_when_the_model_is_registered():
     spec = make_spec(task="object-detection", decode={"boxes": "ltrb"})
     with pytest.raises(SpecError, match=r"decode.boxes.*'xyxy', 'xywh', 'cxcywh'"):
@@ -222,6 +241,67 @@ def test_options_are_checked_against_what_the_postprocessing_takes():
         make_spec(postprocess=lambda outputs, image: None)
     with pytest.raises(SpecError, match=r"options.*sets colour"):
         registry_with().register(make_spec(postprocess=mine, options={"colour": 1}), "mine")
+
+
+def test_27_19_option_text_is_parsed_by_the_type_of_its_default():
+    """Option text (``-o KEY=VALUE``, a query parameter) is read by the type of the option's default: a tuple of
+    numbers from three spellings, whole numbers, numbers, booleans and text as written. Another type, a number
+    too long, brackets inside brackets or deep ones are a one-line ``UsageError`` naming the option and the type."""
+    for text in ("(0.6,0.7,0.99)", "[0.6, 0.7, 0.99]", "0.6,0.7,0.99", " ( 0.6 , 0.7, 0.99, ) "):
+        assert option_from_text(text, (0.5, 0.9), "thresholds") == (0.6, 0.7, 0.99)
+    assert option_from_text("[1, 2.5]", [0.5], "sizes") == [1.0, 2.5]
+    assert [type(v) for v in option_from_text("(1, 2)", (3, 4), "ids")] == [int, int]
+    assert option_from_text("()", (3, 4), "ids") == () and option_from_text("7", (3, 4), "ids") == (7,)
+    assert option_from_text("3", 5, "topk") == 3 and isinstance(option_from_text("1", 0.25, "t"), float)
+    assert option_from_text("false", True, "flag") is False and option_from_text("Yes", False, "flag") is True
+    assert option_from_text("007", "x", "name") == "007" and option_from_text("[1]", "x", "name") == "[1]"
+    assert option_from_text("[1, 2]", None, "free") == [1, 2] and option_from_text("abc", None, "free") == "abc"
+    assert option_from_text("[" * 100_000, None, "free") == "[" * 100_000  # no default's type: kept as text
+    for text, default, expected in (("3.5", 5, "a whole number"), ("x", 0.25, "a number"),
+                                    ("maybe", True, "true or false"), ("nan", 0.25, "a number"),
+                                    ("9" * 5000, 5, "a whole number"), ("1" + "0" * 400, 0.25, "a number"),
+                                    ("(0.6,x)", (0.5,), "a list of numbers"), ("[[0.6]]", (0.5,), "a list of numbers"),
+                                    ("[" * 100_000, (0.5,), "a list of numbers"), ("(1.5)", (3, 4), "whole numbers")):
+        with pytest.raises(UsageError) as caught:
+            option_from_text(text, default, "opt")
+        message = str(caught.value)
+        assert isinstance(caught.value, ValueError) and "option 'opt'" in message and expected in message, message
+        assert len(message) < 200 and "\n" not in message
+
+
+def test_27_19_option_text_on_the_command_line_is_parsed_by_the_type_of_its_default(monkeypatch, capsys):
+    """``zoo predict --option thresholds=(0.6,0.7,0.99)`` gives the postprocessing the tuple its default is; text of
+    another type is one line and exit status 2, also in a fresh process for a number too long for Python."""
+    import dataclasses
+    from pathlib import Path
+
+    from conftest import run_zoo
+
+    import zoo.registry
+    from zoo import cli
+
+    zoo_digits = pytest.importorskip("zoo_digits", reason="zoo-digits is not installed: pip install "
+                                                          "./plugins/zoo-digits")
+    sample = str(Path(zoo_digits.__file__).parent.parent / "samples" / "3.png")
+
+    def thresholded(geometries, thresholds=(0.5, 0.9)):
+        return [{"thresholds": thresholds, "type": type(thresholds).__name__}] * len(geometries)
+
+    class Mine:
+        @zoo.hookimpl
+        def zoo_register_models(self, register):
+            register(dataclasses.replace(zoo_digits.load_spec(), name="thresholded", aliases=(),
+                                         postprocess=thresholded))
+
+    monkeypatch.setattr(zoo.registry, "_default", registry_with(mine=Mine()))
+    assert cli.main(["predict", "thresholded", sample, "--option", "thresholds=(0.6,0.7,0.99)", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["result"] == {"thresholds": [0.6, 0.7, 0.99], "type": "tuple"}
+    assert cli.main(["predict", "thresholded", sample, "--option", "thresholds=" + "[" * 100_000]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo: error: option 'thresholds' must be a list of numbers") and err.count("\n") == 1
+    huge = run_zoo("predict", "digits", sample, "--option", "topk=" + "9" * 5000)
+    assert huge.returncode == 2 and "Traceback" not in huge.stderr, huge.stderr
+    assert huge.stderr.startswith("zoo: error: option 'topk' must be a whole number"), huge.stderr
 
 
 def test_old_style_postprocess_spec_outputs_still_works():

@@ -127,7 +127,7 @@ def test_a_raw_head_is_decoded_with_nms_in_the_zoo_and_in_the_graph(zoo_cache_di
                              decode={"boxes": "cxcywh", "transpose": True}, **common)
     nms_spec = zoo.ModelSpec(name="nms", build=lambda s, w: HeadWithNms(head()).eval(), batch_axis=False,
                              outputs=("boxes", "scores", "class_ids"), decode={"nms": "graph"}, **common)
-    raw, in_graph = zoo.get(raw_spec), zoo.get(nms_spec)
+    raw, in_graph = zoo.get(raw_spec, weights="random"), zoo.get(nms_spec, weights="random")
     photos = [scene(64, 64, [(10, 10, 40, 30)]), scene(128, 96, [(50, 20, 90, 120)]), scene(64, 64, [])]
     for photo in photos:
         batch, _ = raw.transform(photo)
@@ -144,7 +144,7 @@ def test_a_raw_head_is_decoded_with_nms_in_the_zoo_and_in_the_graph(zoo_cache_di
         raw.predict(photos[0], topk=3)
     fewer = raw.predict(photos[0], score_threshold=0.6, max_detections=2)
     assert len(fewer) <= 2 and (fewer.scores >= 0.6).all()
-    report = check_model(nms_spec, opencv=False)
+    report = check_model(nms_spec, weights="random", opencv=False)
     assert report.results[0]["detections"], "random weights must detect something, or the check proves nothing"
 
 
@@ -297,3 +297,55 @@ def test_27_14_a_pipeline_requiring_an_alias_keeps_its_parts_in_info_and_bundles
     assert sorted(e["name"] for e in bundle.read_manifest(tmp_path / "parts.zoo")["entries"]) == ["colour", "finder"]
     assert cli.main(["pull", "hue-finder"]) == 0
     assert "hue-finder: colour at" in capsys.readouterr().out
+
+
+class Blind(BrightBox):
+    """BrightBox whose score threshold is never met: no detection on any input, as unlucky random weights give."""
+
+    def forward(self, x):
+        found = super().forward(x)
+        return found[:, found[0, :, 4] > 2]
+
+
+class BlindPlugin:
+    @zoo.hookimpl
+    def zoo_register_models(self, register):
+        for name, net in (("blind", Blind), ("finder", BrightBox)):
+            register(zoo.ModelSpec(name=name, task="object-detection", labels=("thing",), outputs=("detections",),
+                                   preprocess=zoo.Preprocess(resize="letterbox", size=(64, 64)),
+                                   build=lambda s, w, net=net: net().eval(), decode={"nms": "graph"}))
+
+
+def test_27_02_an_export_whose_parity_compared_nothing_says_so_everywhere(zoo_cache_dir, monkeypatch, capsys):
+    from zoo import cli
+
+    monkeypatch.setattr(zoo.registry, "_default", registry_with(pipes=BlindPlugin()))
+    assert cli.main(["export", "blind"]) == 0
+    shown = capsys.readouterr().out
+    assert "NOT COMPARED" in shown and "detections per input 0, 0, 0" in shown and "max abs diff" not in shown
+    assert cli.main(["export", "blind", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["not_compared"] is True and data["compared"] == [{"detections": 0}] * 3
+    assert cli.main(["info", "blind"]) == 0
+    assert "parity NOT COMPARED" in capsys.readouterr().out
+    assert cli.main(["cache", "list", "--json"]) == 0
+    assert [m["parity"] for m in json.loads(capsys.readouterr().out)["models"]] == ["not compared"]
+    with pytest.raises(AssertionError, match="parity compared nothing"):
+        check_model("blind", opencv=False)
+
+    assert cli.main(["export", "finder"]) == 0  # a detector that finds something: compared, and the counts shown
+    shown = capsys.readouterr().out
+    assert "NOT COMPARED" not in shown and "detections per input 1, 1, 1" in shown
+    assert check_model("finder", opencv=False).parity
+
+
+def test_27_02_export_prints_outputs_compared_as_results():
+    from zoo.cli import _parity_lines
+
+    meta = {"exporter": "torchscript", "opset": 17, "simplify_note": "simplified with onnxsim", "samples": 3,
+            "compared": [{"detections": 4}, {"detections": 2}, {"detections": 0}],
+            "parity": {"boxes": {"max_abs": None, "max_rel": None, "top1_agreement": None,
+                                 "note": "compared as results: 'x': output 'boxes' has shape (5, 4) in ONNX"}}}
+    lines = dict(_parity_lines(meta))
+    assert lines["parity"].startswith("boxes: compared as results") and lines["compared"] == (
+        "detections per input 4, 2, 0")

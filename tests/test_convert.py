@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -44,7 +45,7 @@ def temp_leftovers() -> list[Path]:
 
 
 def test_first_get_exports_and_commits_metadata_then_reuses(build_log):
-    model = zoo.get(tiny_spec())
+    model = zoo.get(tiny_spec(), weights="random")
     assert builds(build_log) == 1
     meta = model.metadata
     record = meta["files"]["model.onnx"]
@@ -54,22 +55,24 @@ def test_first_get_exports_and_commits_metadata_then_reuses(build_log):
     assert meta["samples"] == 3  # two random inputs and the photo
     assert meta["parity"]["logits"]["top1_agreement"] == 1.0
     assert meta["key_inputs"]["source"]["versions"]["torch"] == torch.__version__.split("+")[0]
-    assert json.loads((model.path.parent / "metadata.json").read_text()) == meta
+    written = json.loads((model.path.parent / "metadata.json").read_text())
+    assert written.pop("optimized").keys() == {model.session.optimized.name}  # recorded once the session saved it
+    assert written == meta
     onnx.checker.check_model(str(model.path), full_check=True)
     outputs = model.run(np.zeros((3, 3, 32, 32), np.float32))
     assert outputs["logits"].shape == (3, 5)
 
-    again = zoo.get(tiny_spec())
+    again = zoo.get(tiny_spec(), weights="random")
     assert builds(build_log) == 1 and again.path == model.path and not temp_leftovers()
 
 
 def test_key_changes_with_opset_exporter_weights_and_spec(build_log, tmp_path):
-    base = zoo.get(tiny_spec()).path
+    base = zoo.get(tiny_spec(), weights="random").path
     paths = {
-        "opset": zoo.get(tiny_spec(), opset=18).path,
+        "opset": zoo.get(tiny_spec(), opset=18, weights="random").path,
         "weights": zoo.get(tiny_spec(), weights=save_weights(tmp_path / "w.pth", scale=1.1)).path,
-        "spec": zoo.get(tiny_spec(rtol=2e-3)).path,
-        "simplify": zoo.get(tiny_spec(), simplify=False).path,
+        "spec": zoo.get(tiny_spec(rtol=2e-3), weights="random").path,
+        "simplify": zoo.get(tiny_spec(), simplify=False, weights="random").path,
     }
     assert builds(build_log) == 5
     assert len({base, *paths.values()}) == 5
@@ -90,7 +93,7 @@ def test_same_weights_at_another_path_is_a_cache_hit(build_log, tmp_path):
 def _get_in_child(cache_dir: str, log: str) -> tuple[str, str]:
     os.environ["ZOO_CACHE_DIR"] = cache_dir
     os.environ["ZOO_TEST_BUILD_LOG"] = log
-    model = zoo.get(tiny_spec())
+    model = zoo.get(tiny_spec(), weights="random")
     return str(model.path), hashlib.sha256(model.path.read_bytes()).hexdigest()
 
 
@@ -108,7 +111,7 @@ def test_eight_processes_on_an_empty_cache_export_once(build_log):
 
 def test_sigkill_during_an_export_then_the_next_call_recovers(tmp_path, build_log):
     marker = tmp_path / "exporting"
-    code = "import zoo, tinymodels; zoo.get(tinymodels.tiny_spec())"
+    code = "import zoo, tinymodels; zoo.get(tinymodels.tiny_spec(), weights='random')"
     env = {**os.environ, **FAST_LOCK, "ZOO_TEST_BUILD_SLEEP": "60", "ZOO_TEST_BUILD_MARKER": str(marker),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -120,14 +123,14 @@ def test_sigkill_during_an_export_then_the_next_call_recovers(tmp_path, build_lo
     child.send_signal(signal.SIGKILL)
     child.wait()
 
-    model = zoo.get(tiny_spec())  # the lock died with the process; its leftovers are cleaned
+    model = zoo.get(tiny_spec(), weights="random")  # the lock died with the process; its leftovers are cleaned
     assert builds(build_log) == 2 and not temp_leftovers()
     assert cache.read_entry(model.path.parent, full=True) is not None
 
 
 @pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete-metadata"])
 def test_damaged_entry_is_detected_and_rebuilt(build_log, damage):
-    path = zoo.get(tiny_spec()).path
+    path = zoo.get(tiny_spec(), weights="random").path
     good = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(good[: len(good) // 2])
@@ -135,29 +138,31 @@ def test_damaged_entry_is_detected_and_rebuilt(build_log, damage):
         path.write_bytes(bytes(len(good)))  # same size, other bytes, new modification time
     else:
         (path.parent / "metadata.json").unlink()
-    model = zoo.get(tiny_spec())
+    model = zoo.get(tiny_spec(), weights="random")
     assert builds(build_log) == 2
     assert model.path == path and path.read_bytes() == good  # the export is deterministic
     assert model.run(np.zeros((1, 3, 32, 32), np.float32))["logits"].shape == (1, 5)
 
 
-def test_replaced_file_keeping_size_and_time_is_caught_by_a_full_check(build_log):
-    path = zoo.get(tiny_spec()).path
+def test_27_01_a_file_rewritten_with_its_size_and_mtime_kept_is_caught_by_its_change_time(build_log):
+    path = zoo.get(tiny_spec(), weights="random").path
     stat = path.stat()
     path.write_bytes(bytes(stat.st_size))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert cache.read_entry(path.parent) is not None  # the fast check trusts size and time
+    assert cache.read_entry(path.parent) is None  # its ctime moved: hashed, and found out
     assert cache.read_entry(path.parent, full=True) is None  # zoo cache verify hashes
+    model = zoo.get(tiny_spec(), weights="random")
+    assert builds(build_log) == 2 and model.run(np.zeros((1, 3, 32, 32), np.float32))["logits"].shape == (1, 5)
 
 
 def test_moved_cache_is_verified_by_hash_and_reused(build_log, tmp_path, monkeypatch):
     import shutil
 
-    path = zoo.get(tiny_spec()).path
+    path = zoo.get(tiny_spec(), weights="random").path
     moved = tmp_path / "moved"
     shutil.copytree(cache.cache_root(), moved)  # copies get new modification times
     monkeypatch.setenv("ZOO_CACHE_DIR", str(moved))
-    model = zoo.get(tiny_spec())
+    model = zoo.get(tiny_spec(), weights="random")
     assert builds(build_log) == 1 and model.path.is_relative_to(moved)
     record = json.loads((model.path.parent / "metadata.json").read_text())["files"]["model.onnx"]
     assert record["mtime_ns"] == model.path.stat().st_mtime_ns  # remembered: the next open is fast again
@@ -226,7 +231,7 @@ def test_torchvision_variant_is_resolved_by_tag(monkeypatch):
 
 def tiny_onnx(tmp_path: Path) -> Path:
     path = tmp_path / "prebuilt.onnx"
-    export.export(tiny_spec(), None, path)
+    export.export(tiny_spec(), None, path, random_weights=True)
     return path
 
 
@@ -292,8 +297,8 @@ def test_download_file_name_cannot_escape_the_downloads_folder():
 
 
 def test_prune_removes_outdated_damaged_and_leftover_files(build_log):
-    current = zoo.get(tiny_spec()).path.parent
-    outdated = zoo.get(tiny_spec(), opset=18).path.parent
+    current = zoo.get(tiny_spec(), weights="random").path.parent
+    outdated = zoo.get(tiny_spec(), opset=18, weights="random").path.parent
     meta_path = outdated / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["key_inputs"]["source"]["versions"]["torch"] = "1.0.0"  # built by a torch no longer installed
@@ -315,14 +320,14 @@ def test_build_that_fails_leaves_no_entry(tmp_path):
         raise RuntimeError("the plugin has a bug")
 
     with pytest.raises(zoo.ExportError, match="the plugin has a bug"):
-        zoo.get(tiny_spec(name="broken", build=broken))
+        zoo.get(tiny_spec(name="broken", build=broken), weights="random")
     assert not (cache.cache_root() / "models").exists() or not any((cache.cache_root() / "models").iterdir())
 
 
 def test_a_model_with_external_data_is_committed_verified_and_reopened(monkeypatch, capsys):
     """Models over 2 GB keep their weights beside the graph; the threshold is lowered to exercise that path."""
     monkeypatch.setattr(export, "PROTOBUF_LIMIT", 1000)
-    model = zoo.get(tiny_spec(), exporter="dynamo")
+    model = zoo.get(tiny_spec(), exporter="dynamo", weights="random")
     assert sorted(p.name for p in model.path.parent.iterdir()) == ["metadata.json", "model.onnx", "model.onnx.data"]
     assert set(model.metadata["files"]) == {"model.onnx", "model.onnx.data"}
     assert model.metadata["simplify_note"] == "skipped: the model is over 2 GB"
@@ -331,7 +336,17 @@ def test_a_model_with_external_data_is_committed_verified_and_reopened(monkeypat
     assert entry.ok
     data = model.path.with_name("model.onnx.data")
     data.write_bytes(data.read_bytes()[:-4])  # damaged weights file: rebuilt on the next open
-    again = zoo.get(tiny_spec(), exporter="dynamo")
+    again = zoo.get(tiny_spec(), exporter="dynamo", weights="random")
     assert again.path == model.path and data.stat().st_size == again.metadata["files"]["model.onnx.data"]["size"]
     batch = again.preprocess(np.zeros((40, 40, 3), np.uint8))
     assert again.run(batch)["logits"].shape == (1, 5)
+
+
+def test_27_09_the_export_notice_comes_once_the_weights_are_resolved(tmp_path, caplog):
+    unreachable = zoo.Artifact("http://zoo-test.invalid/tiny.pth", "0" * 64)
+    with caplog.at_level(logging.INFO, logger="zoo"), pytest.raises(zoo.DownloadError, match="does not resolve"):
+        zoo.get(tiny_spec(name="tiny-unreachable", weights=unreachable))
+    assert "exporting" not in caplog.text and not cache.entries()
+    with caplog.at_level(logging.INFO, logger="zoo"):
+        zoo.get(tiny_spec(name="tiny-local"), weights=save_weights(tmp_path / "tiny.pth"))
+    assert "exporting tiny-local to ONNX" in caplog.text

@@ -195,3 +195,27 @@ def test_concurrent_processes_download_once(server, weights):
         paths = pool.starmap(_fetch_in_child, [(artifact.url, artifact.sha256, str(cache.cache_root()))] * 4)
     assert len(set(paths)) == 1 and Path(paths[0]).read_bytes() == weights
     assert len(server.requests) == 1 and not leftovers()
+
+
+def test_27_18_downloads_ask_for_the_bytes_as_they_are(server, weights):
+    download.fetch(artifact_for(server, weights), policy=FAST)
+    assert [r["accept-encoding"] for r in server.requests] == ["identity"]  # no gzip: lengths and ranges are the file's
+
+
+@pytest.mark.parametrize("size", [True, False], ids=["size-known", "hash-only"])
+def test_27_18_a_cut_transfer_without_content_length_is_resumed(server, weights, size):
+    server.set_mode("half-no-length")  # the first answer has no Content-Length and stops half way
+    artifact = artifact_for(server, weights, **({"size": len(weights)} if size else {}))
+    assert download.fetch(artifact, policy=FAST).read_bytes() == weights
+    assert len(server.requests) == 2 and server.requests[0]["range"] == ""
+    resumed_at = int(server.requests[1]["range"].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= len(weights) // 2  # retried as an incomplete transfer, resumed where it stopped
+    assert not leftovers()
+
+
+def test_a_wrong_file_without_content_length_is_still_a_checksum_error(server, weights):
+    server.set_mode("wrong-no-length")
+    artifact = artifact_for(server, weights)
+    with pytest.raises(ChecksumError, match="sha256 is"):
+        download.fetch(artifact, policy=FAST)
+    assert len(server.requests) <= FAST.attempts and not leftovers()

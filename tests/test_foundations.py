@@ -588,7 +588,7 @@ def test_17_a_host_that_does_not_resolve_fails_at_once_with_advice():
     assert time.monotonic() - started < 5  # no retries with backoff
     message = str(caught.value)
     for part in ("https://weights.invalid/model.pth", "does not resolve", "ZOO_OFFLINE=1", "ZOO_MIRROR",
-                 "--weights FILE", str(cache.download_path("model.pth", "ab" * 32))):
+                 "zoo.get(..., weights=FILE)", str(cache.download_path("model.pth", "ab" * 32))):
         assert part in message
 
 

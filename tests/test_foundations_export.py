@@ -71,7 +71,7 @@ def test_14_exported_entries_show_their_weights_exporter_opset_and_simplificatio
     assert listing[second.path.parent.name]["simplified"] is False
     table = run_zoo("cache", "list").stdout
     sha = mine["weights"]["sha256"][:8]
-    assert f"weights (mine.pth, {sha}), torchscript opset 17, simplified" in table
+    assert f"your weights mine.pth ({sha}; no published metrics), torchscript opset 17, simplified" in table
     removed = run_zoo("cache", "rm", f"tiny/{second.path.parent.name}")
     assert removed.returncode == 0 and [e.key for e in cache.entries("tiny")] == [first.path.parent.name]
 
@@ -150,7 +150,7 @@ def test_18_mismatch_errors_are_short_and_other_files_say_what_they_are(tmp_path
 
 
 def test_20_zoo_get_without_logging_configured_says_it_exports_and_how_long_it_took():
-    result = subprocess.run([sys.executable, "-c", "import zoo, tinymodels; zoo.get(tinymodels.tiny_spec())"],
+    result = subprocess.run([sys.executable, "-c", "import zoo, tinymodels; zoo.get(tinymodels.tiny_spec(), weights='random')"],
                             capture_output=True, text=True, timeout=300, env=child_env(), check=False)
     assert result.returncode == 0, result.stderr
     assert "zoo: exporting tiny to ONNX (torchscript exporter, opset 17)" in result.stderr

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,7 +16,8 @@ torchvision = pytest.importorskip("torchvision")
 skimage_data = pytest.importorskip("skimage.data")
 
 import cv2
-from conftest import run_zoo
+from conftest import ROOT, registry_with, run_zoo
+from onnx import TensorProto, helper
 from tinymodels import make_net, tiny_spec
 
 import zoo
@@ -97,19 +101,68 @@ def test_softmax_only_where_the_spec_declares_logits():
     def build(spec, weights):
         return torch.nn.Sequential(make_net(), torch.nn.Softmax(dim=1))
 
-    model = zoo.get(tiny_spec(name="tiny-probs", build=build, outputs=("probabilities",), scores="probabilities"))
+    model = zoo.get(tiny_spec(name="tiny-probs", build=build, outputs=("probabilities",), scores="probabilities"), weights="random")
     result = model.predict(PHOTOS[1], topk=5)
     raw = model.run(model.preprocess(PHOTOS[1]))["probabilities"][0]
     assert [p.score for p in result.topk] == pytest.approx(sorted(raw, reverse=True), abs=1e-6)
 
 
+def two_outputs_onnx(path: Path) -> zoo.Artifact:
+    """A prebuilt graph for ``(N, 1, 2, 2)`` inputs with two outputs: ``extra``, the 4 pixels flattened, then
+    ``probs``, the last 2 of them."""
+    starts, ends, axes = (helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in
+                          (("starts", 2), ("ends", 4), ("axes", 1)))
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["extra"], axis=1),
+         helper.make_node("Slice", ["extra", "starts", "ends", "axes"], ["probs"])], "two",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 2, 2])],
+        [helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 2])], [starts, ends, axes])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    return zoo.Artifact(url=path.as_uri(), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_27_19_classification_reads_the_declared_output_and_checks_its_width(tmp_path, monkeypatch, capsys):
+    """The output renamed ``scores`` is read, not the first; a first output of 4 values for 2 labels is refused
+    (``SpecError`` naming the model, the output, both counts and the fix), on the command line in one line."""
+    import zoo.registry
+    from zoo import cli
+
+    fields = dict(task="image-classification", onnx=two_outputs_onnx(tmp_path / "two.onnx"), plugin="mine",
+                  outputs=("extra", "probs"), labels=("a", "b"), scores="probabilities",
+                  preprocess=zoo.Preprocess(channels="GRAY", resize=(2, 2), interpolation="nearest"))
+    image = np.array([[255, 0], [0, 255]], np.uint8)  # extra [1, 0, 0, 1]: its best is 'a'; probs [0, 1]: 'b'
+    declared = zoo.get(zoo.ModelSpec(name="declared", rename_outputs={"probs": "scores"}, **fields))
+    result = declared.predict(image)
+    assert (result.label, result.score) == ("b", 1.0)
+    assert [(p.label, p.score) for p in result.topk] == [("b", 1.0), ("a", 0.0)]
+    undeclared = zoo.ModelSpec(name="undeclared", **fields)
+    with pytest.raises(zoo.SpecError) as caught:
+        zoo.get(undeclared).predict(image)
+    message = str(caught.value)
+    assert isinstance(caught.value, ValueError) and "\n" not in message
+    for part in ("model 'undeclared'", "'extra'", "4 values per image", "2 labels", "rename_outputs", "'scores'"):
+        assert part in message, message
+
+    class Mine:
+        @zoo.hookimpl
+        def zoo_register_models(self, register):
+            register(undeclared)
+
+    monkeypatch.setattr(zoo.registry, "_default", registry_with(mine=Mine()))
+    cv2.imwrite(str(tmp_path / "x.png"), image)
+    assert cli.main(["predict", "undeclared", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("zoo: error: ") and "'extra'" in err and "Traceback" not in err
+
+
 def test_bad_runtime_and_batch_size():
     with pytest.raises(zoo.ZooError, match="unknown runtime 'tensorrt'"):
-        zoo.get(tiny_spec(), runtime="tensorrt")
+        zoo.get(tiny_spec(), runtime="tensorrt", weights="random")
     with pytest.raises(zoo.ZooError, match="batch_size"):
-        zoo.get(tiny_spec(), batch_size=0)
+        zoo.get(tiny_spec(), batch_size=0, weights="random")
     with pytest.raises(zoo.ZooInputError, match="does not exist"):
-        zoo.get(tiny_spec()).predict("no-such-photo.jpg")
+        zoo.get(tiny_spec(), weights="random").predict("no-such-photo.jpg")
 
 
 def test_zoo_predict_command(squeezenet_weights, tmp_path):
@@ -146,3 +199,114 @@ def test_regression_result_is_json_ready():
 
     age = Regression(value=31.5, low=29.5, high=34.5, unit=" years")
     assert json.loads(json.dumps(age.to_dict())) == {"value": 31.5, "low": 29.5, "high": 34.5, "unit": " years"}
+
+
+DIGIT_SAMPLES = ROOT / "plugins" / "zoo-digits" / "samples"
+
+
+def digits_in(folder: Path, *names: str) -> Path:
+    """``folder`` holding zoo-digits' samples under ``names`` (``3.png``; the format follows the suffix)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        Image.open(DIGIT_SAMPLES / f"{i % 10}.png").save(folder / name)
+    return folder
+
+
+def test_27_04_save_never_overwrites_an_input_or_an_existing_file(tmp_path):
+    same = digits_in(tmp_path / "same", "3.png", "7.png")
+    inputs = {p.name: p.read_bytes() for p in same.iterdir()}
+    result = run_zoo("predict", "digits", str(same), "--save", str(same), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert {name: (same / name).read_bytes() for name in inputs} == inputs  # the inputs are untouched
+    rows = json.loads(result.stdout)
+    assert {Path(r["image"]).name: Path(r["saved"]).name for r in rows} == {"3.png": "3-2.png", "7.png": "7-2.png"}
+    assert sorted(p.name for p in same.iterdir()) == ["3-2.png", "3.png", "7-2.png", "7.png"]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "3.png").write_bytes(b"mine")  # a file that is not an input: refused, before any model or file
+    fresh = {"ZOO_CACHE_DIR": str(tmp_path / "fresh-cache")}
+    args = ("predict", "digits", str(same / "3.png"), str(same / "7.png"), "--save", str(out))
+    refused = run_zoo(*args, env=fresh)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("zoo: error: ") and str(out / "3.png") in line and "--overwrite" in line, line
+    assert [p.name for p in out.iterdir()] == ["3.png"] and (out / "3.png").read_bytes() == b"mine"
+    assert not list((tmp_path / "fresh-cache").rglob("*.onnx"))  # no model was built
+
+    overwritten = run_zoo(*args, "--overwrite", env=fresh)
+    assert overwritten.returncode == 0, overwritten.stderr
+    assert cv2.imread(str(out / "3.png")) is not None and (out / "7.png").is_file()
+    assert {name: (same / name).read_bytes() for name in inputs} == inputs
+    again = run_zoo("predict", "digits", str(same / "3.png"), "--save", str(same), "--overwrite")
+    assert again.returncode == 0 and (same / "3.png").read_bytes() == inputs["3.png"]  # never over an input
+
+
+def test_27_04_save_lists_which_input_went_where(tmp_path):
+    photos = digits_in(tmp_path / "in", "x.bmp", "x.gif", "x.tiff")  # (not .webp: Pillow fails one from a mmap)
+    out = tmp_path / "out"
+    text = run_zoo("predict", "digits", str(photos), "--save", str(out))
+    assert text.returncode == 0 and "Traceback" not in text.stderr, text.stderr
+    where = {"x.bmp": "x.png", "x.gif": "x-2.png", "x.tiff": "x-3.png"}  # in the order of the (sorted) inputs
+    for image, saved in where.items():
+        assert f"saved {photos / image} as {out / saved}" in text.stderr
+    for flag in ("--json", "--jsonl"):
+        result = run_zoo("predict", "digits", str(photos), "--save", str(out), "--overwrite", flag)
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout) if flag == "--json" else [json.loads(x) for x in result.stdout.splitlines()]
+        assert {Path(r["image"]).name: r["saved"] for r in rows} == {i: str(out / s) for i, s in where.items()}
+
+
+def test_27_09_an_unknown_runtime_or_provider_fails_before_any_export():
+    from zoo import cache
+
+    built: list[str] = []
+
+    def build(spec, weights):
+        built.append(spec.name)
+        return make_net(len(spec.labels))
+
+    spec = tiny_spec(name="tiny-recorded", build=build)
+    for arguments, message in (({"runtime": "tensorrt"}, "unknown runtime 'tensorrt'; choose one of onnxruntime"),
+                               ({"providers": ["NoSuchExecutionProvider"]},
+                                "execution provider NoSuchExecutionProvider is not available"),
+                               ({"runtime": "opencv", "providers": ["CPUExecutionProvider"]}, "OpenCV DNN has none")):
+        with pytest.raises(zoo.UsageError, match=message):
+            zoo.get(spec, **arguments)
+    assert built == [] and not cache.entries()
+    cli = run_zoo("predict", "digits", "--providers", "NoSuchExecutionProvider", str(DIGIT_SAMPLES / "3.png"))
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr
+    assert cli.stderr.startswith("zoo: error: execution provider NoSuchExecutionProvider is not available"), cli.stderr
+    exported = run_zoo("export", "digits", "--providers", "NoSuchExecutionProvider")
+    assert exported.returncode == 2 and "NoSuchExecutionProvider" in exported.stderr, exported.stderr
+    assert not cache.entries("digits")
+
+
+def test_27_09_providers_does_not_swallow_the_images():
+    from zoo.cli import build_parser
+
+    image = str(DIGIT_SAMPLES / "3.png")
+    result = run_zoo("predict", "digits", "--providers", "CPUExecutionProvider", image, "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    [row] = json.loads(result.stdout)
+    assert row["image"] == image and row["result"]["label"] == "3"
+    exported = run_zoo("export", "digits", "--providers", "CPUExecutionProvider", "--json")
+    assert exported.returncode == 0 and json.loads(exported.stdout)["providers"] == ["CPUExecutionProvider"]
+    args = build_parser().parse_args(["predict", "digits", "--providers", "A,B", image, "--providers", "C"])
+    assert args.providers == ["A", "B", "C"] and args.images == [image]
+
+
+def test_27_10_predict_takes_option_and_o_still_works_with_a_warning():
+    image = str(DIGIT_SAMPLES / "3.png")
+    new = run_zoo("predict", "digits", image, "--option", "topk=2", "--json")
+    old = run_zoo("predict", "digits", image, "-o", "topk=2", "--json")
+    assert new.returncode == 0 and old.returncode == 0, new.stderr + old.stderr
+    assert len(json.loads(new.stdout)[0]["result"]["topk"]) == 2 and new.stdout == old.stdout
+    assert "deprecated" not in new.stderr
+    assert "zoo: warning: -o KEY=VALUE is deprecated; use --option KEY=VALUE" in old.stderr
+    bad = run_zoo("predict", "digits", image, "--option", "topk")
+    assert bad.returncode == 2 and "--option takes KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr
+    shown = run_zoo("predict", "--help").stdout
+    assert "--option KEY=VALUE" in shown and "-o KEY=VALUE" not in shown and "-o," not in shown

@@ -226,3 +226,65 @@ def test_a_torchvision_classifier_in_int8_agrees_with_float32_on_the_held_photos
     assert int8.metadata["source_entry"] == fp32.path.parent.name
     photo = quantize.photo_views()["chelsea.jpg"][1][0]
     assert int8.predict(photo).label == fp32.predict(photo).label
+
+
+def test_27_11_the_speed_up_is_the_median_of_interleaved_blocks_and_says_so(zoo_cache_dir, tmp_path):
+    import time
+
+    order = []
+
+    def sleeper(name: str, seconds: float):
+        def run() -> None:
+            order.append(name)
+            time.sleep(seconds)
+        return run
+
+    blocks = quantize.interleaved_ms({"fp32": sleeper("fp32", 0.004), "int8": sleeper("int8", 0.002)}, blocks=4)
+    runs = quantize.CALLS + 1  # the first of a block untimed: the other model's threads may still be spinning
+    assert order == (["fp32"] * runs + ["int8"] * runs + ["int8"] * runs + ["fp32"] * runs) * 2  # alternating
+    assert {name: len(times) for name, times in blocks.items()} == {"fp32": 4, "int8": 4}
+    figures = quantize.speed(blocks)
+    ratios = sorted(f / i for f, i in zip(blocks["fp32"], blocks["int8"]))
+    assert figures["speedup"] == round((ratios[1] + ratios[2]) / 2, 3) and 1.3 < figures["speedup"] < 2.5
+    assert figures["speedup_range"] == [round(ratios[0], 3), round(ratios[-1], 3)]
+    assert figures["timing"] == {"blocks": 4, "calls": quantize.CALLS}
+
+    model = zoo.get(gemm_classifier(tmp_path, ties=False), precision="int8")
+    stored = model.metadata["int8"]
+    low, high = stored["speedup_range"]
+    assert low <= stored["speedup"] <= high and stored["timing"] == {"blocks": quantize.BLOCKS, "calls": quantize.CALLS}
+    from zoo.cli import _parity_lines
+
+    speed = dict(_parity_lines(model.metadata))["speed"]
+    assert f"{stored['speedup']:.2f}x" in speed and f"{low:.2f}x to {high:.2f}x" in speed
+    assert f"{quantize.BLOCKS} interleaved blocks" in speed and "one image" in speed
+
+
+def test_27_16_the_calibration_function_runs_once_when_the_int8_entry_is_built(zoo_cache_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from conftest import registry_with
+
+    calls = []
+
+    def calibration() -> quantize.Photos:
+        calls.append(1)
+        return quantize.zoo_photos()
+
+    def renamed() -> quantize.Photos:
+        return quantize.zoo_photos()
+
+    spec = dataclasses.replace(gemm_classifier(tmp_path, ties=False), calibration=calibration)
+    registry = registry_with(gemm=SimpleNamespace(zoo_register_models=zoo.hookimpl(lambda register: register(spec))))
+    spec = registry.get(spec.name)
+    model = zoo.get(spec, precision="int8")
+    assert len(calls) == 1 and model.metadata["int8"]["calibration_fingerprint"] == quantize.zoo_photos().fingerprint()
+    again = zoo.get(spec, precision="int8")
+    assert again.path == model.path and again.metadata["created"] == model.metadata["created"]
+    entry = next(e for e in cache.entries(spec.name) if e.key == model.path.parent.name)
+    assert is_current(entry, registry)  # as `zoo cache prune` and `zoo bundle export` ask
+    assert len(calls) == 1  # neither the cache hit nor the check called the plugin's function again
+    key = make_key(plan(spec, precision="int8"))
+    assert make_key(plan(dataclasses.replace(spec, calibration=renamed), precision="int8")) != key
+    assert make_key(plan(spec, precision="int8", plugin_version="2.0")) != key  # a new release: a new entry
+    assert len(calls) == 1

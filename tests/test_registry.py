@@ -128,7 +128,7 @@ def test_hook_with_wrong_argument_is_rejected_at_load():
 
 def test_names_globs_filters_and_natural_sort():
     specs = [make_spec(n) for n in ("resnet152", "resnet18", "resnet50", "resnet101", "resnext50", "vgg16")]
-    specs.append(make_spec("age", task="age-estimation"))
+    specs.append(make_spec("age", task="age-estimation", postprocess=lambda outputs: []))
     registry = registry_with(p=plugin(*specs))
     assert registry.names("resnet*") == ["resnet18", "resnet50", "resnet101", "resnet152"]
     assert registry.names("RESNE*50") == ["resnet50", "resnext50"]
@@ -182,3 +182,21 @@ def test_plugin_manager_reports_a_second_plugin_with_the_same_name():
     info = manager.add_plugin(plugin(make_spec("b")), "same", distribution="dist-two")
     assert info.error is not None and "same" in str(info.error)
     assert [i.distribution for i in manager.failures()] == ["dist-two"]
+
+
+def test_27_17_a_spec_of_an_unregistered_task_without_postprocess_is_refused_naming_the_tasks():
+    registry = registry_with(vague=plugin(make_spec("fine"), make_spec("shapeless", task="depth-estimation")))
+    error = registry.plugin_manager.infos["vague"].error
+    assert isinstance(error.cause, SpecError) and error.cause.field == "task" and error.cause.model == "shapeless"
+    assert "'depth-estimation'" in str(error) and "image-classification, instance-segmentation" in str(error)
+    # With its own postprocessing, a task no plugin registers is fine: the spec says how to read the outputs.
+    registry = registry_with(own=plugin(make_spec("deep", task="depth-estimation", postprocess=lambda outputs: [])))
+    assert registry.get("deep").task == "depth-estimation"
+
+
+def test_27_19_a_keypoint_pipeline_is_not_refused_by_the_decode_check():
+    pipeline = zoo.ModelSpec(name="pose-pipeline", task="keypoint-detection", requires=("fine",),
+                             run=lambda image: None)
+    registry = registry_with(poses=plugin(make_spec("fine"), pipeline))
+    assert registry.plugin_manager.infos["poses"].error is None
+    assert registry.get("pose-pipeline").is_pipeline

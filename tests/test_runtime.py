@@ -84,3 +84,73 @@ def test_a_rebuilt_entry_drops_the_graphs_optimised_from_its_old_model(zoo_cache
     rebuilt = zoo.get("digits")
     assert rebuilt.path == model.path and rebuilt.predict(digit()).to_dict() == model.predict(digit()).to_dict()
     assert optimized_files(rebuilt) == [saved.name]  # both removed before the rebuild; its own saved again
+
+
+def test_27_15_an_opencv_session_leaves_the_process_thread_count_as_it_was(zoo_cache_dir):
+    cv2 = pytest.importorskip("cv2")
+    before = cv2.getNumThreads()
+    threads = 1 if before != 1 else 2  # a count other than the process's, so that a leak would show
+    model = zoo.get("digits", runtime="opencv", threads=threads)
+    assert model.session.name == "opencv" and cv2.getNumThreads() == before  # opening it set nothing
+    assert model.predict(digit()).label == zoo.get("digits").predict(digit()).label
+    assert cv2.getNumThreads() == before  # nor did running it: the other models and the preprocessing keep theirs
+
+
+def flip_bytes_keeping_size_and_mtime(path, count=64):
+    """Overwrite ``count`` bytes near the end of ``path`` with their complement, then set its times back."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    start = len(data) - count - 16
+    data[start:start + count] = bytes(255 - b for b in data[start:start + count])
+    path.write_bytes(bytes(data))
+    import os
+
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_27_01_a_damaged_optimised_graph_is_found_by_verify_and_never_run(zoo_cache_dir, caplog):
+    from conftest import run_zoo
+
+    first = zoo.get("digits")
+    expected = first.run(first.preprocess(digit()))["logits"]
+    saved = first.session.optimized
+    metadata = cache.read_metadata(first.path.parent)
+    assert metadata["optimized"][saved.name]["sha256"] == cache.sha256_of(saved)  # recorded with its hash
+    assert run_zoo("cache", "verify").returncode == 0
+
+    flip_bytes_keeping_size_and_mtime(saved)
+    verify = run_zoo("cache", "verify", "--json")
+    rows = {row["path"]: row["ok"] for row in __import__("json").loads(verify.stdout)}
+    assert verify.returncode == 1 and rows == {str(first.path): True, str(saved): False}
+
+    caplog.clear()
+    again = zoo.get("digits")
+    assert again.session.opened == again.path  # the model itself, not the damaged graph
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "optimised graph" in warnings[0] and "sha256 differs" in warnings[0], warnings
+    np.testing.assert_allclose(again.run(again.preprocess(digit()))["logits"], expected, rtol=1e-5, atol=1e-6)
+    assert run_zoo("cache", "verify").returncode == 0  # saved and recorded anew
+    assert zoo.get("digits").session.opened == saved
+
+
+def test_27_01_an_unrecorded_optimised_graph_is_not_opened_and_prune_removes_a_damaged_one(zoo_cache_dir):
+    from conftest import run_zoo
+
+    model = zoo.get("digits")
+    saved = model.session.optimized
+    stray = saved.with_name(f"{cache.OPTIMIZED_PREFIX}0123456789abcdef.onnx")
+    stray.write_bytes(saved.read_bytes())  # a graph of the right name pattern that no runtime recorded
+    assert cache.optimized_usable(saved.parent, stray.name) is False and not stray.exists()
+    flip_bytes_keeping_size_and_mtime(saved)
+    assert run_zoo("cache", "prune").returncode == 0
+    assert not saved.exists() and model.path.exists()  # the graph goes; the entry stays
+
+
+def test_27_01_a_model_changed_with_its_mtime_set_back_is_rebuilt(zoo_cache_dir):
+    first = zoo.get("digits")
+    expected = first.run(first.preprocess(digit()))["logits"]
+    flip_bytes_keeping_size_and_mtime(first.path)
+    again = zoo.get("digits")
+    assert cache.sha256_of(again.path) == again.metadata["files"][cache.MODEL_FILE]["sha256"]
+    np.testing.assert_allclose(again.run(again.preprocess(digit()))["logits"], expected, rtol=1e-5, atol=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import types
 
@@ -10,7 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tinymodels import make_net, tiny_spec
+import tinymodels
+from tinymodels import make_net, save_weights, tiny_spec
 
 import zoo
 from zoo import export
@@ -26,7 +28,7 @@ def test_fixtures_come_from_the_installed_pytest_plugin(zoo_cache_dir, zoo_plugi
 
 
 def test_a_good_model_conforms(zoo_cache_dir):
-    report = check_model(tiny_spec())
+    report = check_model(tiny_spec(), weights="random")
     assert report.source == "export" and report.input_shape == (3, 32, 32)
     assert report.parity["logits"]["top1_agreement"] == 1.0
     assert report.opencv == "agrees"
@@ -39,7 +41,7 @@ def test_a_result_that_is_not_json_is_caught(zoo_cache_dir):
         return [{"age": float("nan")} for _ in outputs["logits"]]
 
     with pytest.raises(AssertionError, match="not strict JSON"):
-        check_model(tiny_spec(name="nan", task="age-estimation", postprocess=postprocess))
+        check_model(tiny_spec(name="nan", task="age-estimation", postprocess=postprocess), weights="random")
 
 
 def test_a_result_that_depends_on_the_batch_is_caught(zoo_cache_dir):
@@ -47,12 +49,12 @@ def test_a_result_that_depends_on_the_batch_is_caught(zoo_cache_dir):
         return [{"rank": int(i), "batch": len(outputs["logits"])} for i in range(len(outputs["logits"]))]
 
     with pytest.raises(AssertionError, match="predicted alone gives"):
-        check_model(tiny_spec(name="batchy", task="ranking", postprocess=postprocess))
+        check_model(tiny_spec(name="batchy", task="ranking", postprocess=postprocess), weights="random")
 
 
 def test_an_onnx_file_whose_input_disagrees_with_the_spec_is_caught(zoo_cache_dir, tmp_path):
     path = tmp_path / "tiny.onnx"
-    export.export(tiny_spec(), None, path)  # 32x32 input
+    export.export(tiny_spec(), None, path, random_weights=True)  # 32x32 input
     artifact = zoo.Artifact(url=path.as_uri(), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     spec = tiny_spec(name="misfit", onnx=artifact, build=None, preprocess=zoo.Preprocess(resize=(16, 16)))
     with pytest.raises(AssertionError, match=r"shape \['N', 3, 16, 16\], but the ONNX file's input 'input' has shape "
@@ -85,3 +87,30 @@ def test_randomize_makes_degenerate_outputs_informative():
     assert np.abs(outputs).min() > 0 and len(set(outputs.argmax(1))) > 1
     again = make_net()
     assert torch.equal(again[0].weight, make_net()[0].weight)  # seeded: the same weights every time
+
+
+class _ChannelsFirst(torch.nn.Module):
+    """NHWC in, NCHW out: the tiny net behind it takes the NHWC tensor an NHWC spec feeds."""
+
+    def forward(self, x):
+        return x.permute(0, 3, 1, 2)
+
+
+class _SwappedGeometry(zoo.Preprocess):
+    """A preprocessing bug: the geometry says the input is (width, height), the tensor is (height, width)."""
+
+    def transform(self, image):
+        tensor, geometry = super().transform(image)
+        return tensor, dataclasses.replace(geometry, input=geometry.input[::-1])
+
+
+def test_27_12_check_model_checks_nhwc_layouts(zoo_cache_dir, tmp_path):
+    def build(spec, weights):
+        return torch.nn.Sequential(_ChannelsFirst(), tinymodels.build(spec, weights))
+
+    weights = save_weights(tmp_path / "tiny.pth")
+    good = tiny_spec(name="nhwc", build=build, preprocess=zoo.Preprocess(resize=(24, 32), layout="NHWC"))
+    assert check_model(good, weights=weights, opencv=False).input_shape == (24, 32, 3)  # a right NHWC model conforms
+    swapped = tiny_spec(name="nhwc-swapped", build=build, preprocess=_SwappedGeometry(resize=(24, 32), layout="NHWC"))
+    with pytest.raises(AssertionError, match=r"says the input is \(32, 24\), the tensor is \(24, 32, 3\)"):
+        check_model(swapped, weights=weights, opencv=False)

@@ -105,7 +105,7 @@ def randomized(name: str, score_threshold: float | None = None) -> tuple[zoo.Mod
 
 def check_parity(name: str) -> None:
     spec, made = randomized(name)
-    model = zoo.get(spec)
+    model = zoo.get(spec, weights="random")
     module, task = made["module"], zoo.registry.default_registry().task(spec.task)
     options = {} if spec.task == "semantic-segmentation" else {"score_threshold": 0.0}
     for label, photo in photos():
@@ -218,7 +218,7 @@ def test_parity_with_pytorch_on_four_photos_at_three_sizes_every_variant(zoo_cac
 def test_a_detector_exports_at_opset_12_as_well(zoo_cache_dir):
     # the per-class NMS is written for both forms of Unsqueeze/Squeeze (axes an attribute before opset 13)
     spec, _ = randomized("fasterrcnn_mobilenet_v3_large_320_fpn")
-    model = zoo.get(spec, opset=12)  # the export's own parity check (3 sizes of the sample photo) must pass
+    model = zoo.get(spec, opset=12, weights="random")  # the export's own parity check (3 sizes of the sample photo) must pass
     assert model.metadata["opset"] == 12
     assert len(model.predict(skimage_data.astronaut(), score_threshold=0.0)) >= 10
 
@@ -259,7 +259,7 @@ def test_fine_tuned_weights_with_other_classes_keep_the_frozen_layers():
 def test_mask_rcnn_before_and_after_images_with_no_detections(zoo_cache_dir):
     # pytorch/vision#2251: an exported Mask R-CNN failed after an image with zero detections
     spec, _ = randomized("maskrcnn_resnet50_fpn", score_threshold=0.9)
-    model = zoo.get(spec)
+    model = zoo.get(spec, weights="random")
     black, photo = np.zeros((200, 200, 3), np.uint8), skimage_data.astronaut()
     for image, found in ((black, False), (photo, True), (black, False), (photo, True)):
         result = model.predict(image, score_threshold=0.0)

@@ -22,6 +22,7 @@ the entry's lock), so a failed import leaves the cache as it was.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -38,7 +39,7 @@ from typing import IO, Any
 
 from zoo import cache
 from zoo._fields import NAME_PATTERN
-from zoo.errors import ZooError
+from zoo.errors import CacheError, ZooError
 
 FORMAT = "onnx-zoo-bundle"
 FORMAT_VERSION = 1
@@ -140,8 +141,18 @@ def _versions() -> dict[str, str | None]:
 def read_manifest(bundle: Path) -> dict[str, Any]:
     """The bundle's manifest, checked (format, version, names, keys and file names); :class:`BundleError` if bad."""
     with _opened(bundle) as archive:
-        member = _member(archive, MANIFEST, bundle)
-        return _check_manifest(json.loads(_read_small(archive, member, bundle)), bundle)
+        return _manifest(archive, bundle)
+
+
+def _manifest(archive: tarfile.TarFile, bundle: Path) -> dict[str, Any]:
+    """The manifest read from ``archive`` and checked; :class:`BundleError` naming what is wrong."""
+    text = _read_small(archive, _member(archive, MANIFEST, bundle), bundle)
+    try:
+        manifest = json.loads(text)
+    except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
+        raise BundleError(f"bundle {bundle}: its {MANIFEST} is not JSON ({error}); make the bundle again with "
+                          f"'zoo bundle export'") from None
+    return _check_manifest(manifest, bundle)
 
 
 def import_bundle(bundle: Path, *, progress: Callable[[int], None] | None = None) -> list[Imported]:
@@ -154,15 +165,14 @@ def import_bundle(bundle: Path, *, progress: Callable[[int], None] | None = None
     from zoo import __version__
 
     with _opened(bundle) as archive:
-        members = archive.getmembers()
+        members = _read(bundle, archive.getmembers)
         by_name: dict[str, tarfile.TarInfo] = {}
         for member in members:
             _check_member(member, bundle)
             if member.name in by_name:
                 raise BundleError(f"bundle {bundle}: member {member.name!r} appears twice; refusing the bundle")
             by_name[member.name] = member
-        manifest = _check_manifest(json.loads(_read_small(archive, _member(archive, MANIFEST, bundle), bundle)),
-                                   bundle)
+        manifest = _manifest(archive, bundle)
         if manifest["zoo"] != __version__:
             raise BundleError(f"bundle {bundle} was made by onnx-zoo {manifest['zoo']}, and this is {__version__}: "
                               f"its cache keys would never match; make the bundle with onnx-zoo {__version__}")
@@ -177,13 +187,42 @@ def import_bundle(bundle: Path, *, progress: Callable[[int], None] | None = None
                               + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         staging = cache.new_temp_dir(cache.make_dirs(cache.cache_root()))  # beside models/, on its file system
         try:
-            for name, record in listed.items():  # every file copied out and checked before any entry is added
-                target = staging / Path(*PurePosixPath(name).parts[1:])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _copy_checked(archive, by_name[name], target, record, bundle, progress)
-            return [_enter(entry, staging / entry["name"] / entry["key"]) for entry in manifest["entries"]]
+            with cache.locked(staging):  # held while it lives: prune and clear remove it once its process is gone
+                for name, record in listed.items():  # every file copied out and checked before any entry is added
+                    target = staging / Path(*PurePosixPath(name).parts[1:])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _copy_checked(archive, by_name[name], target, record, bundle, progress)
+                for entry in manifest["entries"]:  # each checked as zoo cache verify checks an entry
+                    _check_staged(entry, staging / entry["name"] / entry["key"], bundle)
+                try:
+                    return [_enter(entry, staging / entry["name"] / entry["key"]) for entry in manifest["entries"]]
+                except OSError as error:
+                    if isinstance(error, ZooError):  # not writable, a lock timeout: already said
+                        raise
+                    raise _write_error(Path(error.filename or staging), error) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_staged(entry: dict[str, Any], staged: Path, bundle: Path) -> None:
+    """:class:`BundleError` unless a staged entry's metadata lists exactly its files with the manifest's hashes, its key
+    is the key of its key inputs, and its model refers to no external data outside its folder."""
+    where = f"bundle {bundle}: entry {entry['name']}/{entry['key']}"
+    try:
+        metadata = cache.read_metadata(staged)
+        records = metadata["files"]
+        listed = {name: record["sha256"] for name, record in records.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise BundleError(f"{where}: its {cache.METADATA_FILE} is not an entry's metadata ({error!r}); refusing "
+                          f"the bundle") from None
+    manifest = {name: record["sha256"] for name, record in entry["files"].items() if name != cache.METADATA_FILE}
+    if listed != manifest:
+        raise BundleError(f"{where}: its {cache.METADATA_FILE} lists other files than the manifest; refusing the "
+                          f"bundle")
+    try:
+        cache.check_entry(staged, metadata)
+    except CacheError as error:
+        raise BundleError(f"{where}: {error}; refusing the bundle") from None
 
 
 def _enter(entry: dict[str, Any], staged: Path) -> Imported:
@@ -207,9 +246,16 @@ def _enter(entry: dict[str, Any], staged: Path) -> Imported:
 
 @contextmanager
 def _opened(bundle: Path) -> Iterator[tarfile.TarFile]:
+    """The bundle, open; errors in opening it are :class:`BundleError` (not those of the caller's block)."""
+    archive = _read(bundle, lambda: tarfile.open(bundle, "r:"))
+    with archive:
+        yield archive
+
+
+def _read(bundle: Path, read: Callable[[], Any]) -> Any:
+    """``read()`` of the bundle, its errors (a missing, unreadable or cut file) as :class:`BundleError`."""
     try:
-        with tarfile.open(bundle, "r:") as archive:
-            yield archive
+        return read()
     except FileNotFoundError:
         raise BundleError(f"bundle {bundle} does not exist") from None
     except tarfile.TarError as error:
@@ -217,6 +263,15 @@ def _opened(bundle: Path) -> Iterator[tarfile.TarFile]:
                           f"cut short: copy it again") from None
     except OSError as error:
         raise BundleError(f"cannot read the bundle {bundle}: {error.strerror or error}") from None
+
+
+def _write_error(target: Path, error: OSError) -> ZooError:
+    """The error for a file of the import that cannot be written: a full disk says so, naming the cache."""
+    if error.errno == errno.ENOSPC:
+        return BundleError(f"the disk of the cache at {cache.cache_root()} is full ({target.name} could not be "
+                           f"written); free space there, or point ZOO_CACHE_DIR at a larger disk, and import again: "
+                           f"nothing was added")
+    return cache.not_writable(target, error)
 
 
 def _check_member(member: tarfile.TarInfo, bundle: Path) -> None:
@@ -248,7 +303,7 @@ def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, bundle: Path,
         raise BundleError(f"bundle {bundle}: member {member.name!r} is {member.size} bytes, over {limit}")
     file = archive.extractfile(member)
     assert file is not None  # a regular file (checked)
-    return file.read()
+    return _read(bundle, file.read)
 
 
 def _check_manifest(manifest: Any, bundle: Path) -> dict[str, Any]:
@@ -263,7 +318,9 @@ def _check_manifest(manifest: Any, bundle: Path) -> dict[str, Any]:
     entries = manifest.get("entries")
     if not isinstance(entries, list) or not isinstance(manifest.get("zoo"), str):
         raise bad("lacks its zoo version or its entries")
-    for entry in entries:
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise bad(f"has {entry!r} as entries[{index}], where an object (name, key, files) belongs")
         name, key, files = entry.get("name"), entry.get("key"), entry.get("files")
         if not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
             raise bad(f"names a model {name!r}, which is not a model name")
@@ -291,15 +348,25 @@ def _copy_checked(archive: tarfile.TarFile, member: tarfile.TarInfo, target: Pat
     source = archive.extractfile(member)
     assert source is not None  # a regular file (checked)
     try:
-        with target.open("wb") as out:
-            while chunk := source.read(1 << 20):
-                digest.update(chunk)
+        out = target.open("wb")
+    except OSError as error:
+        raise cache.not_writable(target, error) from None
+    with out:
+        while True:
+            try:
+                chunk = source.read(1 << 20)
+            except (tarfile.TarError, OSError) as error:
+                raise BundleError(f"bundle {bundle}: member {member.name!r} cannot be read ({error}); the bundle may "
+                                  f"be cut short: copy it again") from None
+            if not chunk:
+                break
+            digest.update(chunk)
+            try:
                 out.write(chunk)
-                if progress is not None:
-                    progress(len(chunk))
-    except (tarfile.TarError, OSError) as error:
-        raise BundleError(f"bundle {bundle}: member {member.name!r} cannot be read ({error}); the bundle may be "
-                          f"cut short: copy it again") from None
+            except OSError as error:
+                raise _write_error(target, error) from None
+            if progress is not None:
+                progress(len(chunk))
     if digest.hexdigest() != record["sha256"]:
         raise BundleError(f"bundle {bundle}: member {member.name!r} has sha256 {digest.hexdigest()}, and the "
                           f"manifest says {record['sha256']}: the bundle is damaged; copy it again, or make it again")

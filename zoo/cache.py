@@ -74,6 +74,11 @@ def cache_root() -> Path:
     return Path(override).expanduser() if override else user_cache_path("onnx-zoo", appauthor=False)
 
 
+def key_of(inputs: dict[str, Any]) -> str:
+    """An entry's key: the first :data:`KEY_LENGTH` hex digits of the sha256 of its key inputs as JSON."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:KEY_LENGTH]
+
+
 def model_dir(name: str) -> Path:
     """The folder that holds the cached entries of the model with canonical ``name``.
 
@@ -296,9 +301,24 @@ def read_entry(folder: Path, *, full: bool = False) -> dict[str, Any] | None:
             if problem is not None:
                 log.warning("cached %s is %s", folder / name, problem)
                 return None
+        if full:
+            check_entry(folder, metadata)
+    except CacheError as error:
+        log.warning("%s", error)
+        return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return metadata
+
+
+def check_entry(folder: Path, metadata: dict[str, Any]) -> None:
+    """:class:`CacheError` unless the entry in ``folder`` is what its metadata says: its folder's name is the key of
+    its key inputs, and its model refers to no external data outside the folder (:func:`check_external_data`)."""
+    key = key_of(metadata.get("key_inputs", {}))
+    if folder.name != key or metadata.get("name") != folder.parent.name:
+        raise CacheError(f"entry {folder.parent.name}/{folder.name} holds the build of "
+                         f"{metadata.get('name')!r} with key {key}: it is not the entry its name says")
+    check_external_data(folder / MODEL_FILE)
 
 
 def new_temp_dir(folder: Path) -> Path:
@@ -484,6 +504,11 @@ class Entry:
     def ok(self) -> bool:
         return self.metadata is not None
 
+    @property
+    def incomplete(self) -> bool:
+        """Whether it is a build that has not finished (no metadata yet: in progress, or interrupted), not damage."""
+        return self.metadata is None and not (self.folder / METADATA_FILE).exists()
+
     def to_dict(self) -> dict[str, Any]:
         meta = self.metadata or {}
         source = meta.get("key_inputs", {}).get("source", {})
@@ -493,7 +518,15 @@ class Entry:
                 "onnx": meta.get("onnx"),
                 "exporter": meta.get("exporter"), "opset": meta.get("opset"), "simplified": meta.get("simplified"),
                 "precision": precision_of(meta),
+                "parity": parity_state(meta),
                 "source_entry": meta.get("source_entry")}
+
+
+def parity_state(metadata: dict[str, Any]) -> str | None:
+    """``compared``, ``not compared`` (an export whose parity inputs gave nothing to compare), or None (no export)."""
+    if "parity" not in metadata:
+        return None
+    return "not compared" if metadata.get("not_compared") else "compared"
 
 
 def precision_of(metadata: dict[str, Any]) -> str:
@@ -532,6 +565,8 @@ def downloads() -> list[Path]:
 
 def _lock_target(path: Path) -> Path:
     """What a cache path is locked as: a temporary item by its entry, a ``.part`` file by its download."""
+    if path.parent == cache_root():  # an import's staging folder is locked by itself while it is used
+        return path
     if path.name.startswith((TEMP_PREFIX, OPTIMIZED_PREFIX)):
         return path.parent
     return path.with_name(path.name.removesuffix(".part"))
@@ -553,7 +588,7 @@ def _delete(path: Path) -> int:
     size = folder_size(path)
     if path.is_dir():
         shutil.rmtree(path)
-        if path.parent != cache_root() / "models" and not any(path.parent.iterdir()):
+        if path.parent not in (cache_root(), cache_root() / "models") and not any(path.parent.iterdir()):
             path.parent.rmdir()
     else:
         path.unlink()
@@ -566,7 +601,7 @@ def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
 
     That is: entries that are incomplete, damaged or not ``is_current`` (built with other
     library versions, or superseded by a newer plugin or spec), damaged or unrecorded
-    optimised graphs, temporary folders and
+    optimised graphs, temporary folders (of builds and of imports) and
     ``.part`` files whose writer is gone, lock files nobody holds, and with
     ``downloads_too`` every downloaded file. What another process is building, opening or
     reading is skipped.
@@ -580,6 +615,7 @@ def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
             candidates += entry.folder.glob(f"{TEMP_PREFIX}*")
             candidates += [path for path in entry.folder.glob(f"{OPTIMIZED_PREFIX}*")
                            if _optimized_damage(entry.folder, path.name) is not None]
+    candidates += staging_folders()
     candidates += [p for p in downloads() if downloads_too or p.name.endswith(".part")]
     for path in candidates:
         if dry_run:
@@ -591,6 +627,12 @@ def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
     if not dry_run:
         remove_free_locks()
     return removed
+
+
+def staging_folders() -> list[Path]:
+    """The temporary folders at the cache's root: imports in progress, or left by killed ones."""
+    root = cache_root()
+    return sorted(p for p in root.glob(f"{TEMP_PREFIX}*")) if root.is_dir() else []
 
 
 def remove_free_locks() -> int:

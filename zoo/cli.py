@@ -22,7 +22,7 @@ from typing import Any
 
 import zoo
 from zoo import cache
-from zoo.errors import UsageError, ZooError
+from zoo.errors import UsageError, ZooError, weights_hint
 from zoo.registry import Registry, default_registry, natural_key
 
 
@@ -126,11 +126,14 @@ def cmd_info(args: argparse.Namespace) -> int:
                               for o in spec.outputs) + ("" if spec.batch_axis else ", one image at a time")),
         *([("decode", json.dumps(dict(spec.decode)))] if spec.decode else []),
         ("options", _show_options(data["options"])),
-        ("weights", f"{spec.weights.url} (sha256 {spec.weights.sha256})" if spec.weights else "none"),
+        ("weights", f"{spec.weights.url} (sha256 {spec.weights.sha256})" if spec.weights else
+         "none published: --weights FILE (or --weights random)" if spec.build is not None and not spec.onnx else "none"),
         ("onnx", f"{spec.onnx.url} (sha256 {spec.onnx.sha256})" if spec.onnx else "exported on first use"),
         ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
         *[("not on", f"{runtime}: {why}") for runtime, why in spec.unsupported.items()],
     ]
+    if spec.metrics:
+        lines.append(("published", "metrics of the published weights above, not of other checkpoints"))
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
     for record in data["cache"]["entries"]:
         state = (f"{_built_from(record)}, {_size(record['size'])}, {record['created']}" if record["ok"]
@@ -186,13 +189,17 @@ def _built_from(entry: dict[str, Any]) -> str:
         onnx = entry.get("onnx") or {}
         return f"prebuilt {onnx.get('file', 'file')} ({str(onnx.get('sha256', ''))[:8]})"
     weights = entry.get("weights")
-    if weights:
-        tag = f"{weights['tag']} " if weights.get("tag") else ""
-        made = f"weights {tag}({weights['file']}, {str(weights.get('sha256') or '')[:8]})"
-    else:
-        made = "no weights"
+    if not weights:
+        made = "no weights (the model has no parameters)"
+    elif weights.get("tag") == "random":
+        made = "RANDOM weights (asked for with --weights random)"
+    elif weights.get("tag"):
+        made = f"weights {weights['tag']} ({weights['file']}, {str(weights.get('sha256') or '')[:8]})"
+    else:  # the published metrics are not this file's
+        made = f"your weights {weights['file']} ({str(weights.get('sha256') or '')[:8]}; no published metrics)"
     simplified = "simplified" if entry.get("simplified") else "not simplified"
-    return f"{made}, {entry.get('exporter')} opset {entry.get('opset')}, {simplified}"
+    parity = ", parity NOT COMPARED (nothing to compare)" if entry.get("parity") == "not compared" else ""
+    return f"{made}, {entry.get('exporter')} opset {entry.get('opset')}, {simplified}{parity}"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -217,6 +224,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int8_speed(q: dict[str, Any]) -> str:
+    """The speed-up an int8 entry's report stores, with its spread over the interleaved blocks it was measured
+    in (a report from before they were measured so says it is one pair of medians)."""
+    times = f"{q['int8_ms']:.3g} ms against {q['fp32_ms']:.3g} ms in float32"
+    if "timing" not in q:
+        return f"{times} ({q['speedup']:.2f}x), one image, one pair of medians: not a reliable speed-up"
+    low, high = q["speedup_range"]
+    spread = f"{low:.2f}x to {high:.2f}x over {q['timing']['blocks']} interleaved blocks"
+    return f"{q['speedup']:.2f}x float32's ({spread}; {times}), one image, measured once, where the entry was built"
+
+
 def _parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     if "int8" in meta:
         q = meta["int8"]
@@ -225,17 +243,32 @@ def _parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
                 f"entry {meta['source_entry']}")
         agrees = (f"top-1 agrees with float32 on {q['agreement']:.1%} of {q['held_images']} held images, largest "
                   f"output change {q['max_difference']:.1%} of the outputs' range")
-        speed = f"{q['int8_ms']:.3g} ms against {q['fp32_ms']:.3g} ms in float32 ({q['speedup']:.2f}x), one image"
+        speed = _int8_speed(q)
         return [("int8", made), ("agreement", agrees), ("speed", speed)]
     if "parity" not in meta:
         onnx = meta.get("onnx", {})
         return [("source", f"prebuilt ONNX {onnx.get('file')} (sha256 {onnx.get('sha256')}, verified)")]
     lines = [("export", f"{meta['exporter']} exporter, opset {meta['opset']}, {meta['simplify_note']}")]
+    if meta.get("not_compared"):
+        lines.append(("parity", f"NOT COMPARED: PyTorch gave nothing to compare on any of the {meta['samples']} "
+                                f"inputs ({_counted(meta['compared'])}); the export is unverified"))
+        return lines
     for output, p in meta["parity"].items():
-        top1 = f", top-1 agreement {p['top1_agreement']:.0%}" if p["top1_agreement"] is not None else ""
-        detail = f"max abs diff {p['max_abs']:.3g}, max rel diff {p['max_rel']:.3g}{top1}"
+        if p["max_abs"] is None:  # detections of variable count, matched one by one by the task
+            detail = p["note"] or "compared as results"
+        else:
+            top1 = f", top-1 agreement {p['top1_agreement']:.0%}" if p["top1_agreement"] is not None else ""
+            detail = f"max abs diff {p['max_abs']:.3g}, max rel diff {p['max_rel']:.3g}{top1}"
         lines.append(("parity", f"{output}: {detail} ({meta['samples']} inputs: random and a photo)"))
+    if any(meta.get("compared", ())):
+        lines.append(("compared", _counted(meta["compared"])))
     return lines
+
+
+def _counted(compared: list[dict[str, int]]) -> str:
+    """What an export's parity inputs held, input by input: ``detections 0, 7, 3; masks 0, 7, 3``."""
+    kinds = dict.fromkeys(kind for counts in compared for kind in counts)
+    return "; ".join(f"{kind} per input {', '.join(str(c.get(kind, 0)) for c in compared)}" for kind in kinds)
 
 
 def _labels(args: argparse.Namespace) -> list[str] | None:
@@ -246,8 +279,10 @@ def _labels(args: argparse.Namespace) -> list[str] | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from zoo.model import check_count
+    from zoo.runtime import check_runtime
 
     check_count("--threads", args.threads, optional=True)
+    check_runtime("onnxruntime", args.providers)  # before the export, not after it
     spec = default_registry().get(args.name)
     names = [spec.name]
     if spec.is_pipeline:  # a pipeline is exported as its models
@@ -375,8 +410,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from zoo.errors import ZooInputError
     from zoo.model import check_count
     from zoo.results import jsonable
+    from zoo.runtime import check_runtime
 
     check_count("--batch-size", args.batch_size)
+    check_runtime(args.runtime, args.providers)  # with --ray too, before any worker starts
     check_count("--topk", args.topk, optional=True)
     check_count("--max-detections", args.max_detections, optional=True)
     for flag, value in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
@@ -390,7 +427,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output is not None:
         raise UsageError("--output writes the Parquet file of a --ray run; without --ray use --json or --jsonl")
     paths = _expand_images(args.images)
-    saved = _save_paths(paths, args.save) if args.save else {}
+    saved = _save_paths(paths, args.save, overwrite=args.overwrite) if args.save else {}
     labels = _labels(args)
     model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, precision=args.precision,
                     runtime=args.runtime, providers=args.providers, threads=args.threads, batch_size=args.batch_size)
@@ -420,6 +457,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     result, image = next(results)
                     if args.save:
                         row["saved"] = _save(result, image, saved[row["image"]])
+                        if not args.quiet:
+                            _write(f"zoo: saved {row['image']} as {row['saved']}", bar, sys.stderr)
                     row["result"] = jsonable(result) if args.json or args.jsonl else result
                 if args.jsonl:
                     _write(json.dumps(row, default=str, ensure_ascii=False), bar)
@@ -476,40 +515,67 @@ def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The prediction options given on the command line: the named flags, then each ``-o KEY=VALUE``."""
-    from zoo.tasks import option_from_text
+    """The prediction options given on the command line: the named flags, then each ``--option KEY=VALUE``, its
+    text read by the type of the option's default (:func:`zoo.tasks.option_from_text`), so that a wrong name or
+    value fails here, before any model is built."""
+    from zoo.tasks import accepted_options, options_from_text
 
     options = {name: getattr(args, name) for name in ("topk", "score_threshold", "iou_threshold", "max_detections")
                if getattr(args, name) is not None}
+    texts: dict[str, str] = {}
     for item in args.option or ():
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"-o takes KEY=VALUE (e.g. -o score_threshold=0.3), got {item!r}")
-        options[key.strip()] = option_from_text(text)
+            raise UsageError(f"--option takes KEY=VALUE (e.g. --option score_threshold=0.3), got {item!r}")
+        texts[key.strip()] = text
+    if texts:
+        registry = default_registry()
+        spec = registry.get(args.name)
+        options.update(options_from_text(spec, accepted_options(spec, registry.task(spec.task)), texts))
     return options
 
 
-def _save_paths(paths: Sequence[str], folder: str) -> dict[str, Path]:
-    """Where each input's annotated picture goes: ``folder`` with the same file name (PNG where the format is another,
-    a number added where two inputs share a name). The folder is made now, so that a bad one fails before the model."""
+def _save_paths(paths: Sequence[str], folder: str, *, overwrite: bool = False) -> dict[str, Path]:
+    """Where each input's annotated picture goes: ``folder`` with the same file name (PNG where the format is
+    another), a number added (``x-2.png``, ``x-3.png``) where another image of the run, or an input image itself,
+    has that name: an input is never written over. An existing file is refused unless ``overwrite``. All is
+    checked, and the folder made, now: a bad ``--save`` fails before the model is built and before anything is
+    written."""
     target = Path(folder)
+    inputs = {_file_id(Path(path)) for path in paths} - {None}
+    chosen: dict[str, Path] = {}
+    taken: set[str] = set()
+    for path in paths:
+        name = Path(path)
+        suffix = name.suffix if name.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
+        candidate, n = target / (name.stem + suffix), 1
+        while candidate.name.casefold() in taken or _file_id(candidate) in inputs:
+            n += 1
+            candidate = target / f"{name.stem}-{n}{suffix}"
+        taken.add(candidate.name.casefold())
+        chosen[path] = candidate
+    existing = [path for path in chosen.values() if os.path.lexists(path)]
+    if existing and not overwrite:
+        which = (f"{existing[0]}, which exists" if len(existing) == 1
+                 else f"{existing[0]} and {len(existing) - 1} other existing file(s)")
+        raise UsageError(f"--save would write over {which}; pass --overwrite to replace what exists (input images "
+                         f"are never replaced), or choose another --save folder")
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--save folder {folder!r} cannot be made ({error.strerror or error}); give a writable "
                          f"folder") from None
-    chosen: dict[str, Path] = {}
-    taken: set[str] = set()
-    for path in paths:
-        name = Path(path)
-        suffix = name.suffix.lower() if name.suffix.lower() in (".png", ".jpg", ".jpeg") else ".png"
-        stem, candidate, n = name.stem, name.stem + suffix, 1
-        while candidate in taken:
-            n += 1
-            candidate = f"{stem}-{n}{suffix}"
-        taken.add(candidate)
-        chosen[path] = target / candidate
     return chosen
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path`` (the same for its links, whatever their spelling); None if
+    there is none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _save(result: Any, image: Any, path: Path) -> str:
@@ -595,7 +661,7 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
                        and cache.precision_of(e.metadata) == args.precision]
             if not current:  # nothing cached yet: pulled now, as 'zoo pull' would
                 _, converted = prepare(part, precision=args.precision)
-                current = [e for e in cache.entries(part) if e.folder == converted.path.parent]
+                current = [e for e in cache.entries(part.name) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
     total = sum(e.size for e in chosen.values())
     with _progress(total, args, unit="B") as bar:
@@ -753,16 +819,26 @@ def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache
 
 def cmd_cache_verify(args: argparse.Namespace) -> int:
     entries = _selected_entries(args.names, full=True) if args.names else cache.entries(full=True)
-    results = [{"path": str(e.folder / cache.MODEL_FILE), "ok": e.ok} for e in entries]
+    results = []
+    for entry in entries:  # each model, and the optimised graphs that runtimes saved beside it
+        if entry.incomplete:  # an interrupted build: not damage, just not there yet
+            results.append({"path": str(entry.folder / cache.MODEL_FILE), "ok": True, "state": "incomplete"})
+            continue
+        results.append({"path": str(entry.folder / cache.MODEL_FILE), "ok": entry.ok,
+                        "state": "ok" if entry.ok else "damaged"})
+        results += [{"path": str(path), "ok": ok, "state": "ok" if ok else "damaged"}
+                    for path, ok in cache.optimized_checks(entry.folder)]
     if not args.names:
-        results += [{"path": str(p), "ok": cache.verify_download(p)} for p in cache.downloads()
-                    if not p.name.endswith(".part")]
+        results += [{"path": str(p), "ok": ok, "state": "ok" if ok else "damaged"} for p in cache.downloads()
+                    if not p.name.endswith(".part") for ok in [cache.verify_download(p)]]
     bad = [r for r in results if not r["ok"]]
     if args.json:
         _print_json(results)
     else:
+        shown = {"ok": "ok        ", "damaged": "DAMAGED   ", "incomplete": "incomplete"}
         for r in results:
-            print(f"{'ok     ' if r['ok'] else 'DAMAGED'}  {r['path']}")
+            print(f"{shown[r['state']]}  {r['path']}"
+                  + ("  (an interrupted build: rebuilt on next use)" if r["state"] == "incomplete" else ""))
         print(f"{len(results)} file(s) checked by sha256, {len(bad)} damaged"
               + ("; 'zoo cache prune' removes them, and the next use rebuilds them" if bad else ""), file=sys.stderr)
     return 1 if bad else 0
@@ -810,6 +886,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
             return 1
     freed = sum(cache.remove(e.folder) for e in cache.entries())
     freed += sum(cache.remove(p) for p in cache.downloads())
+    freed += sum(cache.remove(p, wait=False) for p in cache.staging_folders())  # an import running now is kept
     cache.remove_free_locks()
     print(f"freed {_size(freed)} in {root}", file=sys.stderr)
     return 0
@@ -834,10 +911,36 @@ def _precision_argument(parser: argparse.ArgumentParser) -> None:
                              "photos and refused if they disagree (default fp32)")
 
 
+def _provider_names(text: str) -> list[str]:
+    """``--providers``' value: names separated by commas."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give execution provider names, comma-separated (e.g. CPUExecutionProvider)")
+    return names
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option that appends to a list: it still works, with a warning (once) naming
+    ``instead``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, instead: str, **kwargs: Any) -> None:
+        self.instead = instead
+        self.warned = False
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if not self.warned:
+            print(f"zoo: warning: {option_string} {self.metavar} is deprecated; use {self.instead} {self.metavar}",
+                  file=sys.stderr)
+            self.warned = True
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+
+
 def _runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--providers", nargs="+", metavar="P",
-                        help="onnxruntime execution providers in order of preference, e.g. CUDAExecutionProvider "
-                             "CPUExecutionProvider (default: CUDA when available, else CPU)")
+    parser.add_argument("--providers", action="extend", type=_provider_names, metavar="P[,P...]",
+                        help="onnxruntime execution providers in order of preference, comma-separated, e.g. "
+                             "CUDAExecutionProvider,CPUExecutionProvider (default: CUDA when available, else CPU)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="onnxruntime intra-op threads (default: one per physical core)")
 
@@ -906,7 +1009,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "Run NAME on images: files, folders (their image files) and globs. Every argument is checked before "
                 "the model is built. An image that cannot be decoded is reported on stderr and the others go on; the "
                 "exit status is 1 if any failed. Boxes and masks are in the original image's pixels. Options not "
-                "named here go with -o KEY=VALUE; 'zoo info NAME' lists those the model takes.")
+                "named here go with --option KEY=VALUE; 'zoo info NAME' lists those the model takes.")
     p.add_argument("name", metavar="NAME", help="model name or alias")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob (URLs are not fetched)")
     p.add_argument("-k", "--topk", type=int, metavar="K", help="classes to show per image (classifiers; default 5)")
@@ -914,10 +1017,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou-threshold", type=float, metavar="T",
                    help="non-maximum suppression drops a box overlapping a better one by more than T (detectors)")
     p.add_argument("--max-detections", type=int, metavar="N", help="keep the N best detections (detectors)")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="any option of the model's postprocessing (VALUE read as JSON if it parses); repeatable")
+    p.add_argument("-o", action=_Deprecated, dest="option", instead="--option", metavar="KEY=VALUE",
+                   help=argparse.SUPPRESS)  # -o is --output in export and bundle export
     p.add_argument("--save", metavar="DIR",
-                   help="write each image annotated with its result to DIR, same file name (PNG or JPEG as given)")
+                   help="write each image annotated with its result to DIR under its own file name (PNG unless it is "
+                        "a PNG or JPEG); a name that another image of the run has, or an input image itself (DIR may "
+                        "be the images' folder), gets a number: x-2.png, x-3.png. stderr says which image went where. "
+                        "An existing file is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --save: replace existing files (never an input image)")
     p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
                    help="inference engine (default onnxruntime)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
@@ -1059,6 +1169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     args.verbose, args.quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
     _configure_logging(args.verbose, args.quiet)
+    hint = weights_hint.set("--weights FILE" if "weights" in vars(args) else None)  # advice names only our options
     try:
         return args.func(args)
     except ZooError as error:
@@ -1070,6 +1181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `zoo list | head` closed our stdout: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        weights_hint.reset(hint)
 
 
 if __name__ == "__main__":

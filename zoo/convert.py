@@ -43,7 +43,7 @@ from zoo import cache, onnxmeta, quantize
 from zoo._log import notice
 from zoo.errors import DownloadError, ExportError, NotWritableError, UsageError, WeightsError
 from zoo.spec import Artifact, ModelSpec, callable_name
-from zoo.weights import WeightsSource
+from zoo.weights import RANDOM, WeightsSource
 
 if TYPE_CHECKING:
     from zoo.registry import Registry
@@ -109,9 +109,8 @@ def spec_inputs(spec: ModelSpec) -> dict[str, Any]:
 
 
 def make_key(inputs: dict[str, Any]) -> str:
-    """The cache key: the first 16 hex digits of the sha256 of the key inputs as JSON."""
-    text = json.dumps(inputs, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[: cache.KEY_LENGTH]
+    """The cache key: the first 16 hex digits of the sha256 of the key inputs as JSON (:func:`zoo.cache.key_of`)."""
+    return cache.key_of(inputs)
 
 
 def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
@@ -128,14 +127,15 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
     if inputs.get("format") != FORMAT or inputs.get("zoo") != __version__:
         return False
     spec = registry.get(entry.name) if registry is not None and entry.name in registry else None
+    info = registry.plugin_manager.infos.get(spec.plugin) if registry is not None and spec is not None else None
     precision = inputs.get("precision")
     if precision is not None and precision.get("onnxruntime") != quantize.onnxruntime_version():
         return False
     if precision is not None and spec is not None and spec.name == entry.name:
-        try:
-            if quantize.key_inputs(spec, precision["precision"]) != precision:  # other photos, limits or settings
-                return False
-        except Exception:  # noqa: BLE001 - a plugin's calibration function failing: the entry cannot be current
+        try:  # no plugin code runs: the key names the calibration function, it does not call it
+            if quantize.key_inputs(spec, precision["precision"], info.version if info else None) != precision:
+                return False  # other photos, calibration, limits or settings
+        except UsageError:  # the model's task no longer allows int8
             return False
     if source.get("kind") == "prebuilt":
         return spec is None or (spec.onnx is not None and spec.onnx.sha256 == source.get("sha256"))
@@ -143,7 +143,6 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
         return False
     if spec is None or spec.name != entry.name:
         return True
-    info = registry.plugin_manager.infos.get(spec.plugin) if registry is not None else None
     now = {**spec_inputs(spec), "labels": inputs.get("spec", {}).get("labels")}  # the user's labels stay theirs
     current = {**inputs, "spec": now, "plugin": {"name": spec.plugin, "version": info.version if info else None}}
     return make_key(current) == entry.key
@@ -161,7 +160,7 @@ def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = Tru
     """
     from zoo import export
 
-    precision_inputs = quantize.key_inputs(spec, precision)
+    precision_inputs = quantize.key_inputs(spec, precision, plugin_version)
     if precision_inputs is not None:
         source = plan(spec, weights, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
                       plugin_version=plugin_version)
@@ -211,7 +210,7 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
             metadata = cache.read_entry(folder)
             if metadata is None:
                 metadata = _build(spec, weights, folder, inputs, source)
-    elif metadata["files"][cache.MODEL_FILE]["mtime_ns"] != _mtime_ns(folder / cache.MODEL_FILE):
+    elif _touched(folder, metadata):
         try:  # verified by hash after a move or a touch: remember the new times
             with cache.locked(folder, what=spec.name):
                 metadata = cache.refresh_records(folder) or _build(spec, weights, folder, inputs, int8_source())
@@ -245,15 +244,17 @@ def exported_elsewhere(name: str, inputs: dict[str, Any]) -> cache.Entry | None:
     return None
 
 
-def _mtime_ns(path: Path) -> int | None:
-    """The file's modification time, or None if another process has just removed it (zoo.get checks again)."""
+def _touched(folder: Path, metadata: dict[str, Any]) -> bool:
+    """Whether a file of the entry no longer has its recorded times (or another process has just removed it)."""
     try:
-        return path.stat().st_mtime_ns
+        return not all(cache.untouched(folder / name, record) for name, record in metadata["files"].items())
     except FileNotFoundError:
-        return None
+        return True
 
 
 def _weights_sha256(weights: WeightsSource) -> str | None:
+    if weights == RANDOM:
+        return RANDOM
     if isinstance(weights, Artifact):
         return weights.sha256
     return cache.sha256_of(weights) if isinstance(weights, Path) else None
@@ -263,6 +264,8 @@ def weights_record(spec: ModelSpec, weights: WeightsSource, sha256: str | None) 
     """Which weights an export was built from (``sha256``: as the key has it), as ``zoo cache list`` shows them."""
     if weights is None:
         return None
+    if weights == RANDOM:
+        return {"tag": RANDOM, "file": None, "location": None, "sha256": None}
     if isinstance(weights, Artifact):
         tag = (spec.tag or "default") if weights == spec.weights else None
         return {"tag": tag, "file": weights.filename, "location": weights.url, "sha256": sha256}
@@ -346,11 +349,10 @@ def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: d
     from zoo import export
     from zoo.download import fetched
 
-    notice(log, "exporting %s to ONNX (%s exporter, opset %d); this is done once, then cached", spec.name,
-           source["exporter"], source["opset"])
     with fetched(weights) if isinstance(weights, Artifact) else contextlib.nullcontext(weights) as local:
-        report = export.export(spec, local, model_path, exporter=source["exporter"], opset=source["opset"],
-                               simplify=source["simplify"], photo=sample_photo())
+        report = export.export(spec, None if local == RANDOM else local, model_path, exporter=source["exporter"],
+                               opset=source["opset"], simplify=source["simplify"], photo=sample_photo(),
+                               random_weights=local == RANDOM)
     return report.to_dict()
 
 

@@ -4,7 +4,11 @@
   connection errors, time-outs and 5xx/429 answers; other 4xx answers fail at once.
 * A cut transfer resumes with an HTTP Range request from the partial file, which is kept
   (under the artifact's lock) across retries and across a killed process. A server that
-  ignores Range (200 instead of 206) makes the download start over.
+  ignores Range (200 instead of 206) makes the download start over. The length expected is
+  the answer's (``Content-Length``, ``Content-Range``), else the artifact's ``size``; where
+  neither says, a transfer whose bytes miss the sha256 counts as cut, until the same bytes
+  arrive twice (then it is the wrong file). Bodies are asked for as they are
+  (``Accept-Encoding: identity``), so that lengths and ranges count the file's bytes.
 * An HTML page where a model file was expected, a short body, a wrong size or a wrong
   sha256 never reaches the cache: the partial file is deleted and the error says which.
 * ``ZOO_OFFLINE=1``: no network call at all; a cached file is used, a missing one raises
@@ -33,7 +37,7 @@ import requests
 
 from zoo import cache
 from zoo._env import env_flag
-from zoo.errors import ChecksumError, DownloadError, OfflineError
+from zoo.errors import ChecksumError, DownloadError, OfflineError, weights_hint
 from zoo.spec import Artifact
 
 log = logging.getLogger(__name__)
@@ -117,7 +121,7 @@ def fetched(artifact: Artifact, *, policy: Policy | None = None, progress: bool 
         if parts.scheme == "file":
             _copy_local(Path(unquote(parts.path)), part)
         else:
-            _download(url, part, policy or Policy(), _show_progress(progress), artifact.filename, dest)
+            _download(url, part, policy or Policy(), _show_progress(progress), artifact, dest)
         try:
             verify(part, artifact)
         except ChecksumError:
@@ -137,14 +141,18 @@ def _copy_local(source: Path, part: Path) -> None:
     shutil.copyfile(source, part)
 
 
-def _download(url: str, part: Path, policy: Policy, progress: bool, label: str, dest: Path) -> None:
-    """Stream ``url`` into ``part``, resuming and retrying; ``part`` is whole when this returns.
+def _download(url: str, part: Path, policy: Policy, progress: bool, artifact: Artifact, dest: Path) -> None:
+    """Stream ``url`` into ``part``, resuming and retrying; ``part`` is whole when this returns (or, for a
+    length nobody states, holds the same wrong bytes twice: :func:`verify` then says so).
 
     A host name that does not resolve (no network, or a typo) fails at once: retrying
     cannot help, and the user should learn what to do without waiting.
     """
+    label = artifact.filename
     last_error = "no attempt was made"
+    unmatched: set[str] = set()  # the sha256 of each transfer of unknown length that missed the artifact's
     with requests.Session() as session:
+        session.headers["Accept-Encoding"] = "identity"
         for attempt in range(policy.attempts):
             if attempt:
                 delay = min(policy.backoff * 2 ** (attempt - 1), 30.0)
@@ -152,9 +160,11 @@ def _download(url: str, part: Path, policy: Policy, progress: bool, label: str, 
                             policy.attempts - 1, delay)
                 time.sleep(delay)
             try:
-                if _attempt(session, url, part, policy, progress, label):
+                received, total = _attempt(session, url, part, policy, progress, label, artifact.size)
+                if _ends_unstated(part, artifact, unmatched) if total is None else received >= total:
                     return
-                last_error = "the connection closed before the whole file arrived"
+                last_error = f"the connection closed after {received} bytes " + (
+                    f"of {total}" if total is not None else "(no length was stated, and they miss the sha256)")
             except _Retry as retry:
                 last_error = str(retry)
             except (requests.ConnectionError, requests.Timeout) as error:
@@ -198,16 +208,40 @@ def _reason(error: BaseException) -> str:
 
 
 def _advice(dest: Path) -> str:
+    """What to do without network access; a local weights file only where the interface in use takes one."""
+    hint = weights_hint.get()
+    local = f", pass a local file with {hint}" if hint else ""
     return (f"Without network access: set ZOO_OFFLINE=1 to use only cached files, set ZOO_MIRROR to a server "
-            f"you can reach, pass a local file with --weights FILE (weights= in Python), or copy the file to {dest}")
+            f"you can reach{local}, or copy the file to {dest}")
 
 
 class _Retry(Exception):
     """A failure worth another attempt."""
 
 
-def _attempt(session: requests.Session, url: str, part: Path, policy: Policy, progress: bool, label: str) -> bool:
-    """One request; returns whether ``part`` now holds the whole body."""
+def _ends_unstated(part: Path, artifact: Artifact, unmatched: set[str]) -> bool:
+    """Whether a transfer whose length nobody stated is over: ``part`` has the artifact's sha256, or bytes
+    that already arrived once (the server's file is another one). Otherwise it was cut: ``unmatched`` records it."""
+    digest = cache.sha256_of(part)
+    if digest.startswith(artifact.sha256) or digest in unmatched:
+        return True
+    unmatched.add(digest)
+    return False
+
+
+def _expected_length(response: requests.Response, offset: int, size: int | None) -> int | None:
+    """The file's length in bytes: from ``Content-Length`` (after ``offset`` bytes already held), else the
+    total of ``Content-Range``, else the artifact's ``size``; None when none of them says."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit():
+        return offset + int(length)
+    total = response.headers.get("Content-Range", "").rpartition("/")[2]
+    return int(total) if total.isdigit() else size
+
+
+def _attempt(session: requests.Session, url: str, part: Path, policy: Policy, progress: bool, label: str,
+             size: int | None) -> tuple[int, int | None]:
+    """One request: the bytes ``part`` now holds, and the file's length (None if nobody states it)."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     timeout = (policy.connect_timeout, policy.read_timeout)
@@ -228,8 +262,7 @@ def _attempt(session: requests.Session, url: str, part: Path, policy: Policy, pr
         resumed = response.status_code == 206
         if not resumed:
             offset = 0  # the server ignored Range: start over
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length and length.isdigit() else None
+        total = _expected_length(response, offset, size)
         bar = _progress_bar(progress, total, offset, label)
         received = offset
         try:
@@ -242,7 +275,7 @@ def _attempt(session: requests.Session, url: str, part: Path, policy: Policy, pr
             raise _Retry(f"transfer cut at {received} bytes: {error}") from None
         finally:
             bar.close()
-    return total is None or received >= total
+    return received, total
 
 
 def _progress_bar(enabled: bool, total: int | None, initial: int, label: str) -> Any:

@@ -9,6 +9,11 @@ to do next; the command line prints it on one line and exits with :attr:`ZooErro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
+
+#: How the interface in use takes a local weights file instead of a download, for the advice of a failed
+#: download: the Python API's spelling; the ``zoo`` command sets its command's option, or None where it has none.
+weights_hint: ContextVar[str | None] = ContextVar("weights_hint", default="zoo.get(..., weights=FILE)")
 
 
 def install_hint(distribution: str) -> str:

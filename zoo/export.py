@@ -28,6 +28,8 @@ Models over 2 GB are saved with external data beside the file.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import logging
 import math
 import os
 import sys
@@ -38,10 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from zoo.errors import ExportError, ZooError
+from zoo._log import notice
+from zoo.errors import ExportError, UsageError, WeightsError, ZooError
 from zoo.geometry import Geometry
 from zoo.runtime import input_feeds
 from zoo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_EXPORTER = "torchscript"
@@ -84,9 +89,33 @@ class ExportReport:
     samples: int
     parity: dict[str, OutputParity] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    #: What each input's results held to compare (:func:`contents`: detections, masks, keypoints), in PyTorch.
+    compared: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def compared_nothing(self) -> bool:
+        """Whether every input gave results with nothing in them (no detection anywhere): parity proved nothing."""
+        return compared_nothing(self.compared)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "not_compared": self.compared_nothing}
+
+
+def compared_nothing(compared: list[dict[str, int]]) -> bool:
+    """Whether the counts of an export's parity inputs (``ExportReport.compared``) are all zero."""
+    return any(compared) and not any(n for counts in compared for n in counts.values())
+
+
+def contents(result: Any) -> dict[str, int]:
+    """What one result holds that parity can compare: the detections, and those with masks and keypoints. Empty for
+    results that always hold values (a class's scores, a class per pixel)."""
+    if not hasattr(result, "boxes") or not hasattr(result, "__len__"):
+        return {}
+    counts = {"detections": len(result)}
+    for part in ("masks", "keypoints"):
+        if getattr(result, part, None) is not None:
+            counts[part] = len(result)
+    return counts
 
 
 def versions() -> dict[str, str]:
@@ -102,11 +131,13 @@ def versions() -> dict[str, str]:
 
 def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str = DEFAULT_EXPORTER,
            opset: int | None = None, simplify: bool = True, samples: int = 2, seed: int = 0,
-           photo: np.ndarray | None = None) -> ExportReport:
+           photo: np.ndarray | None = None, random_weights: bool = False) -> ExportReport:
     """Export ``spec`` (with ``weights``) to ``path`` and return the parity report.
 
     ``samples`` random inputs, and ``photo`` (an RGB uint8 image) preprocessed by the spec,
     are compared; a model with a dynamic input size is compared on the photo at three sizes.
+    Without ``weights``, a module that has parameters is refused (:class:`WeightsError`: it
+    would predict from its random initialisation) unless ``random_weights`` asks for that.
     """
     import torch
 
@@ -122,6 +153,13 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     except Exception as error:
         raise ExportError(f"building the PyTorch model {spec.name!r} (plugin {spec.plugin or '-'}) with weights "
                           f"{weights} failed: {type(error).__name__}: {error}") from error
+    if weights is None and not random_weights and any(p.numel() for p in module.parameters()):
+        raise WeightsError(f"model {spec.name!r} has no weights to export with (its spec names none), so it would "
+                           f"predict from random initialisation: give a checkpoint with --weights FILE (weights=FILE "
+                           f"in Python), or ask for random weights explicitly with --weights random")
+    # Said once the weights are here and the model is built: a failed download or a refusal exports nothing.
+    notice(log, "exporting %s to ONNX (%s exporter, opset %d); this is done once, then cached", spec.name, exporter,
+           opset)
     runs = parity_runs(spec, samples, seed, photo)
     with torch.inference_mode():
         expected = [_as_outputs(module(*_tensors(feeds)), spec) for feeds, _ in runs]
@@ -143,8 +181,10 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     if parity is None:  # the exported file is kept: it must pass the checks itself
         _check(spec, path, exporter, opset)
         parity = _compare(spec, path, runs, expected)  # raises beyond tolerance
+    compared = [counts for (_, geometries), want in zip(runs, expected)
+                for counts in _contents_of(spec, want, geometries)]
     return ExportReport(exporter=exporter, opset=opset, simplified=simplified, simplify_note=note,
-                        samples=sum(len(g) for _, g in runs), parity=parity, versions=versions())
+                        samples=sum(len(g) for _, g in runs), parity=parity, versions=versions(), compared=compared)
 
 
 def _torch_export(module: Any, dummy: tuple[Any, ...], spec: ModelSpec, path: Path, exporter: str, opset: int,
@@ -314,23 +354,43 @@ def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray]
     task has no comparison. Detections are compared down to score 0, not only confident ones.
     """
     from zoo.registry import default_registry
-    from zoo.tasks import accepted_options, postprocess
 
     task = default_registry().task(spec.task)
     if task is None or task.compare is None:
         return False
-    options = accepted_options(spec, task)
-    if "score_threshold" in options:  # every detection the graph returned is compared, not only the confident ones
-        options["score_threshold"] = 0.0
-    wrap = (lambda v: v) if spec.batch_axis else (lambda v: v[None])
-    results = [postprocess(spec, task, {n: wrap(v) for n, v in zip(spec.outputs, outputs)}, geometries, options)
-               for outputs in (want, got)]
+    takes = [name for name, p in inspect.signature(task.compare).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(tolerances) - set(takes))
+    if unknown:
+        raise UsageError(f"the {task.name} comparison takes no tolerance {', '.join(map(repr, unknown))}; it takes "
+                         f"{', '.join(takes) or 'none'}")
+    results = [_results(spec, task, outputs, geometries) for outputs in (want, got)]
     try:
         for a, b in zip(*results):
             task.compare(a, b, spec, **tolerances)
     except AssertionError as error:
         raise ExportError(f"{spec.name!r}: ONNX results differ from PyTorch's ({task.name} comparison): {error}") from error
     return True
+
+
+def _results(spec: ModelSpec, task: Any, outputs: list[np.ndarray], geometries: list[Geometry]) -> list[Any]:
+    """One run's outputs postprocessed by the task, down to score 0 (every detection the graph returned)."""
+    from zoo.tasks import accepted_options, postprocess
+
+    options = accepted_options(spec, task)
+    if "score_threshold" in options:
+        options["score_threshold"] = 0.0
+    wrap = (lambda v: v) if spec.batch_axis else (lambda v: v[None])
+    return postprocess(spec, task, {n: wrap(v) for n, v in zip(spec.outputs, outputs)}, geometries, options)
+
+
+def _contents_of(spec: ModelSpec, outputs: list[np.ndarray], geometries: list[Geometry]) -> list[dict[str, int]]:
+    """What each input's results held (:func:`contents`); empty dicts where the task's results have no length."""
+    from zoo.registry import default_registry
+
+    task = default_registry().task(spec.task)
+    if task is None or not hasattr(task.result, "__len__"):
+        return [{} for _ in geometries]
+    return [contents(result) for result in _results(spec, task, outputs, geometries)]
 
 
 def differences(got: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

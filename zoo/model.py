@@ -17,7 +17,7 @@ from zoo.convert import Converted, convert
 from zoo.errors import CacheError, SpecError, UsageError, ZooInputError
 from zoo.geometry import Geometry
 from zoo.registry import Registry, default_registry
-from zoo.runtime import Session, input_feeds, open_session
+from zoo.runtime import Session, check_runtime, input_feeds, open_session
 from zoo.spec import Artifact, ModelSpec
 from zoo.tasks import (
     Task,
@@ -238,6 +238,7 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     """
     check_count("batch_size", batch_size)
     check_count("threads", threads, optional=True)
+    check_runtime(runtime, providers)  # before anything is fetched or exported
     spec = name if isinstance(name, ModelSpec) else default_registry().get(name)
     if runtime in spec.unsupported:
         raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
@@ -275,6 +276,8 @@ def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact
         spec, weights = variant, None
     variants = registry.variants(spec.name) if isinstance(weights, str) and spec.name in registry else ()
     source = weights_module.resolve(weights, sha256, default=spec.weights, variants=variants)
+    if source is not None and source != spec.weights:
+        spec = _with_own_weights(spec, source)
     prebuilt = opset is None and exporter is None
     if labels is not None:
         prebuilt = prebuilt and len(labels) == len(spec.labels)  # a prebuilt file has the spec's classes
@@ -291,6 +294,14 @@ def _pipeline_arguments(spec: ModelSpec, **arguments: Any) -> None:
     if given:
         raise UsageError(f"model {spec.name!r} is a pipeline of {', '.join(spec.requires)}; {', '.join(given)} "
                          f"cannot apply to it (get each model to choose its own)")
+
+
+def _with_own_weights(spec: ModelSpec, source: weights_module.WeightsSource) -> ModelSpec:
+    """``spec`` built from other weights than its published ones: their metrics and summary are not this model's."""
+    what = "random weights" if source == weights_module.RANDOM else (
+        f"the weights of {source.filename if isinstance(source, Artifact) else Path(str(source)).name}")
+    return dataclasses.replace(spec, metrics={}, summary=f"{spec.name} with {what} (the published metrics do not "
+                                                         f"apply)")
 
 
 def _with_labels(spec: ModelSpec, labels: Sequence[str]) -> ModelSpec:

@@ -6,7 +6,10 @@ activations uint8 with ranges calibrated on views of photos. The int8 file is th
 beside the float32 one on held photos (never calibrated on); unless the top classes agree
 on at least the spec's ``min_agreement`` of them and no output moves by more than
 ``max_difference`` of their range, :class:`QuantizationError` refuses it with the figures.
-The figures, and the speed-up measured on this machine, are stored with the entry.
+The figures are stored with the entry, with the speed-up measured on this machine as it was
+built: float32 and int8 run in alternating blocks (:func:`interleaved_ms`), and the median,
+lowest and highest ratio over the pairs of blocks are kept, an indication rather than a benchmark
+(``bench/bench_int8.py`` times them at length).
 
 The settings (:data:`SETTINGS`) were chosen by ``bench/bench_int8.py``: see its results.
 """
@@ -23,9 +26,9 @@ import statistics
 import tempfile
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from importlib import metadata as importlib_metadata
 from importlib.resources import files
 from pathlib import Path
@@ -57,6 +60,10 @@ CALIBRATION_VIEWS = ((0, 0, 1, 1, False), (0.1, 0.1, 0.8, 0.8, True), (0, 0, 0.7
 HELD_VIEWS = tuple((left, top, size, size, flip) for size, corners in (
     (1.0, ((0, 0),)), (0.8, ((0, 0), (0.2, 0), (0, 0.2), (0.2, 0.2), (0.1, 0.1))), (0.6, ((0, 0), (0.4, 0.4))))
                    for left, top in corners for flip in (False, True))
+#: The speed-up measured during a build (:func:`interleaved_ms`): blocks per model, timed calls per block
+#: (after one untimed call). That is 20 runs of each model at batch 1, beside the 64 of the agreement check.
+BLOCKS = 5
+CALLS = 3
 
 
 @dataclass(frozen=True)
@@ -143,10 +150,14 @@ def _zoo_photos_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def fingerprint(spec: ModelSpec) -> str:
-    """What the int8 key records of the calibration and held images: the zoo's photos' files and views, or
-    the spec's own images (shapes and pixels)."""
-    return _zoo_photos_fingerprint() if spec.calibration is None else photos(spec).fingerprint()
+def calibration_key(spec: ModelSpec, plugin_version: str | None) -> dict[str, Any]:
+    """What the int8 key records of the calibration and held images, without making them: the zoo's photos'
+    fingerprint, or the spec's calibration function by its qualified name with its plugin's name and version
+    (a function that makes other images needs another name or a new release). The images' own fingerprint
+    is stored with the entry when it is built (:func:`measure`)."""
+    if spec.calibration is None:
+        return {"photos": _zoo_photos_fingerprint()}
+    return {"function": callable_name(spec.calibration), "plugin": {"name": spec.plugin, "version": plugin_version}}
 
 
 def limits(spec: ModelSpec) -> dict[str, Any]:
@@ -181,10 +192,11 @@ def onnxruntime_version() -> str | None:
     return None
 
 
-def key_inputs(spec: ModelSpec, precision: str) -> dict[str, Any] | None:
+def key_inputs(spec: ModelSpec, precision: str, plugin_version: str | None = None) -> dict[str, Any] | None:
     """What an int8 file depends on beyond its float32 source (None for ``fp32``): the settings, the
     spec's limits and exclusions, its preprocessing (the calibration ranges are those of the
-    preprocessed images), the calibration images' fingerprint and onnxruntime's version.
+    preprocessed images), the calibration images (:func:`calibration_key`: no plugin code runs) and
+    onnxruntime's version.
 
     Raises :class:`UsageError` for a task whose outputs the agreement check cannot read.
     """
@@ -195,7 +207,8 @@ def key_inputs(spec: ModelSpec, precision: str) -> dict[str, Any] | None:
                          f"{', '.join(TASKS)} models (their agreement with float32 can be checked); use precision "
                          f"'fp32'")
     return {"precision": precision, **SETTINGS, "reduce_range": reduced_range(), **limits(spec),
-            "preprocess": spec.preprocess.to_dict() if spec.preprocess else None, "calibration": fingerprint(spec),
+            "preprocess": spec.preprocess.to_dict() if spec.preprocess else None,
+            "calibration": calibration_key(spec, plugin_version),
             "onnxruntime": onnxruntime_version()}
 
 
@@ -232,17 +245,18 @@ def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, An
             f"keep the layers that lose accuracy in float with the spec's int8.exclude (node name patterns)")
         error.report = report
         raise error
-    log.info("quantized %s to int8 in %.1f s: top class agrees on %.1f%% of %d held images, %.2fx float32's speed",
-             spec.name, report["seconds"], 100 * report["agreement"], report["held_images"], report["speedup"])
+    log.info("quantized %s to int8 in %.1f s: top class agrees on %.1f%% of %d held images, %.2fx float32's speed "
+             "(%.2fx to %.2fx over %d interleaved blocks)", spec.name, report["seconds"], 100 * report["agreement"],
+             report["held_images"], report["speedup"], *report["speedup_range"], report["timing"]["blocks"])
     return report
 
 
 def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Quantize ``source`` into ``target`` with ``settings`` and measure the result, refusing nothing.
 
-    The report: the nodes kept in float, how many images calibrated and checked it, the
-    seconds it took, :func:`agreement`'s figures on the held images, and both models'
-    median milliseconds for one image (one session at a time, on this machine) and their ratio.
+    The report: the nodes kept in float, how many images calibrated and checked it and their
+    fingerprint (:meth:`Photos.fingerprint`), the seconds it took, :func:`agreement`'s figures on
+    the held images, and :func:`speed`'s figures for one image on this machine.
     """
     from zoo.runtime import OnnxRuntimeSession, last_line
 
@@ -253,20 +267,19 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
             input_name, excluded = _quantize(spec, made, source, Path(work) / "prepared.onnx", target, settings)
         seconds = time.perf_counter() - started
         held = [spec.preprocess.apply([image]) for image in made.held]
-        outputs, ms = {}, {}
-        for name, path in (("fp32", source), ("int8", target)):  # one session at a time: they would slow each other
-            session = OnnxRuntimeSession(path)
-            outputs[name] = np.concatenate([session.run({input_name: batch})[spec.outputs[0]] for batch in held])
-            ms[name] = _median_ms(session.run, {input_name: held[0]})
+        sessions = {"fp32": OnnxRuntimeSession(source), "int8": OnnxRuntimeSession(target)}
+        outputs = {name: np.concatenate([session.run({input_name: batch})[spec.outputs[0]] for batch in held])
+                   for name, session in sessions.items()}
+        timed = speed(interleaved_ms({name: partial(session.run, {input_name: held[0]})
+                                      for name, session in sessions.items()}))
     except QuantizationError:
         raise
     except Exception as error:  # onnx and onnxruntime raise many kinds
         raise QuantizationError(f"model {spec.name!r}: onnxruntime {onnxruntime_version()} could not quantize it "
                                 f"({last_line(error)}); use precision 'fp32'") from error
     return {"excluded": excluded, "calibration_images": len(made.calibration), "held_images": len(held),
-            "seconds": round(seconds, 3), **agreement(outputs["fp32"], outputs["int8"]),
-            "fp32_ms": round(ms["fp32"], 3), "int8_ms": round(ms["int8"], 3),
-            "speedup": round(ms["fp32"] / ms["int8"], 3)}
+            "calibration_fingerprint": made.fingerprint(), "seconds": round(seconds, 3),
+            **agreement(outputs["fp32"], outputs["int8"]), **timed}
 
 
 def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, target: Path,
@@ -316,11 +329,37 @@ def agreement(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
             "flipped_margin": round(float(np.max(top_two[:, 1] - top_two[:, 0], initial=0.0)) / spread, 4)}
 
 
-def _median_ms(run: Any, feeds: dict[str, np.ndarray], repeats: int = 10) -> float:
-    run(feeds)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(feeds)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def interleaved_ms(runs: Mapping[str, Callable[[], object]], blocks: int = BLOCKS,
+                   calls: int = CALLS) -> dict[str, list[float]]:
+    """Milliseconds per call of each of ``runs``, one figure per block: the median of ``calls`` timed calls in
+    a row, after one untimed call (the other run's worker threads may still be spinning; it warms up too).
+
+    The runs take turns block by block, for ``blocks`` rounds, the first of each round alternating, as
+    ``bench/`` measures: both see the same load when another job or the clock speed changes meanwhile,
+    so block ``i`` of one and block ``i`` of another can be compared.
+    """
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(blocks):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            runs[name]()
+            block = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                runs[name]()
+                block.append(1000 * (time.perf_counter() - start))
+            times[name].append(statistics.median(block))
+    return times
+
+
+def speed(blocks: Mapping[str, Sequence[float]], calls: int = CALLS) -> dict[str, Any]:
+    """The speed figures stored with an int8 entry, from :func:`interleaved_ms`' ``fp32`` and ``int8`` blocks
+    (of ``calls`` timed calls each): each model's median milliseconds over its blocks, float32's time over
+    int8's in each round (the speed-up: its median, and its lowest and highest as ``speedup_range``), and
+    how they were timed."""
+    ratios = [fp32 / int8 for fp32, int8 in zip(blocks["fp32"], blocks["int8"], strict=True)]
+    return {"fp32_ms": round(statistics.median(blocks["fp32"]), 3),
+            "int8_ms": round(statistics.median(blocks["int8"]), 3),
+            "speedup": round(statistics.median(ratios), 3),
+            "speedup_range": [round(min(ratios), 3), round(max(ratios), 3)],
+            "timing": {"blocks": len(ratios), "calls": calls}}

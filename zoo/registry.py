@@ -173,7 +173,11 @@ class Registry:
             raise SpecError("plugin", f"a plugin's name cannot hold {QUALIFIER!r} (it separates the plugin's name "
                                       f"from a model's in PLUGIN{QUALIFIER}NAME)", plugin=plugin)
         task = self.tasks.get(spec.task)
-        if task is not None and task.check_decode is not None and spec.postprocess is None:
+        if shared and task is None and spec.postprocess is None and not spec.is_pipeline:
+            raise SpecError("task", f"names no registered task ({spec.task!r}) and the spec has no postprocess: give "
+                                    f"one, or use a task that a plugin registers: {', '.join(sorted(self.tasks))}",
+                            model=spec.name, plugin=plugin)
+        if task is not None and task.check_decode is not None and spec.postprocess is None and not spec.is_pipeline:
             try:
                 task.check_decode(spec.decode)
             except SpecError as error:

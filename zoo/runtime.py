@@ -9,6 +9,7 @@ OpenCV's DNN module is the alternative that OpenCV-only deployments use.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -16,14 +17,13 @@ import os
 import platform
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
-from functools import cache
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from zoo.cache import OPTIMIZED_PREFIX, TEMP_PREFIX
+from zoo import cache
 from zoo.errors import UsageError, ZooError, ZooInputError
 from zoo.spec import RUNTIMES
 
@@ -78,11 +78,8 @@ class OnnxRuntimeSession:
         # 2 ms of 42 here) but stop when the run ends: two sessions that kept spinning after
         # their runs, called in turn, slowed each other from 41 to 81 ms (bench/bench_predict.py).
         options.add_session_config_entry("session.force_spinning_stop", "1")
+        check_runtime(self.name, providers)
         available = onnxruntime.get_available_providers()
-        unknown = [p for p in providers or () if p not in available]
-        if unknown:
-            raise UsageError(f"execution provider {', '.join(unknown)} is not available in this onnxruntime; "
-                             f"choose among {', '.join(available)}")
         chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         #: The optimised graph saved beside the model (``keep_optimized``), opened instead of it.
         self.optimized: Path | None = None
@@ -105,15 +102,16 @@ class OnnxRuntimeSession:
 
         Opening it skips the graph optimisations: resnet50's session opens in 27 ms instead of 125
         (``bench/bench_cold.py``).
-        The file is written by onnxruntime under a temporary name and renamed, so readers
-        never see half of it; one that fails to open (damaged, or an onnxruntime that writes
+        The file is written by onnxruntime under a temporary name, renamed and recorded in the
+        entry's metadata (:func:`zoo.cache.record_optimized`), so readers never see half of it,
+        and it is checked as the entry's own files are before it is opened; one that fails to open (damaged, or an onnxruntime that writes
         what it cannot read) is removed and the model opened as it is. In a read-only cache
         nothing is saved (onnxruntime fails a session whose optimised graph it cannot write).
         """
         import onnxruntime
 
         assert self.optimized is not None
-        if self.optimized.exists():
+        if cache.optimized_usable(path.parent, self.optimized.name):  # recorded in the entry and unchanged
             level = options.graph_optimization_level  # type: ignore[attr-defined]
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # type: ignore[attr-defined]
             try:
@@ -129,7 +127,7 @@ class OnnxRuntimeSession:
                 options.graph_optimization_level = level  # type: ignore[attr-defined]
         if not os.access(path.parent, os.W_OK):  # a read-only cache: onnxruntime would fail the whole session
             return None
-        temp = self.optimized.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{self.optimized.name}")
+        temp = self.optimized.with_name(f"{cache.TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{self.optimized.name}")
         options.optimized_model_filepath = os.fspath(temp)  # type: ignore[attr-defined]
         try:
             session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
@@ -137,10 +135,10 @@ class OnnxRuntimeSession:
             session = None
         finally:
             options.optimized_model_filepath = ""  # type: ignore[attr-defined]
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # not saved (or not recorded): optimised again next time
             if session is not None and temp.exists():
-                os.replace(temp, self.optimized)
-            temp.unlink(missing_ok=True)
+                cache.record_optimized(self.optimized, saved=temp)
+        temp.unlink(missing_ok=True)
         return session
 
     def _describe(self) -> None:
@@ -168,10 +166,10 @@ def optimized_name(model: str, version: str, providers: Sequence[str]) -> str:
     sha256), onnxruntime's version, the execution providers and the CPU (the graph may use
     kernels of this CPU, such as NCHWc layouts)."""
     what = {"model": model, "onnxruntime": version, "providers": list(providers), "cpu": cpu_signature()}
-    return f"{OPTIMIZED_PREFIX}{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}.onnx"
+    return f"{cache.OPTIMIZED_PREFIX}{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}.onnx"
 
 
-@cache
+@functools.cache
 def cpu_signature() -> str:
     """The CPU's model name and feature flags (``/proc/cpuinfo``), else what :mod:`platform` says."""
     with contextlib.suppress(OSError):
@@ -184,15 +182,19 @@ def cpu_signature() -> str:
 
 
 class OpenCvSession:
-    """An OpenCV DNN network; calls are serialised, since a ``cv2.dnn.Net`` is not thread-safe."""
+    """An OpenCV DNN network; calls are serialised, since a ``cv2.dnn.Net`` is not thread-safe.
+
+    ``threads`` is OpenCV's thread count during this network's forward calls only: the
+    process's count, which the preprocessing and other models use, is left as it is.
+    """
 
     name = "opencv"
 
     def __init__(self, path: Path, output_names: tuple[str, ...], *, threads: int | None = None) -> None:
         import cv2
 
-        if threads:
-            cv2.setNumThreads(threads)
+        #: OpenCV's thread count while this network runs (None: the process's); see :func:`_opencv_threads`.
+        self.threads = threads
         try:
             self.net = cv2.dnn.readNetFromONNX(os.fspath(path))
         except cv2.error as error:
@@ -207,8 +209,43 @@ class OpenCvSession:
         with self._lock:
             for name, value in feeds.items():
                 self.net.setInput(value, name)
-            outputs = self.net.forward(self.output_names)
+            with _opencv_threads(self.threads):
+                outputs = self.net.forward(self.output_names)
         return dict(zip(self.output_names, outputs))
+
+
+#: Guards :data:`_cv_threads`: the sessions inside a forward call with their own thread count, and the
+#: process's count from before the first of them, put back when the last one returns.
+_cv_threads_lock = threading.Lock()
+_cv_threads: dict[str, int] = {"running": 0, "saved": 0}
+
+
+@contextlib.contextmanager
+def _opencv_threads(threads: int | None) -> Iterator[None]:
+    """OpenCV's thread count set to ``threads`` for the ``with`` block (nothing done for None).
+
+    OpenCV has one thread count for the whole process (a ``cv2.dnn.Net`` has none of its
+    own), which the preprocessing and every other model use too: it is set only around a
+    forward call and put back afterwards. Overlapping calls of sessions with other counts
+    run with the latest one set; the count from before the first is restored after the last.
+    """
+    if not threads:
+        yield
+        return
+    import cv2
+
+    with _cv_threads_lock:
+        if _cv_threads["running"] == 0:
+            _cv_threads["saved"] = cv2.getNumThreads()
+        _cv_threads["running"] += 1
+        cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        with _cv_threads_lock:
+            _cv_threads["running"] -= 1
+            if _cv_threads["running"] == 0:
+                cv2.setNumThreads(_cv_threads["saved"])
 
 
 def input_feeds(sources: Mapping[str, str], batch: np.ndarray, geometries: Sequence[Geometry] | None,
@@ -249,10 +286,28 @@ def open_session(path: Path, runtime: str, output_names: tuple[str, ...], *, pro
     ``keep_optimized`` (the model's sha256, for a model in the cache): onnxruntime's
     optimised graph is saved beside the model and opened instead of it next time.
     """
-    if runtime == "onnxruntime":
-        return OnnxRuntimeSession(path, providers=providers, threads=threads, keep_optimized=keep_optimized)
+    check_runtime(runtime, providers)
     if runtime == "opencv":
-        if providers:
-            raise UsageError("providers= selects onnxruntime execution providers; OpenCV DNN has none")
         return OpenCvSession(path, output_names, threads=threads)
-    raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    return OnnxRuntimeSession(path, providers=providers, threads=threads, keep_optimized=keep_optimized)
+
+
+def check_runtime(runtime: str, providers: Sequence[str] | None = None) -> None:
+    """:class:`UsageError` unless ``runtime`` is one of :data:`RUNTIMES` and each of ``providers`` is an
+    execution provider of this onnxruntime (providers go with onnxruntime only).
+
+    :func:`zoo.get` checks before anything is fetched or exported; sessions check as they open.
+    """
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if not providers:
+        return
+    if runtime != "onnxruntime":
+        raise UsageError("providers= selects onnxruntime execution providers; OpenCV DNN has none")
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    unknown = [p for p in providers if p not in available]
+    if unknown:
+        raise UsageError(f"execution provider {', '.join(unknown)} is not available in this onnxruntime; "
+                         f"choose among {', '.join(available)}")

@@ -183,7 +183,8 @@ class ModelSpec:
     #: ``postprocess(spec, outputs, geometries, options) -> results``, declaring only the
     #: parameters it uses; None means the task's default, configured by ``decode``.
     postprocess: PostprocessFn | None = field(default=None, compare=False)
-    #: What a classifier's first output holds: ``logits`` (softmax applied) or ``probabilities``.
+    #: What a classifier's class scores hold (the output called ``scores`` after ``rename_outputs``, else the
+    #: first; one value per label): ``logits`` (softmax applied) or ``probabilities``.
     scores: str = "logits"
     #: Names of the ONNX graph's outputs, in order.
     outputs: tuple[str, ...] = ("output",)

@@ -239,7 +239,8 @@ def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None
     turns each of :func:`sample_images` (or ``images``) into a finite float32 tensor of
     the input shape (any size where it is dynamic) within the range its normalisation
     allows; ``zoo.get`` converts it (export with parity within the spec's tolerance, on
-    several sizes when the size is dynamic, or the verified prebuilt file); the ONNX
+    several sizes when the size is dynamic, or the verified prebuilt file), and the parity
+    compared something (a detector's inputs gave detections); the ONNX
     inputs and outputs match the spec; predicting a list equals predicting each image
     alone (compared by the task: boxes by IoU, masks by agreement); every result's
     ``to_dict()`` is strict JSON that reads back equal, and a result's boxes, masks and
@@ -276,6 +277,10 @@ def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None
     except SpecError as error:
         raise AssertionError(f"{where}: {error}") from error
     source = loaded.metadata["key_inputs"]["source"]["kind"]
+    assert not loaded.metadata.get("not_compared"), (
+        f"{where}: the export's parity compared nothing (PyTorch gave no detection on any of its "
+        f"{loaded.metadata.get('samples')} inputs): use weights that detect something (zoo.testing.randomize, or a "
+        f"lower score threshold in the spec's options)")
     results = _check_predictions(loaded, samples, where, options or {})
     verdict = _check_opencv(loaded, samples) if opencv else "not tried"
     return Conformance(name=spec.name, source=source, path=loaded.path, input_shape=tuple(pre.input_shape),
@@ -296,7 +301,8 @@ def _check_preprocessing(spec: ModelSpec, samples: dict[str, np.ndarray], where:
             f"{where}: preprocessing {label!r} gave values in [{tensor.min():.3g}, {tensor.max():.3g}], outside "
             f"[{low:.3g}, {high:.3g}] that scale, mean, std and the padding allow")
         assert geometry.original == image.shape[:2], f"{where}: the geometry of {label!r} lost the image's size"
-        assert geometry.input == tensor.shape[1:3] if pre.layout == "NCHW" else tensor.shape[:2], (
+        size = tensor.shape[1:3] if pre.layout == "NCHW" else tensor.shape[:2]  # (height, width) in either layout
+        assert geometry.input == size, (
             f"{where}: the geometry of {label!r} says the input is {geometry.input}, the tensor is {tensor.shape}")
         corners = np.array([[0.0, 0.0], [image.shape[1], image.shape[0]]])
         to_input = corners * [geometry.scale[1], geometry.scale[0]] + [geometry.offset[1], geometry.offset[0]]

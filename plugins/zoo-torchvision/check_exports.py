@@ -97,7 +97,7 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     start = time.perf_counter()
     print("stage: export", flush=True)
     try:
-        report = export.export(randomized(spec), None, path, samples=samples, photo=photo)
+        report = export.export(randomized(spec), None, path, samples=samples, photo=photo, random_weights=True)
     except Exception as error:  # noqa: BLE001 - the row records why
         row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
         return row

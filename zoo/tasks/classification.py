@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zoo.errors import SpecError
 from zoo.tasks import _draw, require
 
 if TYPE_CHECKING:
@@ -80,16 +81,48 @@ def classify(outputs: np.ndarray, labels: tuple[str, ...], k: int = 5, *, logits
 
 def postprocess(spec: ModelSpec, outputs: Mapping[str, np.ndarray], geometries: list[Geometry],
                 topk: int = 5) -> list[Classification]:
-    """The task's default: the first output's rows, as logits or probabilities (the spec's ``scores``)."""
+    """The task's default: the rows of the class scores (:func:`class_scores`), as logits or probabilities (the
+    spec's ``scores``)."""
     from zoo.model import check_count
 
     check_count("topk", topk)
-    return classify(next(iter(outputs.values())), spec.labels, topk, logits=spec.scores == "logits")
+    return classify(class_scores(spec, outputs), spec.labels, topk, logits=spec.scores == "logits")
 
 
-def compare(want: Classification, got: Classification, spec: ModelSpec) -> dict[str, float]:
-    """The same top class, and probabilities within the spec's tolerance."""
+def class_scores(spec: ModelSpec, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The output that holds the class scores: the one called ``scores`` (a graph's name mapped to it by
+    ``rename_outputs``), else the only or first output.
+
+    Its values per image are checked against the spec's labels, where it has some:
+    :class:`~zoo.errors.SpecError` naming the output, its width and the number of labels otherwise.
+    """
+    import numpy as np
+
+    name = "scores" if "scores" in outputs else next(iter(outputs))
+    values = np.asarray(outputs[name])
+    width = int(np.prod(values.shape[1:]))
+    if spec.labels and width != len(spec.labels):
+        raise SpecError("outputs", _width_problem(spec, name, width), model=spec.name, plugin=spec.plugin)
+    return values
+
+
+def _width_problem(spec: ModelSpec, name: str, width: int) -> str:
+    """Why the output ``name`` of ``width`` values per image is not the class scores, and what to do."""
+    graph_name = next((graph for graph, renamed in spec.rename_outputs.items() if renamed == name), name)
+    shown = repr(name) if graph_name == name else f"{graph_name!r} (as {name!r})"
+    if name == "scores":
+        which, fix = f"the class scores output {shown}", "give one label per class"
+    else:
+        which = f"the first output {shown}, read as the class scores since no output is called 'scores',"
+        fix = "map the graph's class scores output to 'scores' with rename_outputs, or give one label per class"
+    return f"does not match the labels: {which} has {width} values per image for {len(spec.labels)} labels; {fix}"
+
+
+def compare(want: Classification, got: Classification, spec: ModelSpec, *,
+            score_tolerance: float | None = None) -> dict[str, float]:
+    """The same top class, and probabilities within ``score_tolerance`` (default: the spec's ``atol + rtol``)."""
     require(want.class_id == got.class_id, f"top class {got.label!r} instead of {want.label!r}")
     difference = abs(want.score - got.score)
-    require(difference <= spec.atol + spec.rtol, f"top probability {got.score:.6g} instead of {want.score:.6g}")
+    tolerance = spec.atol + spec.rtol if score_tolerance is None else score_tolerance
+    require(difference <= tolerance, f"top probability {got.score:.6g} instead of {want.score:.6g}")
     return {"top1_agreement": 1.0, "max_abs": difference}

@@ -355,9 +355,18 @@ def candidates(outputs: Mapping[str, np.ndarray], i: int, decode: Decode) -> tup
         boxes, scores = np.asarray(outputs["boxes"][i], np.float32), np.asarray(outputs["scores"][i], np.float32)
         if decode.transpose:
             boxes, scores = boxes.T, scores.T
-        return boxes.reshape(-1, 4), _activate(scores.reshape(len(boxes.reshape(-1, 4)), -1), decode.activation)
+        boxes = boxes.reshape(-1, 4)
+        return boxes, _activate(_per_candidate(scores, len(boxes)), decode.activation)
     raise ZooInputError(f"a raw detector's outputs are 'predictions', or 'boxes' and 'scores'; got {sorted(outputs)}: "
                         f"map the graph's names with the spec's rename_outputs")
+
+
+def _per_candidate(scores: np.ndarray, count: int) -> np.ndarray:
+    """Class scores of ``count`` candidates as ``(count, classes)``: a 1-D score is one class; zero candidates keep
+    the classes' axis (``reshape(0, -1)`` cannot infer it)."""
+    if count:
+        return scores.reshape(count, -1)
+    return scores.reshape(0, scores.shape[-1] if scores.ndim > 1 else 1)
 
 
 def decode_raw(outputs: Mapping[str, np.ndarray], i: int, decode: Decode, *, score_threshold: float,

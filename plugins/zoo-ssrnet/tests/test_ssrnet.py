@@ -352,6 +352,24 @@ def test_a_weights_file_in_the_environment_becomes_the_default(zoo_cache_dir: Pa
     assert configured.predict(photo).value == pytest.approx(explicit.predict(photo).value)
 
 
+def test_27_18_registration_leaves_the_weights_file_unread_until_the_model_is_built(
+        zoo_cache_dir: Path, clean_env: pytest.MonkeyPatch, random_weights: Path, tmp_path: Path):
+    configured = tmp_path / "ssrnet.pth"
+    configured.write_bytes(b"not the checkpoint yet")
+    clean_env.setenv(zoo_ssrnet.WEIGHTS_ENV, str(configured))
+    (spec,) = zoo.testing.registered_specs(zoo_ssrnet, "ssrnet")  # every zoo command registers it
+    configured.write_bytes(random_weights.read_bytes())  # replaced after registration: what is built is what is there
+    assert spec.weights == zoo.Artifact(url=configured.resolve().as_uri(),
+                                        sha256=hashlib.sha256(random_weights.read_bytes()).hexdigest())
+    photo = skimage_data.chelsea()
+    explicit = zoo.get(spec, weights=random_weights).predict(photo).value
+    assert zoo.get(spec).predict(photo).value == pytest.approx(explicit)
+    (again,) = zoo.testing.registered_specs(zoo_ssrnet, "ssrnet")
+    configured.unlink()  # gone by the time the model is built: the error names the setting
+    with pytest.raises(zoo.WeightsError, match=f"{zoo_ssrnet.WEIGHTS_ENV} names .*ssrnet.pth.*cannot be read"):
+        zoo.get(again)
+
+
 @pytest.mark.parametrize(("environ", "problem"), [
     ({"ZOO_SSRNET_WEIGHTS": "https://example.com/ssrnet.pth"}, "ZOO_SSRNET_SHA256 is not set"),
     ({"ZOO_SSRNET_WEIGHTS": "/nonexistent/ssrnet.pth"}, "does not exist: '/nonexistent/ssrnet.pth'"),

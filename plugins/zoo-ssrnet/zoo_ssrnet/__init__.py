@@ -13,14 +13,16 @@ per call (``zoo.get("ssrnet", weights=FILE)``, ``zoo predict ssrnet IMAGE --weig
 a URL needs its sha256) or once in the environment:
 
 * ``ZOO_SSRNET_WEIGHTS``: a checkpoint file, or an ``https://``/``http://``/``file://`` URL;
-* ``ZOO_SSRNET_SHA256``: its sha256, required for a URL; a local file is hashed when the
-  plugin registers (it is small: some 45 thousand parameters).
+* ``ZOO_SSRNET_SHA256``: its sha256, required for a URL; a local file without it is hashed
+  when the model is built (:class:`LocalWeights`), not when the plugin registers, which every
+  ``zoo`` command does.
 
 Registration imports neither torch nor numpy; :func:`build` and :func:`postprocess` do.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Mapping
@@ -66,13 +68,46 @@ def missing_weights_message(name: str = NAME, problem: str | None = None) -> str
             f"{how_to_give_weights(name)}")
 
 
+class LocalWeights(zoo.Artifact):
+    """A checkpoint on this machine as a ``file://`` artifact whose sha256 is read from the file the first
+    time it is asked for: when the model is built (the cache key holds it) or shown (``zoo info``).
+
+    Registration only checks that the file exists. It equals a :class:`zoo.Artifact` of the same URL,
+    sha256 and size; :class:`zoo.WeightsError` names the setting if the file cannot be read by then.
+    """
+
+    def __init__(self, path: Path) -> None:  # the dataclass's __init__ would need the sha256
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "url", path.as_uri())
+        object.__setattr__(self, "size", None)
+
+    @functools.cached_property
+    def sha256(self) -> str:  # type: ignore[override]
+        """The file's sha256, read once."""
+        try:
+            with open(self.path, "rb") as file:
+                return hashlib.file_digest(file, "sha256").hexdigest()
+        except OSError as error:
+            raise zoo.WeightsError(missing_weights_message(problem=(
+                f"{WEIGHTS_ENV} names {str(self.path)!r}, which cannot be read ({error.strerror or error})"))) from None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, zoo.Artifact):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.url, self.sha256, self.size))  # as an equal zoo.Artifact's
+
+
 def weights_from_env(environ: Mapping[str, str] | None = None) -> tuple[zoo.Artifact | None, str | None]:
     """The weights that ``ZOO_SSRNET_WEIGHTS`` and ``ZOO_SSRNET_SHA256`` configure, and the problem with them.
 
     Returns ``(artifact, None)`` for a usable setting, ``(None, None)`` when nothing is set,
     and ``(None, problem)`` when the setting cannot be used (the problem is reported when
     the model is built, so that a bad setting never hides the model). A local file becomes
-    a ``file://`` artifact, hashed here unless ``ZOO_SSRNET_SHA256`` gives its hash.
+    a ``file://`` artifact: with the hash ``ZOO_SSRNET_SHA256`` gives, else a :class:`LocalWeights`
+    (hashed when the model is built: nothing is read here).
     """
     env = os.environ if environ is None else environ
     value = env.get(WEIGHTS_ENV, "").strip()
@@ -91,13 +126,9 @@ def weights_from_env(environ: Mapping[str, str] | None = None) -> tuple[zoo.Arti
         if not path.is_file():
             what = "a directory, not a file" if path.is_dir() else "a file that does not exist"
             return None, f"{WEIGHTS_ENV} names {what}: {str(path)!r}; set it to the checkpoint file or a URL"
-        url = path.as_uri()
         if not sha256:
-            try:
-                with open(path, "rb") as file:
-                    sha256 = hashlib.file_digest(file, "sha256").hexdigest()
-            except OSError as error:
-                return None, f"{WEIGHTS_ENV} names {str(path)!r}, which cannot be read ({error.strerror or error})"
+            return LocalWeights(path), None
+        url = path.as_uri()
     try:
         return zoo.Artifact(url=url, sha256=sha256), None
     except zoo.SpecError as error:
