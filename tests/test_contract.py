@@ -349,7 +349,7 @@ def test_a_plugin_registers_a_task_and_models_of_it():
     registry = registry_with(again=Again())
     info = registry.plugin_manager.infos["again"]
     assert isinstance(info.error.cause, DuplicateModelError)
-    assert "task 'object-detection' is registered by both plugin 'zoo.tasks.builtin' and plugin 'again'" in str(
+    assert "task 'object-detection' is registered by both plugin 'zoo.builtin_tasks' and plugin 'again'" in str(
         info.error)
     assert registry.task("object-detection").result is Detections  # the built-in one stays
 

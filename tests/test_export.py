@@ -176,10 +176,11 @@ def test_27_17_a_tolerance_reaches_a_classifiers_comparison_and_an_unknown_one_i
     from zoo.geometry import Geometry
 
     spec, geometry = tiny_spec(), [Geometry.identity(32, 32)]
+    task = zoo.registry.default_registry().task(spec.task)
     want = [np.array([[4.0, 1.0, 0.0, 0.0, 0.0]], np.float32)]
     got = [np.array([[4.2, 1.0, 0.0, 0.0, 0.0]], np.float32)]  # the same top class, its probability 0.016 higher
     with pytest.raises(ExportError, match="top probability"):
-        export.results_agree(spec, want, got, geometry)  # the spec's own tolerance: atol + rtol, 0.0011
-    assert export.results_agree(spec, want, got, geometry, score_tolerance=0.02)
+        export.results_agree(spec, task, want, got, geometry)  # the spec's own tolerance: atol + rtol, 0.0011
+    assert export.results_agree(spec, task, want, got, geometry, score_tolerance=0.02)
     with pytest.raises(zoo.UsageError, match="takes no tolerance 'iou'; it takes score_tolerance"):
-        export.results_agree(spec, want, got, geometry, iou=0.5)
+        export.results_agree(spec, task, want, got, geometry, iou=0.5)

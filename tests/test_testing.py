@@ -24,7 +24,7 @@ def test_fixtures_come_from_the_installed_pytest_plugin(zoo_cache_dir, zoo_plugi
 
     assert os.environ["ZOO_CACHE_DIR"] == str(zoo_cache_dir) and not any(zoo_cache_dir.iterdir())
     assert zoo_plugin_manager.infos == {}  # no plugin loaded: only the built-in tasks, registered as pytest's are
-    assert [zoo_plugin_manager.get_name(p) for p in zoo_plugin_manager.get_plugins()] == ["zoo.tasks.builtin"]
+    assert [zoo_plugin_manager.get_name(p) for p in zoo_plugin_manager.get_plugins()] == ["zoo.builtin_tasks"]
 
 
 def test_a_good_model_conforms(zoo_cache_dir):

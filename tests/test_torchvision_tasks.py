@@ -89,6 +89,10 @@ def random_module(spec: zoo.ModelSpec) -> torch.nn.Module:
     return check_exports.randomized(spec).build(spec, None)
 
 
+def task_of(spec: zoo.ModelSpec) -> zoo.Task | None:
+    return zoo.registry.default_registry().task(spec.task)
+
+
 def randomized(name: str, score_threshold: float | None = None) -> tuple[zoo.ModelSpec, dict[str, torch.nn.Module]]:
     """``name``'s spec with perturbed random weights instead of a download, and a dict that gets the module built.
 
@@ -189,7 +193,7 @@ def check_two_stage(name: str, folder: Path) -> int:
             *want, theirs = (o.numpy() for o in net(torch.from_numpy(batch)))
         assert len(got[0]) >= 10, f"{label}: random weights must detect, or the comparison proves nothing"
         try:
-            export.results_agree(spec, want, got, geometries)
+            export.results_agree(spec, task_of(spec), want, got, geometries)
             continue
         except zoo.ExportError:
             pass
@@ -199,7 +203,7 @@ def check_two_stage(name: str, folder: Path) -> int:
         with pinned_proposals(net.detector, proposals), torch.no_grad():
             *want, _ = (o.numpy() for o in net(torch.from_numpy(batch)))
         tolerances = {**TOLERANCES.get((name, None), ({}, ""))[0], **TOLERANCES.get((name, label), ({}, ""))[0]}
-        export.results_agree(spec, want, got, geometries, **tolerances)  # raises, naming what differs
+        export.results_agree(spec, task_of(spec), want, got, geometries, **tolerances)  # raises, naming what differs
         print(f"{name}, {label}: {len(got[0])} detections; compared with the graph's proposals pinned "
               f"({matched:.1%} of them match PyTorch's)")  # the slow run's figures, with -s
         pinned += 1

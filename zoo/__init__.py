@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from zoo._version import __version__
 from zoo.errors import (
+    AmbiguousModelError,
     CacheError,
     CacheLockTimeout,
     ChecksumError,
     DownloadError,
-    AmbiguousModelError,
     DuplicateModelError,
     ExportError,
     OfflineError,
@@ -49,9 +50,9 @@ if TYPE_CHECKING:
     from zoo.results import Classification, Detection, Detections, Prediction, Regression, Segmentation
     from zoo.weights import load_state_dict, load_weights
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Artifact",

@@ -1,4 +1,5 @@
-"""Small validators shared by the spec dataclasses. Each raises :class:`SpecError` naming the field."""
+"""Small validators: of the spec dataclasses' fields (each raises :class:`SpecError` naming the field), and
+of counts given as arguments (:func:`check_count`, a :class:`UsageError`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from zoo.errors import SpecError
+from zoo.errors import SpecError, UsageError
 
 T = TypeVar("T")
 
@@ -112,3 +113,11 @@ def from_mapping(cls: type[T], data: Any, field: str) -> T:
 def set_field(obj: object, name: str, value: Any) -> None:
     """Store a normalised value on a frozen dataclass during ``__post_init__``."""
     object.__setattr__(obj, name, value)
+
+
+def check_count(name: str, value: Any, minimum: int = 1, *, optional: bool = False) -> None:
+    """:class:`UsageError` unless ``value`` is an integer of at least ``minimum`` (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer of at least {minimum}, got {value!r}")

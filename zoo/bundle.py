@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from zoo import cache
 from zoo._fields import NAME_PATTERN
+from zoo._version import __version__
 from zoo.errors import CacheError, ZooError
 
 FORMAT = "onnx-zoo-bundle"
@@ -69,8 +70,6 @@ def export_bundle(entries: Iterable[cache.Entry], output: Path, *,
     The archive is written under a temporary name beside ``output``, hashed as it is
     written, and renamed when complete. ``progress`` is called with each chunk's size.
     """
-    from zoo import __version__
-
     chosen = list(entries)
     manifest: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "zoo": __version__,
                                 "libraries": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -162,8 +161,6 @@ def import_bundle(bundle: Path, *, progress: Callable[[int], None] | None = None
     a member is unsafe, unlisted, missing or not the file the manifest describes, and when
     the bundle was made by another version of the zoo (its entries would never be used).
     """
-    from zoo import __version__
-
     with _opened(bundle) as archive:
         members = _read(bundle, archive.getmembers)
         by_name: dict[str, tarfile.TarInfo] = {}

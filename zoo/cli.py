@@ -278,7 +278,7 @@ def _labels(args: argparse.Namespace) -> list[str] | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from zoo.model import check_count
+    from zoo._fields import check_count
     from zoo.runtime import check_runtime
 
     check_count("--threads", args.threads, optional=True)
@@ -407,8 +407,8 @@ def _expand_images(patterns: Sequence[str], *, remote: bool = False) -> list[str
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from zoo import images
+    from zoo._fields import check_count
     from zoo.errors import ZooInputError
-    from zoo.model import check_count
     from zoo.results import jsonable
     from zoo.runtime import check_runtime
 
@@ -481,7 +481,7 @@ def _ray_address(text: str) -> bool:
 
 def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
     """``zoo predict --ray``: the images through :func:`zoo.ray.predict_files` into ``--output``."""
-    from zoo.model import check_count
+    from zoo._fields import check_count
 
     check_count("--workers", args.workers)
     for flag, given in (("--save", args.save), ("--json", args.json), ("--jsonl", args.jsonl),

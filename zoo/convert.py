@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -41,12 +40,14 @@ import numpy as np
 
 from zoo import cache, onnxmeta, quantize
 from zoo._log import notice
+from zoo._version import __version__
 from zoo.errors import DownloadError, ExportError, NotWritableError, UsageError, WeightsError
 from zoo.spec import Artifact, ModelSpec, callable_name
 from zoo.weights import RANDOM, WeightsSource
 
 if TYPE_CHECKING:
     from zoo.registry import Registry
+    from zoo.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ def key_inputs(spec: ModelSpec, source: dict[str, Any], plugin_version: str | No
     zoo's format and version), wherever the file is installed. An export depends on the
     spec, the plugin's version, the weights and the export's libraries.
     """
-    from zoo import __version__
-
     inputs: dict[str, Any] = {"format": FORMAT, "zoo": __version__, "source": source}
     if source["kind"] == "export":
         inputs["spec"] = spec_inputs(spec)
@@ -120,8 +119,6 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
     version or the spec changed (its key would differ now), or when a prebuilt file is no
     longer the one the spec ships. Entries of models no plugin registers are kept.
     """
-    from zoo import __version__
-
     inputs = (entry.metadata or {}).get("key_inputs", {})
     source = inputs.get("source", {})
     if inputs.get("format") != FORMAT or inputs.get("zoo") != __version__:
@@ -186,15 +183,17 @@ def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = Tru
 
 def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = True,
             exporter: str | None = None, opset: int | None = None, simplify: bool = True,
-            plugin_version: str | None = None, precision: str = "fp32") -> Converted:
+            plugin_version: str | None = None, precision: str = "fp32", task: Task | None = None) -> Converted:
     """Return the cached ONNX model for ``spec`` with ``weights``, building it if needed.
 
-    The arguments are those of :func:`plan`. An int8 model is made from the float32 one,
-    which is converted (and cached) first.
+    The arguments are those of :func:`plan`, and the spec's ``task`` (from the registry), which
+    an export's parity check uses. An int8 model is made from the float32 one, which is
+    converted (and cached) first.
     """
     arguments = {"prebuilt": prebuilt, "exporter": exporter, "opset": opset, "simplify": simplify,
-                 "plugin_version": plugin_version}
-    inputs = plan(spec, weights, **arguments, precision=precision)
+                 "plugin_version": plugin_version, "task": task}
+    inputs = plan(spec, weights, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
+                  plugin_version=plugin_version, precision=precision)
     folder = cache.entry_dir(spec.name, make_key(inputs))
 
     def int8_source() -> Converted | None:  # an int8 entry's float32 entry (locks: the int8 entry's, then its)
@@ -209,11 +208,12 @@ def convert(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = 
         with cache.locked(folder, what=spec.name):
             metadata = cache.read_entry(folder)
             if metadata is None:
-                metadata = _build(spec, weights, folder, inputs, source)
+                metadata = _build(spec, weights, folder, inputs, source, task)
     elif _touched(folder, metadata):
         try:  # verified by hash after a move or a touch: remember the new times
             with cache.locked(folder, what=spec.name):
-                metadata = cache.refresh_records(folder) or _build(spec, weights, folder, inputs, int8_source())
+                metadata = cache.refresh_records(folder) or _build(spec, weights, folder, inputs, int8_source(),
+                                                                   task)
         except NotWritableError:  # a read-only cache: the hash was checked, use it as it is
             pass
     return Converted(path=folder / cache.MODEL_FILE, metadata=metadata)
@@ -273,7 +273,7 @@ def weights_record(spec: ModelSpec, weights: WeightsSource, sha256: str | None) 
 
 
 def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[str, Any],
-           float32: Converted | None = None) -> dict[str, Any]:
+           float32: Converted | None = None, task: Task | None = None) -> dict[str, Any]:
     """Build the entry in a temporary folder and commit it (the caller holds the lock); an int8
     entry from its ``float32`` source's entry."""
     cache.discard_leftovers(folder)
@@ -294,7 +294,7 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
             record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.sha256}}  # type: ignore[union-attr]
         else:
             record = {"weights": weights_record(spec, weights, source["weights_sha256"]),
-                      **_export(spec, weights, model_path, source)}
+                      **_export(spec, weights, model_path, source, task)}
         if not cache.check_external_data(model_path) and onnxmeta.carried(inputs):  # files over 2 GB are left as they are
             onnxmeta.write(model_path, onnxmeta.properties(spec, {**record, "key_inputs": inputs}))
         metadata = {
@@ -345,14 +345,15 @@ def _fetch_prebuilt(spec: ModelSpec, model_path: Path) -> None:
             shutil.copyfile(downloaded, model_path)
 
 
-def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: dict[str, Any]) -> dict[str, Any]:
+def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: dict[str, Any],
+            task: Task | None) -> dict[str, Any]:
     from zoo import export
     from zoo.download import fetched
 
     with fetched(weights) if isinstance(weights, Artifact) else contextlib.nullcontext(weights) as local:
         report = export.export(spec, None if local == RANDOM else local, model_path, exporter=source["exporter"],
                                opset=source["opset"], simplify=source["simplify"], photo=sample_photo(),
-                               random_weights=local == RANDOM)
+                               random_weights=local == RANDOM, task=task)
     return report.to_dict()
 
 

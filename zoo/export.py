@@ -36,7 +36,7 @@ import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from zoo.errors import ExportError, UsageError, WeightsError, ZooError
 from zoo.geometry import Geometry
 from zoo.runtime import input_feeds
 from zoo.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from zoo.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +134,15 @@ def versions() -> dict[str, str]:
 
 def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str = DEFAULT_EXPORTER,
            opset: int | None = None, simplify: bool = True, samples: int = 2, seed: int = 0,
-           photo: np.ndarray | None = None, random_weights: bool = False) -> ExportReport:
+           photo: np.ndarray | None = None, random_weights: bool = False, task: Task | None = None) -> ExportReport:
     """Export ``spec`` (with ``weights``) to ``path`` and return the parity report.
 
     ``samples`` random inputs, and ``photo`` (an RGB uint8 image) preprocessed by the spec,
     are compared; a model with a dynamic input size is compared on the photo at three sizes.
     Without ``weights``, a module that has parameters is refused (:class:`WeightsError`: it
     would predict from its random initialisation) unless ``random_weights`` asks for that.
+    ``task`` (the spec's, from the registry) compares outputs of variable size as results and
+    counts what each input's results hold; without it, outputs are compared value by value.
     """
     import torch
 
@@ -176,13 +181,13 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     elif large:  # onnxsim works on one protobuf message, which cannot exceed 2 GB
         parity, note = None, "skipped: the model is over 2 GB"
     else:
-        parity, note = _simplify(spec, path, runs, expected)
+        parity, note = _simplify(spec, path, runs, expected, task)
     simplified = parity is not None
     if parity is None:  # the exported file is kept: it must pass the checks itself
         _check(spec, path, exporter, opset)
-        parity = _compare(spec, path, runs, expected)  # raises beyond tolerance
+        parity = _compare(spec, path, runs, expected, task)  # raises beyond tolerance
     compared = [counts for (_, geometries), want in zip(runs, expected)
-                for counts in _contents_of(spec, want, geometries)]
+                for counts in _contents_of(spec, task, want, geometries)]
     return ExportReport(exporter=exporter, opset=opset, simplified=simplified, simplify_note=note,
                         samples=sum(len(g) for _, g in runs), parity=parity, versions=versions(), compared=compared)
 
@@ -293,7 +298,7 @@ def _run_onnx(path: Path, fed: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def _compare(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray], list[Geometry]]],
-             expected: list[list[np.ndarray]]) -> dict[str, OutputParity]:
+             expected: list[list[np.ndarray]], task: Task | None) -> dict[str, OutputParity]:
     """Per-output differences over every run; raises :class:`ExportError` naming the first output beyond tolerance.
 
     Outputs are compared value by value; variable-length outputs (detections after NMS:
@@ -311,7 +316,7 @@ def _compare(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray]
             run_parity = {name: _compare_output(spec, name, w, g) for name, w, g in zip(spec.outputs, want, got)}
         except OutputMismatch as error:
             variable = not spec.batch_axis or any(w.shape != g.shape for w, g in zip(want, got))
-            if not variable or not results_agree(spec, want, got, geometries):
+            if not variable or not results_agree(spec, task, want, got, geometries):
                 raise
             run_parity = {name: OutputParity(max_abs=None, max_rel=None, top1_agreement=None,
                                               note=f"compared as results: {error}")
@@ -343,7 +348,7 @@ def _compare_output(spec: ModelSpec, name: str, want: np.ndarray, got: np.ndarra
     return OutputParity(max_abs=max_abs, max_rel=max_rel, top1_agreement=top1)
 
 
-def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray],
+def results_agree(spec: ModelSpec, task: Task | None, want: list[np.ndarray], got: list[np.ndarray],
                    geometries: list[Geometry], **tolerances: float) -> bool:
     """Whether the task, comparing the two sets of outputs postprocessed, finds them equal.
 
@@ -353,9 +358,6 @@ def results_agree(spec: ModelSpec, want: list[np.ndarray], got: list[np.ndarray]
     ``AssertionError`` as its cause); ``False`` means the
     task has no comparison. Detections are compared down to score 0, not only confident ones.
     """
-    from zoo.registry import default_registry
-
-    task = default_registry().task(spec.task)
     if task is None or task.compare is None:
         return False
     takes = [name for name, p in inspect.signature(task.compare).parameters.items() if p.kind is p.KEYWORD_ONLY]
@@ -383,11 +385,9 @@ def _results(spec: ModelSpec, task: Any, outputs: list[np.ndarray], geometries: 
     return postprocess(spec, task, {n: wrap(v) for n, v in zip(spec.outputs, outputs)}, geometries, options)
 
 
-def _contents_of(spec: ModelSpec, outputs: list[np.ndarray], geometries: list[Geometry]) -> list[dict[str, int]]:
+def _contents_of(spec: ModelSpec, task: Task | None, outputs: list[np.ndarray],
+                 geometries: list[Geometry]) -> list[dict[str, int]]:
     """What each input's results held (:func:`contents`); empty dicts where the task's results have no length."""
-    from zoo.registry import default_registry
-
-    task = default_registry().task(spec.task)
     if task is None or not hasattr(task.result, "__len__"):
         return [{} for _ in geometries]
     return [contents(result) for result in _results(spec, task, outputs, geometries)]
@@ -410,7 +410,7 @@ def within_tolerance(got: np.ndarray, want: np.ndarray, spec: ModelSpec) -> bool
 
 
 def _simplify(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray], list[Geometry]]],
-              expected: list[list[np.ndarray]]) -> tuple[dict[str, OutputParity] | None, str]:
+              expected: list[list[np.ndarray]], task: Task | None) -> tuple[dict[str, OutputParity] | None, str]:
     """Replace ``path`` by its onnxsim simplification if that checks and keeps parity.
 
     Returns the simplified model's parity (None if ``path`` was kept) and a note saying why.
@@ -425,7 +425,7 @@ def _simplify(spec: ModelSpec, path: Path, runs: list[tuple[dict[str, np.ndarray
             return None, "onnxsim could not validate its result; kept the unsimplified model"
         onnx.save(simplified, str(candidate))
         onnx.checker.check_model(str(candidate), full_check=True)
-        parity = _compare(spec, candidate, runs, expected)
+        parity = _compare(spec, candidate, runs, expected, task)
     except Exception as error:  # noqa: BLE001 - onnxsim is best effort by design
         candidate.unlink(missing_ok=True)
         return None, f"onnxsim failed ({type(error).__name__}: {error}); kept the unsimplified model"

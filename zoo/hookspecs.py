@@ -22,17 +22,19 @@ Rules every plugin keeps:
   ``zoo plugins`` and keeps every other plugin working. Whatever a failing hook had
   registered is withdrawn, so a plugin is either wholly there or wholly absent.
 
-The zoo's own tasks are registered by :mod:`zoo.tasks.builtin` through the same hooks.
+The zoo's own tasks are registered by :mod:`zoo.builtin_tasks` through the same hooks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
-from zoo.spec import ModelSpec
-from zoo.tasks import Task
+if TYPE_CHECKING:
+    from zoo.spec import ModelSpec
+    from zoo.tasks import Task
 
 #: The pluggy project name, and the entry-point group plugins are found in.
 PROJECT = "zoo"

@@ -13,6 +13,7 @@ import numpy as np
 
 from zoo import cache, images
 from zoo import weights as weights_module
+from zoo._fields import check_count
 from zoo.convert import Converted, convert
 from zoo.errors import CacheError, SpecError, UsageError, ZooInputError
 from zoo.geometry import Geometry
@@ -30,14 +31,6 @@ from zoo.tasks import (
 log = logging.getLogger(__name__)
 
 
-def check_count(name: str, value: Any, minimum: int = 1, *, optional: bool = False) -> None:
-    """:class:`UsageError` unless ``value`` is an integer of at least ``minimum`` (or None when ``optional``)."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-
-
 class Model:
     """A model ready to run: its spec, its task, its cached ONNX file and a runtime session.
 
@@ -51,7 +44,7 @@ class Model:
         check_count("threads", threads, optional=True)
         self.spec = spec
         #: The model's task (None for a task no plugin registered: predict returns raw outputs).
-        self.task = task if task is not None else default_registry().task(spec.task)
+        self.task = task
         #: The options ``predict`` takes, with this model's defaults.
         self.options: dict[str, Any] = accepted_options(spec, self.task)
         self.path: Path = converted.path
@@ -184,11 +177,12 @@ class Pipeline:
     options of its own with their defaults.
     """
 
-    def __init__(self, spec: ModelSpec, models: dict[str, Model]) -> None:
+    def __init__(self, spec: ModelSpec, models: dict[str, Model], task: Task | None = None) -> None:
         self.spec = spec
         #: The sub-models, by the names the spec requires.
         self.models = models
-        self.task = default_registry().task(spec.task)
+        #: The pipeline's task (None for a task no plugin registered).
+        self.task = task
         #: The options ``predict`` takes (those of the spec's ``run``), with this pipeline's defaults.
         self.options: dict[str, Any] = accepted_options(spec, self.task)
 
@@ -220,7 +214,8 @@ class Pipeline:
 def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
         sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
         exporter: str | None = None, simplify: bool = True, precision: str = "fp32", runtime: str = "onnxruntime",
-        providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8) -> Model | Pipeline:
+        providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8,
+        registry: Registry | None = None) -> Model | Pipeline:
     """The model called ``name`` (or described by a spec), converted and cached on first use.
 
     ``weights`` is a weights variant's tag (``"imagenet1k_v1"``) or full name, a local
@@ -235,27 +230,30 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
 
     A pipeline (a spec with ``requires``) is returned as a :class:`Pipeline` whose
     sub-models are opened with the same precision, runtime, providers, threads and batch size.
+    ``registry`` resolves names and tasks (default: the installed plugins').
     """
     check_count("batch_size", batch_size)
     check_count("threads", threads, optional=True)
     check_runtime(runtime, providers)  # before anything is fetched or exported
-    spec = name if isinstance(name, ModelSpec) else default_registry().get(name)
+    registry = registry if registry is not None else default_registry()
+    spec = name if isinstance(name, ModelSpec) else registry.get(name)
     if runtime in spec.unsupported:
         raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
                          f"use runtime='onnxruntime' (--runtime onnxruntime)")
     if spec.is_pipeline:
         _pipeline_arguments(spec, weights=weights, sha256=sha256, labels=labels, opset=opset, exporter=exporter)
-        models = {required: get(required, runtime=runtime, providers=providers, threads=threads, simplify=simplify,
-                                precision=precision, batch_size=batch_size) for required in spec.requires}
-        return Pipeline(spec, models)  # type: ignore[arg-type]
+        models = {required: get(part, runtime=runtime, providers=providers, threads=threads, simplify=simplify,
+                                precision=precision, batch_size=batch_size, registry=registry)
+                  for required, part in zip(spec.requires, registry.parts(spec))}
+        return Pipeline(spec, models, registry.task(spec.task))  # type: ignore[arg-type]
     for _ in range(3):
         spec, converted = prepare(name, weights=weights, sha256=sha256, labels=labels, opset=opset,
-                                  exporter=exporter, simplify=simplify, precision=precision)
+                                  exporter=exporter, simplify=simplify, precision=precision, registry=registry)
         folder = converted.path.parent
         with cache.reading(folder):  # `zoo cache rm` in another process waits until the session is open
             if cache.read_entry(folder) is not None:
                 return Model(spec, converted, runtime=runtime, providers=providers, threads=threads,
-                             batch_size=batch_size)
+                             batch_size=batch_size, task=registry.task(spec.task))
         log.warning("%s was removed from the cache by another process as it was being opened; building it again",
                     spec.name)
     raise CacheError(f"{spec.name} was removed from the cache three times as it was being opened; stop the process "
@@ -264,12 +262,13 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
 
 def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
             sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
-            exporter: str | None = None, simplify: bool = True, precision: str = "fp32") -> tuple[ModelSpec, Converted]:
+            exporter: str | None = None, simplify: bool = True, precision: str = "fp32",
+            registry: Registry | None = None) -> tuple[ModelSpec, Converted]:
     """Resolve the name and the weights and return the cached ONNX file (built if needed), without a session.
 
     The arguments are those of :func:`get`; ``zoo export`` uses this directly.
     """
-    registry = default_registry()
+    registry = registry if registry is not None else default_registry()
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
     variant = _variant(registry, spec, weights)
     if variant is not None:
@@ -284,7 +283,8 @@ def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact
         spec = _with_labels(spec, labels)
     info = registry.plugin_manager.infos.get(spec.plugin)
     converted = convert(spec, source, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
-                        plugin_version=info.version if info else None, precision=precision)
+                        plugin_version=info.version if info else None, precision=precision,
+                        task=registry.task(spec.task))
     return spec, converted
 
 

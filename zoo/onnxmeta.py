@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import cache
+from zoo._version import __version__
 from zoo.spec import ModelSpec
 
 PREFIX = "zoo."
@@ -37,8 +38,6 @@ JSON_KEYS = ("labels", "preprocess", "outputs", "weights")
 def properties(spec: ModelSpec, entry: dict[str, Any]) -> dict[str, str]:
     """The ``metadata_props`` of ``spec``'s file, ``entry`` being its cache metadata (or the record
     being built): key -> string."""
-    from zoo import __version__
-
     weights = dict(entry.get("weights") or entry.get("onnx") or {}) or None
     if weights and not str(weights.get("location", "")).startswith(("https://", "http://")):
         weights.pop("location", None)  # a path of this machine: not for a file that travels

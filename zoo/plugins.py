@@ -18,7 +18,7 @@ from typing import Any
 
 import pluggy
 
-from zoo import hookspecs
+from zoo import builtin_tasks, hookspecs
 from zoo._env import env_flag
 from zoo.errors import PluginError
 
@@ -77,9 +77,7 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
-        from zoo.tasks import builtin
-
-        self.register(builtin, name="zoo.tasks.builtin")  # the built-in tasks, through the plugins' door
+        self.register(builtin_tasks, name="zoo.builtin_tasks")  # the built-in tasks, through the plugins' door
         #: Every plugin that was tried, by name, with its error if it failed.
         self.infos: dict[str, PluginInfo] = {}
 

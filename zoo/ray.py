@@ -176,7 +176,7 @@ def _checked(name: str, batch_size: int, concurrency: int | tuple[int, int], opt
              ) -> tuple[int, int]:
     """The pool's (min, max) size, once the name, the options and the counts are checked (:class:`ZooError`)."""
     import zoo
-    from zoo.model import check_count
+    from zoo._fields import check_count
     from zoo.registry import default_registry
     from zoo.tasks import accepted_options, merge_options
 

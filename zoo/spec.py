@@ -35,6 +35,7 @@ from zoo._fields import (
     from_mapping,
     set_field,
 )
+from zoo.declared import PIPELINE_ARGUMENTS, check_postprocess
 from zoo.errors import SpecError
 from zoo.preprocess import Preprocess
 
@@ -285,7 +286,6 @@ class ModelSpec:
         for name in ("decode", "options"):
             set_field(self, name, _frozen(check_mapping(name, getattr(self, name))))
             _json_plain(name, getattr(self, name))
-        from zoo.tasks import PIPELINE_ARGUMENTS, check_postprocess
 
         if self.postprocess is not None:
             check_postprocess(self.postprocess)

@@ -97,7 +97,8 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     start = time.perf_counter()
     print("stage: export", flush=True)
     try:
-        report = export.export(randomized(spec), None, path, samples=samples, photo=photo, random_weights=True)
+        report = export.export(randomized(spec), None, path, samples=samples, photo=photo, random_weights=True,
+                               task=zoo.registry.default_registry().task(spec.task))
     except Exception as error:  # noqa: BLE001 - the row records why
         row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
         return row
@@ -128,7 +129,7 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
                    opencv_top1=bool((got_logits.argmax(1) == logits.argmax(1)).all()))
         return row
     try:
-        export.results_agree(spec, [reference[n] for n in spec.outputs], [got[n] for n in spec.outputs], [geometry])
+        export.results_agree(spec, zoo.registry.default_registry().task(spec.task), [reference[n] for n in spec.outputs], [got[n] for n in spec.outputs], [geometry])
     except ExportError as error:
         row.update(opencv="differs", opencv_error=str(error.__cause__)[:300])  # the comparison's own words
     else:

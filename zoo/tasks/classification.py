@@ -83,7 +83,7 @@ def postprocess(spec: ModelSpec, outputs: Mapping[str, np.ndarray], geometries: 
                 topk: int = 5) -> list[Classification]:
     """The task's default: the rows of the class scores (:func:`class_scores`), as logits or probabilities (the
     spec's ``scores``)."""
-    from zoo.model import check_count
+    from zoo._fields import check_count
 
     check_count("topk", topk)
     return classify(class_scores(spec, outputs), spec.labels, topk, logits=spec.scores == "logits")
