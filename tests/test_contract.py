@@ -501,3 +501,23 @@ def test_detections_compare_counts_keypoints_at_another_maximum_of_the_same_scor
     many[:, :2, :2] += 3  # 80 of 680 keypoints: more than 5% cannot be ties
     with pytest.raises(AssertionError, match=r"80 of 680 keypoints moved to another maximum of the same score"):
         detection.compare(found(points), found(many))
+
+
+def test_29_results_render_themselves_and_detections_filter_like_supervisions():
+    from zoo.tasks.classification import Classification, Prediction
+    from zoo.tasks.regression import Regression
+
+    found = Detections(boxes=[[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 2, 2]], scores=[0.3, 0.9, 0.6],
+                       class_ids=[1, 0, 1], labels=("b", "a", "b"), image_size=(30, 30),
+                       masks=np.zeros((3, 30, 30), bool))
+    assert found.summary() == "3 detections: a 0.90, b 0.60, b 0.30"
+    confident = found[found.scores > 0.5]
+    assert confident.labels == ("a", "b") and confident.masks.shape == (2, 30, 30) and len(found[[2]]) == 1
+    assert found[found.class_ids == 1].scores.tolist() == pytest.approx([0.6, 0.3])
+    assert found[0].labels == ("a",) and found[:0].summary() == "0 detections"
+    top = Classification("cat", 1, 0.75, (Prediction("cat", 1, 0.75), Prediction("dog", 0, 0.25)))
+    assert top.summary() == "cat 75.00%, dog 25.00%"
+    assert Segmentation(np.array([[0, 1], [1, 1]]), ("sky", "sea")).summary() == "sea 75.0%, sky 25.0%"
+    assert Regression(34.25, 32.0, 37.5, "years").summary() == "34.2 years [32.0, 37.5]"
+    for result in (found, top, Regression(1, 0, 2)):
+        assert isinstance(result, zoo.Result)

@@ -482,7 +482,7 @@ def test_13_a_populated_read_only_cache_keeps_serving():
     for args in (("predict", "digits", str(SAMPLE)), ("list",), ("info", "digits"), ("cache", "verify")):
         result = no_traceback(read_only(root, *args))
         assert result.returncode == 0, (args, result.stderr)
-    assert "  3 (3)" in no_traceback(read_only(root, "predict", "digits", str(SAMPLE))).stdout
+    assert ".png: 3 " in no_traceback(read_only(root, "predict", "digits", str(SAMPLE))).stdout
 
 
 # -- 14. cache identity ----------------------------------------------------------------------

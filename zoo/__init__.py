@@ -42,7 +42,7 @@ from zoo.plugins import PluginInfo
 from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from zoo.registry import default_registry
 from zoo.spec import Artifact, ModelSpec
-from zoo.tasks import Task
+from zoo.tasks import Result, Task
 
 if TYPE_CHECKING:
     from zoo.geometry import Geometry
@@ -80,6 +80,7 @@ __all__ = [
     "Regression",
     "Segmentation",
     "SpecError",
+    "Result",
     "Task",
     "UnknownModelError",
     "UsageError",

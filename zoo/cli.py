@@ -711,22 +711,11 @@ def _write(text: str, bar: Any, file: Any = None) -> None:
 
 
 def _format_result(image: str, result: Any) -> str:
-    from zoo.results import Classification, Detections, Regression, Segmentation, jsonable
+    """One line per image: its result's ``summary()`` (any task's, a plugin's too), else its outputs as JSON."""
+    from zoo.results import jsonable
 
-    if isinstance(result, Classification):
-        return "\n".join([image, *(f"  {p.score:7.2%}  {p.label} ({p.class_id})" for p in result.topk)])
-    if isinstance(result, Detections):
-        lines = [f"  {d.score:6.3f}  {d.label} ({d.class_id})  [{', '.join(f'{v:.1f}' for v in d.box)}]"
-                 + ("  mask" if d.mask is not None else "") + ("  keypoints" if d.keypoints is not None else "")
-                 for d in result]
-        return "\n".join([f"{image}: {len(result)} detection(s)", *lines])
-    if isinstance(result, Segmentation):
-        fractions = result.fractions
-        return "\n".join([image, *(f"  {share:7.2%}  {label}" for label, share in fractions.items())])
-    if isinstance(result, Regression):
-        unit = f" {result.unit}" if result.unit else ""
-        return f"{image}: {result.value:.1f}{unit} [{result.low:.1f}, {result.high:.1f}]"
-    return f"{image}: {json.dumps(jsonable(result))}"
+    summary = getattr(result, "summary", None)
+    return f"{image}: {summary() if callable(summary) else json.dumps(jsonable(result))}"
 
 
 #: zoo serve's batching defaults, from bench/bench_serve.py (the README's "Serving" section): 1.08x the images per

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from zoo._fields import TASK_PATTERN
 from zoo.declared import (
@@ -40,7 +40,7 @@ from zoo.declared import (
 from zoo.errors import PluginError, SpecError
 from zoo.options import merge_options, option_from_text, options_from_text
 
-__all__ = ["ARGUMENTS", "PIPELINE_ARGUMENTS", "Task", "accepted_options", "call_declared", "check_postprocess",
+__all__ = ["ARGUMENTS", "PIPELINE_ARGUMENTS", "Result", "Task", "accepted_options", "call_declared", "check_postprocess",
            "function_options", "merge_options", "option_from_text", "options_from_text", "postprocess", "require",
            "resolve_options"]
 
@@ -49,6 +49,24 @@ if TYPE_CHECKING:
 
     from zoo.geometry import Geometry
     from zoo.spec import ModelSpec
+
+@runtime_checkable
+class Result(Protocol):
+    """What a task's result provides, built-in or a plugin's: the command line prints ``summary()``, the server and
+    ``--json`` send ``to_dict()``, ``--save`` writes ``draw(image)``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as strict JSON data."""
+        ...
+
+    def draw(self, image: np.ndarray) -> np.ndarray:
+        """An RGB uint8 copy of ``image`` (RGB uint8) with the result drawn on it."""
+        ...
+
+    def summary(self) -> str:
+        """The result in one line of text."""
+        ...
+
 
 @dataclass(frozen=True)
 class Task:

@@ -38,6 +38,11 @@ class Classification:
         """Strict JSON: the top class, and the top ``k`` as a list."""
         return {**asdict(self), "topk": [asdict(p) for p in self.topk]}
 
+    def summary(self) -> str:
+        """One line: the top classes and their probabilities, ``tabby 62.01%, tiger cat 20.35%, ...``."""
+        return ", ".join(f"{p.label} {p.score:.2%}" for p in self.topk or (Prediction(self.label, self.class_id,
+                                                                                       self.score),))
+
     def draw(self, image: Any) -> np.ndarray:
         """An RGB uint8 copy of ``image`` with the top classes and their probabilities written at the top left."""
         canvas = _draw.canvas(image)

@@ -25,6 +25,8 @@ A graph with a single output needs no names: it is ``predictions`` or ``detectio
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -104,6 +106,26 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def __getitem__(self, which: Any) -> Detections:
+        """The detections that ``which`` selects, best first still: an index, a slice, a boolean mask
+        (``d[d.scores > 0.5]``, ``d[d.class_ids == 0]``) or an array of indices, as supervision's ``Detections``."""
+        import numpy as np
+
+        index = np.arange(len(self))[which]
+        index = np.sort(np.atleast_1d(index))  # kept in their order, best first
+        return dataclasses.replace(
+            self, boxes=self.boxes[index], scores=self.scores[index], class_ids=self.class_ids[index],
+            labels=tuple(self.labels[i] for i in index),
+            masks=None if self.masks is None else self.masks[index],
+            keypoints=None if self.keypoints is None else self.keypoints[index])
+
+    def summary(self) -> str:
+        """One line: how many, and each one's label and score, best first (the first ten): ``2 detections: person
+        0.98, dog 0.91``."""
+        found = ", ".join(f"{label} {score:.2f}" for label, score in zip(self.labels[:10], self.scores[:10]))
+        more = f", ... ({len(self) - 10} more)" if len(self) > 10 else ""
+        return f"{len(self)} detection{'' if len(self) == 1 else 's'}" + (f": {found}{more}" if found else "")
 
     def __iter__(self) -> Iterator[Detection]:
         for i in range(len(self)):

@@ -25,6 +25,11 @@ class Regression:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line: the value, its unit and its interval, ``34.2 years [32.2, 37.2]``."""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.value:.1f}{unit} [{self.low:.1f}, {self.high:.1f}]"
+
     def draw(self, image: Any) -> np.ndarray:
         """An RGB uint8 copy of ``image`` with the value and its interval written at the top left."""
         canvas = _draw.canvas(image)

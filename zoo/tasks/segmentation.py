@@ -54,6 +54,13 @@ class Segmentation:
         classes.sort(key=lambda item: -item["fraction"])
         return {"image_size": list(self.mask.shape), "classes": classes}
 
+    def summary(self) -> str:
+        """One line: the classes present by their share of the pixels, largest first, ``road 41.0%, car 12.3%``
+        (the first eight)."""
+        shares = list(self.fractions.items())
+        text = ", ".join(f"{label} {share:.1%}" for label, share in shares[:8])
+        return text + (f", ... ({len(shares) - 8} more)" if len(shares) > 8 else "")
+
     def draw(self, image: Any) -> np.ndarray:
         """An RGB uint8 copy of ``image`` with each class but 0 tinted in its colour, and a legend."""
         import numpy as np
