@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import QuantizationError, UsageError
-from zoo.spec import ModelSpec, callable_name
+from zoo.spec import ModelSpec, Photos, callable_name
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +64,6 @@ HELD_VIEWS = tuple((left, top, size, size, flip) for size, corners in (
 #: (after one untimed call). That is 20 runs of each model at batch 1, beside the 64 of the agreement check.
 BLOCKS = 5
 CALLS = 3
-
-
-@dataclass(frozen=True)
-class Photos:
-    """Images a quantization uses: RGB ``uint8`` arrays, preprocessed by the spec as ``predict`` does."""
-
-    #: Images whose activations set the int8 ranges.
-    calibration: list[np.ndarray]
-    #: Images the int8 and float32 models are compared on (none of them calibrated on).
-    held: list[np.ndarray]
-
-    def fingerprint(self) -> str:
-        """The first 16 hex digits of the sha256 of every image (shape and pixels), in order."""
-        digest = hashlib.sha256()
-        for group in (self.calibration, self.held):
-            digest.update(str(len(group)).encode())
-            for image in group:
-                digest.update(str(image.shape).encode())
-                digest.update(np.ascontiguousarray(image).tobytes())
-        return digest.hexdigest()[:16]
 
 
 def check_precision(precision: str) -> str:

@@ -13,12 +13,13 @@ plugin registers the default weights under the bare ``ARCH`` and every other var
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from zoo._fields import (
@@ -39,17 +40,54 @@ from zoo.declared import PIPELINE_ARGUMENTS, check_postprocess
 from zoo.errors import SpecError
 from zoo.preprocess import Preprocess
 
+if TYPE_CHECKING:
+    import numpy as np
+
 URL_SCHEMES = ("https", "http", "file")
 
-#: ``build(spec, weights_path)`` returns an eval-mode ``torch.nn.Module`` with the weights loaded.
-BuildFn = Callable[["ModelSpec", "Path | None"], Any]
-#: ``postprocess(spec, outputs, geometries, options, **option)`` turns one run's raw outputs into
-#: results, one per image; it declares only the parameters it uses (see :mod:`zoo.tasks`).
-PostprocessFn = Callable[..., Any]
-#: ``run(models, image, ...)`` runs a pipeline on one image with its loaded sub-models.
+
+class BuildFn(Protocol):
+    """``build(spec, weights)``: an eval-mode ``torch.nn.Module`` for ``spec`` with the checkpoint at ``weights``
+    loaded (``None``: no weights, random initialisation asked for with ``weights="random"``)."""
+
+    def __call__(self, spec: ModelSpec, weights: Path | None, /) -> Any: ...
+
+
+#: ``postprocess(spec, outputs, geometries, options, **option)`` turns one run's raw outputs into results
+#: (:class:`zoo.Result`), one per image; it declares only the parameters it uses (see :mod:`zoo.declared`).
+PostprocessFn = Callable[..., Sequence[Any]]
+#: ``run(models, image, spec, options, **option)`` runs a pipeline on one image with its loaded sub-models and
+#: returns its result; it declares only the parameters it uses.
 PipelineFn = Callable[..., Any]
-#: ``calibration()`` returns the :class:`zoo.quantize.Photos` an int8 quantization calibrates and checks on.
-CalibrationFn = Callable[[], Any]
+
+
+class CalibrationFn(Protocol):
+    """``calibration()``: the :class:`Photos` an int8 quantization of the model calibrates and checks on."""
+
+    def __call__(self) -> Photos: ...
+
+
+@dataclass(frozen=True)
+class Photos:
+    """Images a quantization uses: RGB ``uint8`` arrays, preprocessed by the spec as ``predict`` does."""
+
+    #: Images whose activations set the int8 ranges.
+    calibration: list[np.ndarray]
+    #: Images the int8 and float32 models are compared on (none of them calibrated on).
+    held: list[np.ndarray]
+
+    def fingerprint(self) -> str:
+        """The first 16 hex digits of the sha256 of every image (shape and pixels), in order."""
+        import numpy as np
+
+        digest = hashlib.sha256()
+        for group in (self.calibration, self.held):
+            digest.update(str(len(group)).encode())
+            for image in group:
+                digest.update(str(image.shape).encode())
+                digest.update(np.ascontiguousarray(image).tobytes())
+        return digest.hexdigest()[:16]
+
 
 #: What can feed a graph input: the preprocessed images, or per image ``[height, width]``
 #: of the original (``original_size``) or of the input tensor (``input_size``), or the

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import zoo
+from zoo.plugin import Photos, hookimpl, load_image
 
 __version__ = "0.1.0"
 
@@ -45,22 +46,19 @@ def load_spec() -> zoo.ModelSpec:
     )
 
 
-def calibration() -> object:
+def calibration() -> Photos:
     """int8 calibration and agreement images: 64 training digits each (``calibration.png``, ``held.png``).
 
     Photos would set ranges for pictures this model never sees; these are its own kind.
     """
-    from zoo import images
-    from zoo.quantize import Photos
-
     def tiles(name: str) -> list:
-        sheet = images.decode((HERE / name).read_bytes(), name)  # 64x64 RGB: 8 by 8 digits of 8x8
+        sheet = load_image(HERE / name)  # 64x64 RGB: 8 by 8 digits of 8x8
         return [sheet[row:row + 8, column:column + 8].copy() for row in range(0, 64, 8) for column in range(0, 64, 8)]
 
     return Photos(calibration=tiles("calibration.png"), held=tiles("held.png"))
 
 
-@zoo.hookimpl
+@hookimpl
 def zoo_register_models(register: Callable[[zoo.ModelSpec], None]) -> None:
     """Register ``digits``."""
     register(load_spec())

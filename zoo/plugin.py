@@ -1,0 +1,65 @@
+"""The plugin author's whole API: everything a plugin needs, so that it imports only ``zoo`` and ``zoo.plugin``.
+
+A plugin is a distribution with an entry point in the group ``zoo`` whose module implements
+hooks (:mod:`zoo.hookspecs`, the manual) marked with :data:`hookimpl`::
+
+    from zoo.plugin import ModelSpec, Preprocess, hookimpl, load_specs
+
+    @hookimpl
+    def zoo_register_models(register):
+        for spec in load_specs(Path(__file__).with_name("models.toml")):
+            register(spec)
+
+A data-only plugin keeps its specs in TOML (:func:`load_specs`); code goes where data cannot:
+``build`` (:class:`BuildFn`, exporting from PyTorch with :func:`load_weights`), ``postprocess``
+(:data:`PostprocessFn`, returning :class:`Result` objects), a pipeline's ``run``
+(:data:`PipelineFn`) and ``calibration`` (:class:`CalibrationFn`, returning :class:`Photos`).
+"""
+
+from __future__ import annotations
+
+from zoo.errors import SpecError, WeightsError, ZooError, ZooInputError
+from zoo.geometry import Geometry
+from zoo.hookspecs import hookimpl
+from zoo.images import load as load_image
+from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from zoo.spec import Artifact, BuildFn, CalibrationFn, ModelSpec, Photos, PipelineFn, PostprocessFn
+from zoo.specfile import load_specs
+from zoo.tasks import Result, Task
+from zoo.tasks.classification import Classification, Prediction
+from zoo.tasks.detection import Decode, Detection, Detections
+from zoo.tasks.regression import Regression
+from zoo.tasks.segmentation import Segmentation
+from zoo.weights import load_state_dict, load_weights
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Artifact",
+    "BuildFn",
+    "CalibrationFn",
+    "Classification",
+    "Decode",
+    "Detection",
+    "Detections",
+    "Geometry",
+    "ModelSpec",
+    "Photos",
+    "PipelineFn",
+    "PostprocessFn",
+    "Prediction",
+    "Preprocess",
+    "Regression",
+    "Result",
+    "Segmentation",
+    "SpecError",
+    "Task",
+    "WeightsError",
+    "ZooError",
+    "ZooInputError",
+    "hookimpl",
+    "load_image",
+    "load_specs",
+    "load_state_dict",
+    "load_weights",
+]
