@@ -18,10 +18,11 @@ A data-only plugin keeps its specs in TOML (:func:`load_specs`); code goes where
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from zoo.errors import SpecError, WeightsError, ZooError, ZooInputError
 from zoo.geometry import Geometry
 from zoo.hookspecs import hookimpl
-from zoo.images import load as load_image
 from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from zoo.spec import Artifact, BuildFn, CalibrationFn, ModelSpec, Photos, PipelineFn, PostprocessFn
 from zoo.specfile import load_specs
@@ -31,6 +32,20 @@ from zoo.tasks.detection import Decode, Detection, Detections
 from zoo.tasks.regression import Regression
 from zoo.tasks.segmentation import Segmentation
 from zoo.weights import load_state_dict, load_weights
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+
+def load_image(source: Any, *, channels: str = "RGB") -> np.ndarray:
+    """An image as an RGB ``uint8`` array, from a path, encoded bytes, an array or a PIL image (see
+    :func:`zoo.images.load`: every decoder capped, EXIF orientation applied); imported when first used, so
+    that registering a plugin stays cheap."""
+    from zoo.images import load
+
+    return load(source, channels=channels)
+
 
 __all__ = [
     "IMAGENET_MEAN",
