@@ -234,7 +234,7 @@ def test_zoo_predict_saves_pictures_prints_detections_and_treats_a_pipeline_as_o
     assert cli.main(["predict", "finder", str(tmp_path / "a.png"), "--topk", "3"]) == 2
     assert "does not take the option topk" in capsys.readouterr().err
     assert cli.main(["predict", "colour-finder", str(tmp_path / "a.png"), "-o", "min_score=0.2"]) == 0
-    assert ": 1 detection: green " in capsys.readouterr().out
+    assert ".png: 1 detection: red 1.00" in capsys.readouterr().out
     assert cli.main(["info", "colour-finder"]) == 0
     assert "pipeline of  finder, colour" in capsys.readouterr().out
     assert cli.main(["cache", "rm", "colour-finder"]) == 0

@@ -277,6 +277,16 @@ def _labels(args: argparse.Namespace) -> list[str] | None:
     return read_labels(args.labels) if args.labels else None
 
 
+def _build_options(args: argparse.Namespace) -> Any:
+    """The build options a command's flags give (those it has): a :class:`zoo.convert.BuildOptions`."""
+    from zoo.convert import BuildOptions
+
+    return BuildOptions(weights=getattr(args, "weights", None), sha256=getattr(args, "sha256", None),
+                        labels=_labels(args) if getattr(args, "labels", None) else None,
+                        opset=getattr(args, "opset", None), exporter=getattr(args, "exporter", None),
+                        simplify=not getattr(args, "no_simplify", False), precision=args.precision)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from zoo._fields import check_count
     from zoo.runtime import check_runtime
@@ -306,9 +316,7 @@ def _export_one(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], li
     from zoo.model import prepare
     from zoo.runtime import open_session
 
-    spec, converted = prepare(name, weights=args.weights, sha256=args.sha256, labels=_labels(args),
-                              opset=args.opset, exporter=args.exporter, simplify=not args.no_simplify,
-                              precision=args.precision)
+    spec, converted = prepare(name, _build_options(args))
     meta = converted.metadata
     path = converted.path
     providers = None
@@ -428,9 +436,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("--output writes the Parquet file of a --ray run; without --ray use --json or --jsonl")
     paths = _expand_images(args.images)
     saved = _save_paths(paths, args.save, overwrite=args.overwrite) if args.save else {}
-    labels = _labels(args)
-    model = zoo.get(args.name, weights=args.weights, sha256=args.sha256, labels=labels, precision=args.precision,
-                    runtime=args.runtime, providers=args.providers, threads=args.threads, batch_size=args.batch_size)
+    from zoo.model import open_model
+
+    model = open_model(args.name, _build_options(args), runtime=args.runtime, providers=args.providers,
+                       threads=args.threads, batch_size=args.batch_size)
     from zoo.tasks import merge_options
 
     merge_options(model.spec, model.options, options)  # a wrong option fails before any image is read
@@ -631,7 +640,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
             spec = registry.get(name)
             try:
                 for part in registry.parts(spec):
-                    _, converted = prepare(part, precision=args.precision)
+                    _, converted = prepare(part, _build_options(args))
                     _write(f"{name}: {converted.path}" if part is spec else f"{name}: {part.name} at {converted.path}",
                            bar)
             except ZooError as error:
@@ -660,7 +669,7 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
             current = [e for e in cache.entries(part.name) if e.ok and is_current(e, registry)
                        and cache.precision_of(e.metadata) == args.precision]
             if not current:  # nothing cached yet: pulled now, as 'zoo pull' would
-                _, converted = prepare(part, precision=args.precision)
+                _, converted = prepare(part, _build_options(args))
                 current = [e for e in cache.entries(part.name) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
     total = sum(e.size for e in chosen.values())

@@ -58,6 +58,35 @@ KEY_LIBRARIES = ("torch", "onnx", "onnxsim")
 
 
 @dataclass(frozen=True)
+class BuildOptions:
+    """What a model is built from and how: :func:`zoo.get`'s build arguments as one value, carried from the API and
+    the command line to the cache key and the build (one more option is one more field, not five signatures).
+
+    ``weights`` is a weights variant's tag or name, a checkpoint, a URL (with ``sha256``), an
+    :class:`~zoo.spec.Artifact` or ``"random"``; ``labels`` the classes of a checkpoint fine-tuned for
+    others; ``opset``, ``exporter`` and ``simplify`` choose the export; ``precision`` is ``fp32`` or ``int8``.
+    """
+
+    weights: str | os.PathLike[str] | Artifact | None = None
+    sha256: str | None = None
+    labels: tuple[str, ...] | None = None
+    opset: int | None = None
+    exporter: str | None = None
+    simplify: bool = True
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and not isinstance(self.labels, str):
+            object.__setattr__(self, "labels", tuple(self.labels))
+        quantize.check_precision(self.precision)
+
+    @property
+    def chosen(self) -> list[str]:
+        """The options that choose one model's weights or export (given, not left at their defaults)."""
+        return [name for name in ("weights", "sha256", "labels", "opset", "exporter") if getattr(self, name) is not None]
+
+
+@dataclass(frozen=True)
 class Converted:
     """A cached ONNX model: where it is and what its metadata says."""
 

@@ -14,7 +14,7 @@ import numpy as np
 from zoo import cache, images
 from zoo import weights as weights_module
 from zoo._fields import check_count
-from zoo.convert import Converted, convert
+from zoo.convert import BuildOptions, Converted, convert
 from zoo.errors import CacheError, SpecError, UsageError, ZooInputError
 from zoo.geometry import Geometry
 from zoo.registry import Registry, default_registry
@@ -232,6 +232,18 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
     sub-models are opened with the same precision, runtime, providers, threads and batch size.
     ``registry`` resolves names and tasks (default: the installed plugins').
     """
+    build = BuildOptions(weights=weights, sha256=sha256, labels=labels, opset=opset, exporter=exporter,
+                         simplify=simplify, precision=precision)
+    return open_model(name, build, runtime=runtime, providers=providers, threads=threads, batch_size=batch_size,
+                      registry=registry)
+
+
+def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runtime: str = "onnxruntime",
+               providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8,
+               registry: Registry | None = None) -> Model | Pipeline:
+    """:func:`get` with its build arguments as one :class:`~zoo.convert.BuildOptions` (what the command line,
+    the server and Ray pass on)."""
+    build = build if build is not None else BuildOptions()
     check_count("batch_size", batch_size)
     check_count("threads", threads, optional=True)
     check_runtime(runtime, providers)  # before anything is fetched or exported
@@ -241,14 +253,16 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
         raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
                          f"use runtime='onnxruntime' (--runtime onnxruntime)")
     if spec.is_pipeline:
-        _pipeline_arguments(spec, weights=weights, sha256=sha256, labels=labels, opset=opset, exporter=exporter)
-        models = {required: get(part, runtime=runtime, providers=providers, threads=threads, simplify=simplify,
-                                precision=precision, batch_size=batch_size, registry=registry)
+        if build.chosen:
+            raise UsageError(f"model {spec.name!r} is a pipeline of {', '.join(spec.requires)}; "
+                             f"{', '.join(build.chosen)} cannot apply to it (get each model to choose its own)")
+        parts = BuildOptions(simplify=build.simplify, precision=build.precision)
+        models = {required: open_model(part, parts, runtime=runtime, providers=providers, threads=threads,
+                                       batch_size=batch_size, registry=registry)
                   for required, part in zip(spec.requires, registry.parts(spec))}
         return Pipeline(spec, models, registry.task(spec.task))  # type: ignore[arg-type]
     for _ in range(3):
-        spec, converted = prepare(name, weights=weights, sha256=sha256, labels=labels, opset=opset,
-                                  exporter=exporter, simplify=simplify, precision=precision, registry=registry)
+        spec, converted = prepare(name, build, registry=registry)
         folder = converted.path.parent
         with cache.reading(folder):  # `zoo cache rm` in another process waits until the session is open
             if cache.read_entry(folder) is not None:
@@ -260,40 +274,33 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
                      f"that keeps removing it ('zoo cache rm', 'prune' or 'clear') and try again")
 
 
-def prepare(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
-            sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
-            exporter: str | None = None, simplify: bool = True, precision: str = "fp32",
-            registry: Registry | None = None) -> tuple[ModelSpec, Converted]:
+def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registry: Registry | None = None,
+            **arguments: Any) -> tuple[ModelSpec, Converted]:
     """Resolve the name and the weights and return the cached ONNX file (built if needed), without a session.
 
-    The arguments are those of :func:`get`; ``zoo export`` uses this directly.
+    ``build`` (or its fields as keywords: ``weights=``, ``precision=``, ...) says how; ``zoo export``, ``zoo pull``
+    and ``zoo bundle export`` use this directly.
     """
+    build = build if build is not None else BuildOptions(**arguments)
+    weights, labels = build.weights, build.labels
     registry = registry if registry is not None else default_registry()
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
     variant = _variant(registry, spec, weights)
     if variant is not None:
         spec, weights = variant, None
     variants = registry.variants(spec.name) if isinstance(weights, str) and spec.name in registry else ()
-    source = weights_module.resolve(weights, sha256, default=spec.weights, variants=variants)
+    source = weights_module.resolve(weights, build.sha256, default=spec.weights, variants=variants)
     if source is not None and source != spec.weights:
         spec = _with_own_weights(spec, source)
-    prebuilt = opset is None and exporter is None
+    prebuilt = build.opset is None and build.exporter is None
     if labels is not None:
         prebuilt = prebuilt and len(labels) == len(spec.labels)  # a prebuilt file has the spec's classes
         spec = _with_labels(spec, labels)
     info = registry.plugin_manager.infos.get(spec.plugin)
-    converted = convert(spec, source, prebuilt=prebuilt, exporter=exporter, opset=opset, simplify=simplify,
-                        plugin_version=info.version if info else None, precision=precision,
-                        task=registry.task(spec.task))
+    converted = convert(spec, source, prebuilt=prebuilt, exporter=build.exporter, opset=build.opset,
+                        simplify=build.simplify, plugin_version=info.version if info else None,
+                        precision=build.precision, task=registry.task(spec.task))
     return spec, converted
-
-
-def _pipeline_arguments(spec: ModelSpec, **arguments: Any) -> None:
-    """:class:`UsageError` for arguments that choose one model's weights or export, given for a pipeline."""
-    given = sorted(name for name, value in arguments.items() if value is not None)
-    if given:
-        raise UsageError(f"model {spec.name!r} is a pipeline of {', '.join(spec.requires)}; {', '.join(given)} "
-                         f"cannot apply to it (get each model to choose its own)")
 
 
 def _with_own_weights(spec: ModelSpec, source: weights_module.WeightsSource) -> ModelSpec:
