@@ -310,3 +310,25 @@ def test_27_10_predict_takes_option_and_o_still_works_with_a_warning():
     assert bad.returncode == 2 and "--option takes KEY=VALUE" in bad.stderr and "Traceback" not in bad.stderr
     shown = run_zoo("predict", "--help").stdout
     assert "--option KEY=VALUE" in shown and "-o KEY=VALUE" not in shown and "-o," not in shown
+
+
+def test_29_one_rule_for_a_failing_image_in_a_batch():
+    """zoo.model.predict_each: a batch that raises an input error is run image by image, and only the images
+    that fail alone get an error; an error of the model itself is raised."""
+    from zoo.model import predict_each
+
+    class Picky:
+        def predict(self, x, **options):
+            items = x if isinstance(x, list) else [x]
+            if any(item == "bad" for item in items):
+                raise zoo.ZooInputError("'bad' is not an image")
+            if any(item == "boom" for item in items):
+                raise RuntimeError("the model broke")
+            answers = [f"{item}!" for item in items]
+            return answers if isinstance(x, list) else answers[0]
+
+    answers = predict_each(Picky(), ["a", "bad", "b"])
+    assert answers[0] == "a!" and answers[2] == "b!" and isinstance(answers[1], zoo.ZooInputError)
+    assert predict_each(Picky(), ["a", "b"]) == ["a!", "b!"] and predict_each(Picky(), []) == []
+    with pytest.raises(RuntimeError, match="the model broke"):
+        predict_each(Picky(), ["a", "boom"])

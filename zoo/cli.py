@@ -436,7 +436,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("--output writes the Parquet file of a --ray run; without --ray use --json or --jsonl")
     paths = _expand_images(args.images)
     saved = _save_paths(paths, args.save, overwrite=args.overwrite) if args.save else {}
-    from zoo.model import open_model
+    from zoo.model import open_model, predict_each
 
     model = open_model(args.name, _build_options(args), runtime=args.runtime, providers=args.providers,
                        threads=args.threads, batch_size=args.batch_size)
@@ -460,15 +460,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     _write(f"zoo: error: {error}", bar, sys.stderr)
                     chunk.append({"image": path, "error": str(error)})
                     failed += 1
-            results = iter(zip(model.predict(pixels, **options), pixels) if pixels else [])
+            answers = iter(zip(predict_each(model, pixels, **options), pixels))
             for row in chunk:
                 if "error" not in row:
-                    result, image = next(results)
-                    if args.save:
-                        row["saved"] = _save(result, image, saved[row["image"]])
-                        if not args.quiet:
-                            _write(f"zoo: saved {row['image']} as {row['saved']}", bar, sys.stderr)
-                    row["result"] = jsonable(result) if args.json or args.jsonl else result
+                    result, image = next(answers)
+                    if isinstance(result, ZooInputError):  # this image alone could not be used
+                        _write(f"zoo: error: {result}", bar, sys.stderr)
+                        row["error"] = str(result)
+                        failed += 1
+                    else:
+                        if args.save:
+                            row["saved"] = _save(result, image, saved[row["image"]])
+                            if not args.quiet:
+                                _write(f"zoo: saved {row['image']} as {row['saved']}", bar, sys.stderr)
+                        row["result"] = jsonable(result) if args.json or args.jsonl else result
                 if args.jsonl:
                     _write(json.dumps(row, default=str, ensure_ascii=False), bar)
                 elif args.json:

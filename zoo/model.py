@@ -211,6 +211,30 @@ class Pipeline:
         return f"<zoo.Pipeline {self.spec.name} of {', '.join(self.models)}>"
 
 
+def predict_each(model: Model | Pipeline, items: Sequence[Any], **options: Any) -> list[Any]:
+    """Each item's result, or the :class:`~zoo.errors.ZooInputError` that it alone raised, in order.
+
+    The one rule for a failing image, wherever a batch of them is predicted (``zoo predict``, the server's
+    batches, Ray): the items are predicted together; if that raises a :class:`ZooInputError` (an image that
+    cannot be decoded or used), each is predicted alone, and an item's own input error takes its place. Any
+    other error is the model's, not an image's, and is raised.
+    """
+    if not items:
+        return []
+    try:
+        return list(model.predict(list(items), **options))
+    except ZooInputError as error:
+        if len(items) == 1:
+            return [error]
+    answers: list[Any] = []
+    for item in items:
+        try:
+            answers.append(model.predict(item, **options))
+        except ZooInputError as error:
+            answers.append(error)
+    return answers
+
+
 def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
         sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
         exporter: str | None = None, simplify: bool = True, precision: str = "fp32", runtime: str = "onnxruntime",

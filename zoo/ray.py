@@ -106,27 +106,17 @@ class Predictor:
         return [{**dict.fromkeys(columns), **row, "error": row.get("error")} for row in rows]
 
     def _predict(self, pixels: list[Any]) -> list[dict[str, Any]]:
-        """Each image's result fields, or its ``error``: a failing batch is run again image by image."""
+        """Each image's result fields, or its ``error`` (:func:`zoo.model.predict_each`)."""
         from zoo.results import jsonable
 
         def fields(result: Any) -> dict[str, Any]:
             data = jsonable(result)
             return data if isinstance(data, dict) else {"result": data}
 
-        if not pixels:
-            return []
-        try:
-            return [fields(r) for r in self.model.predict(pixels, **self.options)]
-        except ZooInputError:
-            if len(pixels) == 1:
-                raise
-        found: list[dict[str, Any]] = []
-        for image in pixels:
-            try:
-                found += self._predict([image])
-            except ZooInputError as error:
-                found.append({"error": str(error)})
-        return found
+        from zoo.model import predict_each
+
+        return [{"error": str(answer)} if isinstance(answer, ZooInputError) else fields(answer)
+                for answer in predict_each(self.model, pixels, **self.options)]
 
 
 def read(paths: str | Sequence[str], **options: Any) -> ray.data.Dataset:
