@@ -166,7 +166,7 @@ def test_bundle_list_and_errors_for_what_is_not_a_bundle(made, tmp_path):
     for path, says in ((tmp_path / "photo.zoo", "not a readable bundle"), (tmp_path / "none.zoo", "does not exist")):
         done = run_zoo("bundle", "import", str(path))
         assert done.returncode == 1 and says in done.stderr, done.stderr
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_at_a_terminal_export_and_import_show_their_bytes(tmp_path):

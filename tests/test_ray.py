@@ -181,7 +181,7 @@ def test_zoo_predict_ray_writes_one_parquet_row_per_image(folder, tmp_path):
             assert BROKEN[name] in row["error"]
         else:
             check_row(row, library(folder / name))
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
 def test_zoo_predict_ray_checks_its_arguments_before_starting_ray(folder, tmp_path):

@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import shutil
 import tarfile
 import time
@@ -39,7 +38,8 @@ from typing import IO, Any
 
 from zoo import cache
 from zoo._fields import NAME_PATTERN
-from zoo._version import __version__
+from zoo._files import replacing
+from zoo._version import __version__, installed_versions
 from zoo.errors import CacheError, ZooError
 
 FORMAT = "onnx-zoo-bundle"
@@ -72,11 +72,10 @@ def export_bundle(entries: Iterable[cache.Entry], output: Path, *,
     """
     chosen = list(entries)
     manifest: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "zoo": __version__,
-                                "libraries": _versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                "libraries": installed_versions(LIBRARIES), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                 "entries": []}
-    temporary = output.with_name(f".{output.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     try:
-        with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as archive:
+        with replacing(output) as temporary, tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as archive:
             for entry in chosen:
                 with cache.reading(entry.folder):  # zoo cache rm/prune wait until the files are read
                     metadata = cache.read_entry(entry.folder)
@@ -92,11 +91,8 @@ def export_bundle(entries: Iterable[cache.Entry], output: Path, *,
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
             archive.addfile(info, io.BytesIO(data))
-        os.replace(temporary, output)
     except OSError as error:
         raise BundleError(f"cannot write the bundle {output}: {error.strerror or error}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
     return manifest
 
 
@@ -123,18 +119,6 @@ class _Hashing:
         if self.progress is not None and chunk:
             self.progress(len(chunk))
         return chunk
-
-
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    found: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:

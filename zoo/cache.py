@@ -39,7 +39,6 @@ import errno
 import hashlib
 import json
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -53,8 +52,10 @@ from typing import Any
 from filelock import FileLock, Timeout
 from platformdirs import user_cache_path
 
+from zoo import settings
 from zoo._fields import NAME_PATTERN
-from zoo.errors import CacheError, CacheLockTimeout, NotWritableError, UsageError
+from zoo._files import TEMP_PREFIX, replacing
+from zoo.errors import CacheError, CacheLockTimeout, NotWritableError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 LOCK_LOG_INTERVAL = 10.0
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
-TEMP_PREFIX = ".tmp-"
 #: onnxruntime's optimised graph of an entry's model, saved beside it (see :mod:`zoo.runtime`).
 OPTIMIZED_PREFIX = "optimized-"
 KEY_LENGTH = 16
@@ -70,8 +70,7 @@ KEY_LENGTH = 16
 
 def cache_root() -> Path:
     """The root of the cache tree (not created by this call)."""
-    override = os.environ.get("ZOO_CACHE_DIR", "").strip()
-    return Path(override).expanduser() if override else user_cache_path("onnx-zoo", appauthor=False)
+    return settings.cache_dir() or user_cache_path("onnx-zoo", appauthor=False)
 
 
 def key_of(inputs: dict[str, Any]) -> str:
@@ -96,7 +95,7 @@ def not_writable(path: Path, error: OSError) -> NotWritableError:
     reason = error.strerror or str(error)
     if error.errno in (errno.ENOTDIR, errno.EEXIST):
         reason = "a file is in the way of a folder"
-    setting = ("ZOO_CACHE_DIR is set to it: point it at a writable folder" if os.environ.get("ZOO_CACHE_DIR", "").strip()
+    setting = ("ZOO_CACHE_DIR is set to it: point it at a writable folder" if settings.cache_dir()
                else "set ZOO_CACHE_DIR to a writable folder")
     return NotWritableError(f"cannot write to the cache at {cache_root()} ({path}: {reason}); {setting}")
 
@@ -145,21 +144,6 @@ def _lock_for(target: Path) -> FileLock:
     return FileLock(path)
 
 
-def lock_timeout() -> float | None:
-    """``ZOO_LOCK_TIMEOUT`` in seconds, or None (the default: wait as long as the holder lives)."""
-    value = os.environ.get("ZOO_LOCK_TIMEOUT", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise UsageError(f"ZOO_LOCK_TIMEOUT must be a number of seconds greater than 0, got {value!r}; unset it to "
-                         f"wait as long as the other process is working")
-    return seconds
-
-
 @contextmanager
 def locked(target: Path, what: str | None = None, timeout: float | None = None) -> Iterator[None]:
     """Hold the exclusive inter-process lock of ``target`` (a path in the cache) for the ``with`` block.
@@ -170,7 +154,7 @@ def locked(target: Path, what: str | None = None, timeout: float | None = None) 
     time waited every :data:`LOCK_LOG_INTERVAL` seconds. ``timeout`` (default
     ``ZOO_LOCK_TIMEOUT``, unset: none) limits it with :class:`~zoo.errors.CacheLockTimeout`.
     """
-    timeout = lock_timeout() if timeout is None else timeout
+    timeout = settings.lock_timeout() if timeout is None else timeout
     lock = _lock_for(target)
     started = time.monotonic()
     while True:
@@ -441,9 +425,8 @@ def optimized_checks(folder: Path) -> list[tuple[Path, bool]]:
 
 def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
     """Replace ``folder``'s metadata in one step (a temporary file, then :func:`os.replace`)."""
-    temp = folder / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.json"
-    temp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(temp, folder / METADATA_FILE)
+    with replacing(folder / METADATA_FILE) as temp:
+        temp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def check_external_data(model_path: Path) -> list[str]:

@@ -8,7 +8,6 @@ output on stdout; warnings and errors always go to stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import json
 import logging
@@ -344,20 +343,18 @@ def _copy_model(source: Path, output: str, name: str) -> Path:
 
     ``output`` is a folder (existing, or written with a trailing slash) or a file name.
     """
+    from zoo._files import replacing
     from zoo.errors import NotWritableError
 
     is_folder = Path(output).is_dir() or output.endswith(("/", os.sep))
     target = Path(output) / f"{name}.onnx" if is_folder else Path(output)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         for data in cache.check_external_data(source):
             shutil.copyfile(source.parent / data, target.parent / data)
-        shutil.copyfile(source, temp)
-        os.replace(temp, target)
+        with replacing(target) as temp:
+            shutil.copyfile(source, temp)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise NotWritableError(f"cannot write the model to {target} ({error.strerror or error}); choose another "
                                f"place with -o/--output (the cached file is {source})") from None
     return target

@@ -30,7 +30,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata as importlib_metadata
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,7 @@ import numpy as np
 
 from zoo import cache, onnxmeta, quantize
 from zoo._log import notice
-from zoo._version import __version__
+from zoo._version import __version__, installed_versions
 from zoo.errors import DownloadError, ExportError, NotWritableError, UsageError, WeightsError
 from zoo.spec import Artifact, ModelSpec, callable_name
 from zoo.weights import RANDOM, WeightsSource
@@ -96,14 +95,7 @@ class Converted:
 
 def library_versions(exporter: str) -> dict[str, str | None]:
     """Installed versions of the libraries an export depends on, without importing them."""
-    names = (*KEY_LIBRARIES, "onnxscript") if exporter == "dynamo" else KEY_LIBRARIES
-    found: dict[str, str | None] = {}
-    for name in names:
-        try:
-            found[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return installed_versions((*KEY_LIBRARIES, "onnxscript") if exporter == "dynamo" else KEY_LIBRARIES)
 
 
 def key_inputs(spec: ModelSpec, source: dict[str, Any], plugin_version: str | None) -> dict[str, Any]:

@@ -35,8 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from zoo import cache
-from zoo._env import env_flag
+from zoo import cache, settings
 from zoo.errors import ChecksumError, DownloadError, OfflineError, weights_hint
 from zoo.spec import Artifact
 
@@ -58,12 +57,12 @@ class Policy:
 
 def is_offline() -> bool:
     """Whether ``ZOO_OFFLINE`` forbids network access."""
-    return env_flag("ZOO_OFFLINE")
+    return settings.offline()
 
 
 def source_url(artifact: Artifact) -> str:
     """The URL to fetch, after ``ZOO_MIRROR`` (which replaces everything but the file name)."""
-    mirror = os.environ.get("ZOO_MIRROR", "").strip()
+    mirror = settings.mirror()
     if mirror and urlsplit(artifact.url).scheme in ("http", "https"):
         return mirror.rstrip("/") + "/" + artifact.filename
     return artifact.url

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zoo._log import notice
+from zoo._version import installed_versions
 from zoo.errors import ExportError, UsageError, WeightsError, ZooError
 from zoo.geometry import Geometry
 from zoo.runtime import input_feeds
@@ -121,15 +122,9 @@ def contents(result: Any) -> dict[str, int]:
     return counts
 
 
-def versions() -> dict[str, str]:
-    """The library versions an export depends on (part of the cache key)."""
-    import onnx
-    import onnxruntime
-    import onnxsim
-    import torch
-
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxsim": onnxsim.__version__,
-            "onnxruntime": onnxruntime.__version__}
+def versions() -> dict[str, str | None]:
+    """The versions of the libraries that made an export, recorded in its report (the cache key has its own)."""
+    return installed_versions(("torch", "onnx", "onnxsim", "onnxruntime"))
 
 
 def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str = DEFAULT_EXPORTER,

@@ -22,11 +22,11 @@ With them, onnx and numpy are enough to run the file as ``predict`` does (a test
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from zoo import cache
+from zoo._files import replacing
 from zoo._version import __version__
 from zoo.spec import ModelSpec
 
@@ -74,12 +74,8 @@ def write(path: Path, props: dict[str, str]) -> None:
     model.metadata_props.extend(kept)
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
-    temp = path.with_name(f".{path.name}.props")
-    try:
+    with replacing(path) as temp:
         onnx.save(model, str(temp))
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def read(path: Path) -> dict[str, Any]:

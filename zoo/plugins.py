@@ -19,8 +19,8 @@ from typing import Any
 import pluggy
 
 from zoo import builtin_tasks, hookspecs
-from zoo._env import env_flag
 from zoo.errors import PluginError
+from zoo.settings import env_flag
 
 
 @dataclass

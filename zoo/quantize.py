@@ -27,15 +27,14 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache, partial
-from importlib import metadata as importlib_metadata
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from zoo._version import installed_version
 from zoo.errors import QuantizationError, UsageError
 from zoo.spec import ModelSpec, Photos, callable_name
 
@@ -164,12 +163,7 @@ def reduced_range(flags: str | None = None) -> bool:
 
 def onnxruntime_version() -> str | None:
     """The installed onnxruntime's version, read without importing it (any of its distributions)."""
-    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"):
-        try:
-            return importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return None
+    return installed_version("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 
 
 def key_inputs(spec: ModelSpec, precision: str, plugin_version: str | None = None) -> dict[str, Any] | None:

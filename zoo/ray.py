@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo._files import temporary_name
 from zoo.errors import ZooError, ZooInputError
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ def write_parquet(tables: Iterable[pyarrow.Table], path: Path) -> None:
     """
     import pyarrow.parquet
 
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    temporary = temporary_name(path)
     waiting: list[pyarrow.Table] = []
     writer: pyarrow.parquet.ParquetWriter | None = None
 
