@@ -26,25 +26,34 @@ A graph with a single output needs no names: it is ``predictions`` or ``detectio
 from __future__ import annotations
 
 import dataclasses
-
-import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from zoo._fields import check_bool, check_choice, check_int, from_mapping, set_field
-from zoo.errors import SpecError, ZooInputError
+from zoo._fields import set_field
+from zoo.errors import ZooInputError
 from zoo.tasks import _draw, _rle, require
+from zoo.tasks.boxes import MATRIX_LIMIT, batched_nms, box_iou, nms, pairwise_iou, to_xyxy
+from zoo.tasks.decode import (
+    ACTIVATIONS,
+    BOX_FORMATS,
+    NMS_PLACES,
+    Decode,
+    candidates,
+    check_decode,
+    check_decode_with_extras,
+    decode_raw,
+)
+
+__all__ = ["ACTIVATIONS", "BOX_FORMATS", "MATRIX_LIMIT", "NMS_PLACES", "OPTIONS", "Decode", "Detection", "Detections",
+           "batched_nms", "box_iou", "candidates", "check_decode", "check_decode_with_extras", "compare",
+           "decode_raw", "nms", "pairwise_iou", "postprocess", "to_xyxy"]
 
 if TYPE_CHECKING:
     import numpy as np
 
     from zoo.geometry import Geometry
     from zoo.spec import ModelSpec
-
-BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
-NMS_PLACES = ("zoo", "graph", "none")
-ACTIVATIONS = ("none", "sigmoid", "softmax")
 
 #: The options ``predict`` takes for detectors, with their defaults.
 OPTIONS = {"score_threshold": 0.25, "iou_threshold": 0.5, "max_detections": 100, "mask_threshold": 0.5}
@@ -179,243 +188,6 @@ class Detections:
         for point in xy:
             cv2.circle(canvas, point, thickness + 2, (255, 255, 255), -1, cv2.LINE_AA)
             cv2.circle(canvas, point, thickness + 1, rgb, -1, cv2.LINE_AA)
-
-
-@dataclass(frozen=True)
-class Decode:
-    """How a detector's outputs are read: the ``decode`` table of its spec (see the module docstring).
-
-    ``boxes``: ``xyxy``, ``xywh`` (corner and size) or ``cxcywh`` (centre and size);
-    ``normalized``: boxes as fractions of the input's width and height; ``activation``:
-    applied to raw class scores (``none``, ``sigmoid``, or ``softmax`` over the classes);
-    ``objectness``: a column before the class scores that multiplies them (through a
-    sigmoid unless ``activation`` is ``none``); ``background``: class 0 is a background class, never reported; ``transpose``:
-    candidates on the last axis; ``label_offset``: added to a class id to index the
-    spec's labels; ``nms``: ``zoo`` (done here), ``graph`` (done in the model) or ``none``
-    (end-to-end models); ``class_agnostic``: suppress across classes;
-    ``keypoint_names`` and ``skeleton`` describe keypoints.
-    """
-
-    boxes: str = "xyxy"
-    normalized: bool = False
-    activation: str = "none"
-    objectness: bool = False
-    background: bool = False
-    transpose: bool = False
-    label_offset: int = 0
-    nms: str = "zoo"
-    class_agnostic: bool = False
-    keypoint_names: tuple[str, ...] = ()
-    skeleton: tuple[tuple[int, int], ...] = ()
-
-    def __post_init__(self) -> None:
-        check_choice("boxes", self.boxes, BOX_FORMATS)
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("nms", self.nms, NMS_PLACES)
-        for name in ("normalized", "objectness", "background", "transpose", "class_agnostic"):
-            check_bool(name, getattr(self, name))
-        check_int("label_offset", self.label_offset, minimum=-1_000_000)
-        set_field(self, "keypoint_names", tuple(self.keypoint_names))
-        pairs = []
-        for pair in self.skeleton:
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise SpecError("skeleton", f"must be pairs of keypoint indices, got {pair!r}")
-            pairs.append((check_int("skeleton", pair[0], minimum=0), check_int("skeleton", pair[1], minimum=0)))
-        set_field(self, "skeleton", tuple(pairs))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Decode:
-        return from_mapping(cls, data, "decode")
-
-
-def check_decode(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Validate a detector spec's ``decode`` table (:class:`SpecError` naming the key)."""
-    decode = Decode.from_dict(data)
-    return {f.name: getattr(decode, f.name) for f in fields(decode) if f.name in data}
-
-
-def check_decode_with_extras(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """:func:`check_decode` for instance segmentation and keypoints: their masks and keypoints come from a graph
-    that does its own NMS, since decoding raw heads reads only boxes and scores."""
-    checked = check_decode(data)
-    if Decode.from_dict(data).nms != "graph":
-        raise SpecError("nms", "must be 'graph' for masks or keypoints (the zoo decodes only boxes and scores of raw "
-                               "heads); give a postprocess function to decode a raw head's masks or keypoints")
-    return checked
-
-
-# -- non-maximum suppression -------------------------------------------------------------------
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of one ``xyxy`` box with each of ``boxes`` (torchvision's formula)."""
-    return pairwise_iou(box[None], boxes)[0]
-
-
-#: Up to this many boxes, NMS works on their IoU matrix (4 MB of float32 at 1,024 boxes); beyond, box by box.
-MATRIX_LIMIT = 1024
-
-
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The ``(len(a), len(b))`` IoU matrix of two sets of ``xyxy`` boxes, in float32 as torchvision computes it."""
-    import numpy as np
-
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    width = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    height = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = width * height
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    with np.errstate(invalid="ignore", divide="ignore"):  # two empty boxes: 0 / 0, never over a threshold
-        return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, by decreasing score.
-
-    A box is dropped when its IoU with a better kept box is greater than ``iou_threshold``,
-    as ``torchvision.ops.nms`` does.
-    """
-    import numpy as np
-
-    boxes = np.asarray(boxes, np.float32)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    if len(order) > MATRIX_LIMIT:
-        return _nms_box_by_box(boxes, order, iou_threshold)
-    ordered = boxes[order]
-    overlaps = np.triu(pairwise_iou(ordered, ordered) > iou_threshold, k=1)  # row i: later boxes that i suppresses
-    suppressed = np.zeros(len(order), bool)
-    keep = []
-    for i in range(len(order)):
-        if not suppressed[i]:
-            keep.append(i)
-            suppressed |= overlaps[i]
-    return order[np.asarray(keep, np.int64)]
-
-
-def _nms_box_by_box(boxes: np.ndarray, order: np.ndarray, iou_threshold: float) -> np.ndarray:
-    import numpy as np
-
-    keep = []
-    while order.size:
-        best = order[0]
-        keep.append(best)
-        rest = order[1:]
-        order = rest[~(box_iou(boxes[best], boxes[rest]) > iou_threshold)]  # NaN (empty boxes) is not over
-    return np.asarray(keep, np.int64)
-
-
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """:func:`nms` within each class, as ``torchvision.ops.batched_nms``: boxes of different classes never
-    suppress each other. The kept indices are by decreasing score."""
-    import numpy as np
-
-    boxes, scores, class_ids = np.asarray(boxes, np.float32), np.asarray(scores), np.asarray(class_ids)
-    if len(boxes) <= MATRIX_LIMIT:  # one matrix: each class's boxes shifted apart, beyond any coordinate
-        span = float(boxes.max(initial=0.0) - boxes.min(initial=0.0)) + 1  # wider than any box, negative or not
-        offsets = (class_ids - class_ids.min(initial=0)).astype(np.float32) * span
-        return nms(boxes + offsets[:, None], scores, iou_threshold)
-    by_class = np.argsort(class_ids, kind="stable")
-    ordered = class_ids[by_class]
-    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1, len(ordered)]
-    kept = [members[nms(boxes[members], scores[members], iou_threshold)]
-            for members in (by_class[a:b] for a, b in itertools.pairwise(starts))]
-    kept_all = np.concatenate(kept) if kept else np.zeros(0, np.int64)
-    return kept_all[np.argsort(-scores[kept_all], kind="stable")]
-
-
-# -- decoding ----------------------------------------------------------------------------------
-
-
-def to_xyxy(boxes: np.ndarray, box_format: str) -> np.ndarray:
-    """Boxes ``(..., 4)`` in ``box_format`` as ``xyxy``."""
-    import numpy as np
-
-    boxes = np.asarray(boxes, np.float32)
-    if box_format == "xyxy":
-        return boxes
-    out = np.empty_like(boxes)
-    if box_format == "xywh":
-        out[..., :2] = boxes[..., :2]
-        out[..., 2:] = boxes[..., :2] + boxes[..., 2:]
-    else:
-        half = boxes[..., 2:] / 2
-        out[..., :2] = boxes[..., :2] - half
-        out[..., 2:] = boxes[..., :2] + half
-    return out
-
-
-def _activate(values: np.ndarray, activation: str) -> np.ndarray:
-    import numpy as np
-
-    values = np.asarray(values, np.float32)
-    if activation == "sigmoid":
-        return 1 / (1 + np.exp(-values))
-    if activation == "softmax":
-        from zoo.tasks.classification import softmax
-
-        return softmax(values)
-    return values
-
-
-def candidates(outputs: Mapping[str, np.ndarray], i: int, decode: Decode) -> tuple[np.ndarray, np.ndarray]:
-    """Image ``i``'s raw candidates: boxes ``(N, 4)`` in the decode's format and class scores ``(N, C)``."""
-    import numpy as np
-
-    if "predictions" in outputs or len(outputs) == 1:
-        rows = np.asarray(outputs.get("predictions", next(iter(outputs.values())))[i], np.float32)
-        if decode.transpose:
-            rows = rows.T
-        boxes, rest = rows[:, :4], rows[:, 4:]
-        if decode.objectness:
-            objectness = _activate(rest[:, :1], "sigmoid" if decode.activation != "none" else "none")
-            if rest.shape[1] == 1:  # a one-class head: the objectness is the score
-                return boxes, objectness
-            return boxes, _activate(rest[:, 1:], decode.activation) * objectness
-        return boxes, _activate(rest, decode.activation)
-    if "boxes" in outputs and "scores" in outputs:
-        boxes, scores = np.asarray(outputs["boxes"][i], np.float32), np.asarray(outputs["scores"][i], np.float32)
-        if decode.transpose:
-            boxes, scores = boxes.T, scores.T
-        boxes = boxes.reshape(-1, 4)
-        return boxes, _activate(_per_candidate(scores, len(boxes)), decode.activation)
-    raise ZooInputError(f"a raw detector's outputs are 'predictions', or 'boxes' and 'scores'; got {sorted(outputs)}: "
-                        f"map the graph's names with the spec's rename_outputs")
-
-
-def _per_candidate(scores: np.ndarray, count: int) -> np.ndarray:
-    """Class scores of ``count`` candidates as ``(count, classes)``: a 1-D score is one class; zero candidates keep
-    the classes' axis (``reshape(0, -1)`` cannot infer it)."""
-    if count:
-        return scores.reshape(count, -1)
-    return scores.reshape(0, scores.shape[-1] if scores.ndim > 1 else 1)
-
-
-def decode_raw(outputs: Mapping[str, np.ndarray], i: int, decode: Decode, *, score_threshold: float,
-               iou_threshold: float, max_detections: int, input_size: tuple[int, int]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes ``xyxy`` in input pixels, scores and class ids of image ``i``, after thresholding and NMS."""
-    import numpy as np
-
-    boxes, scores = candidates(outputs, i, decode)
-    first = 1 if decode.background else 0
-    classes = scores[:, first:]
-    if not classes.shape[1]:
-        classes = np.zeros((len(scores), 1), np.float32)
-    best_scores = classes.max(axis=1)  # a max over every candidate is cheap; an argmax only over those kept
-    kept = np.flatnonzero(best_scores >= score_threshold)
-    best = classes[kept].argmax(axis=1) + first
-    boxes = to_xyxy(boxes[kept], decode.boxes)
-    if decode.normalized:
-        boxes = boxes * np.array([input_size[1], input_size[0]] * 2, np.float32)
-    best_scores, best = best_scores[kept].astype(np.float32), best.astype(np.int64)
-    if decode.nms == "zoo":
-        chosen = nms(boxes, best_scores, iou_threshold) if decode.class_agnostic else batched_nms(
-            boxes, best_scores, best, iou_threshold)
-    else:
-        chosen = np.argsort(-best_scores, kind="stable")
-    chosen = chosen[:max_detections]
-    return boxes[chosen], best_scores[chosen], best[chosen]
 
 
 def postprocess(spec: ModelSpec, outputs: Mapping[str, np.ndarray], geometries: list[Geometry],
