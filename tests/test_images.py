@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import io
 import os
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageOps, JpegImagePlugin
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin
 
 skimage_data = pytest.importorskip("skimage.data")
 
+import zoo
 from zoo import images
 from zoo.errors import ZooError, ZooInputError
 
@@ -216,12 +228,231 @@ def test_a_jpeg_oriented_by_xmp_alone_is_turned_as_pillow_turns_it():
     assert np.array_equal(images.load(data), reference)
 
 
-def test_codec_lines_are_dropped_and_other_lines_kept_once_over_many_decodes(capfd):
+def test_codec_messages_stay_on_the_codec_threads_and_the_programs_own_lines_are_kept(capfd):
     damaged = bytearray(encode(Image.fromarray(RGB), "JPEG", quality=95))
     end = damaged.rfind(b"\xff\xd9")
-    damaged[end - 20:end - 20] = bytes(5)  # libjpeg warns on stderr and decodes
+    damaged[end - 20:end - 20] = bytes(5)  # libjpeg prints "Corrupt JPEG data" and decodes
+    broken = bytearray(PNG)
+    broken[len(broken) // 2] ^= 0xFF  # libpng prints "libpng error" and gives up
     for _ in range(3):
-        with images._codec_messages_hidden():
-            os.write(2, b"a line of the program's own\n")
-            images.decode(bytes(damaged), "odd.jpg")
-    assert capfd.readouterr().err == "a line of the program's own\n" * 3
+        os.write(2, b"libpng warning: a line of the program's own\n")
+        assert images.decode(bytes(damaged), "odd.jpg").shape == RGB.shape
+        with pytest.raises(ZooInputError, match=r"image broken.png is damaged or truncated \(.+\)"):
+            images.decode(bytes(broken), "broken.png")
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("", "libpng warning: a line of the program's own\n" * 3)
+
+
+def test_codecs_run_on_the_callers_thread_where_a_thread_cannot_have_files_of_its_own(monkeypatch):
+    from zoo import _codec_threads
+
+    def refused() -> None:
+        raise PermissionError(1, "Operation not permitted")  # as a seccomp profile that refuses unshare answers
+
+    monkeypatch.setattr(_codec_threads, "_unshare_file_table", refused)
+    threads = _codec_threads._CodecThreads()
+    if not threads.possible:
+        pytest.skip("codec threads need Linux")
+    assert threads.run(threading.get_ident, ())[1] == ""  # made on the thread that could not be set up
+    assert not threads.possible
+    assert threads.run(threading.get_ident, ()) == (threading.get_ident(), "")
+
+
+# -- issue 28: hostile images ------------------------------------------------------------------
+
+
+def chunk(kind: bytes, payload: bytes) -> bytes:
+    """A PNG chunk: length, type, payload, CRC."""
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_of_zeros(width: int, height: int) -> bytes:
+    """A grey PNG of ``width`` x ``height`` zeros: a few kilobytes for millions of pixels."""
+    return cv2.imencode(".png", np.zeros((height, width), np.uint8))[1].tobytes()
+
+
+def ico_holding(png: bytes) -> bytes:
+    """An .ico whose one entry says 16x16 and holds ``png``."""
+    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 22) + png
+
+
+def icns_holding(png: bytes) -> bytes:
+    """An .icns whose one entry is of the 128x128 type (ic07) and holds ``png``."""
+    entry = b"ic07" + struct.pack(">I", 8 + len(png)) + png
+    return b"icns" + struct.pack(">I", 8 + len(entry)) + entry
+
+
+def sun_raster_in_im_clothing(width: int, height: int) -> bytes:
+    """A Sun raster of ``width`` x ``height`` (what OpenCV reads) whose first bytes are also an IM header that Pillow
+    reads as 512x512: the raster's header ends the first IM line, and the IM lines go on in the pixel data."""
+    header = struct.pack(">8I", 0x59A66A95, width, height, 24, width * height * 3, 1, 0, 0)
+    assert b"\n" not in header and b":" not in header
+    im_lines = b": polyglot\nName: polyglot\n\x1a"
+    return header + im_lines + bytes(width * height * 3 - len(im_lines))
+
+
+def tiff_with_a_large_second_page(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16)).save(buffer, "TIFF", save_all=True, append_images=[Image.new("L", (width, height))])
+    return buffer.getvalue()
+
+
+def mpo_with_a_large_second_frame(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, "MPO", save_all=True, append_images=[Image.new("RGB", (width, height))])
+    return buffer.getvalue()
+
+
+def gif_with_a_large_second_frame(width: int, height: int) -> bytes:
+    """A GIF of a 16x16 screen whose second frame's descriptor says ``width`` x ``height`` (each frame's data is
+    one pixel: the size is what a decoder allocates by)."""
+    def frame(w: int, h: int) -> bytes:
+        return b"," + struct.pack("<HHHHB", 0, 0, w, h, 0) + b"\x02\x02\x44\x01\x00"  # LZW of one pixel
+
+    screen = struct.pack("<HHBBB", 16, 16, 0x80, 0, 0) + bytes(6)  # a global palette of two colours
+    return b"GIF89a" + screen + frame(1, 1) + frame(width, height) + b";"
+
+
+def apng_declaring_frames(count: int) -> bytes:
+    """A 16x16 PNG whose animation control chunk declares ``count`` frames."""
+    png = png_of_zeros(16, 16)
+    return png[:33] + chunk(b"acTL", struct.pack(">II", count, 0)) + png[33:]
+
+
+HOSTILE = {
+    "an .ico that says 16x16 and holds a 3000x3000 PNG": (lambda: ico_holding(png_of_zeros(3000, 3000)),
+                                                         r"3000x3000, 9,000,000 pixels, over the limit of 1,000,000"),
+    "an .icns entry of 128x128 that holds a 3000x3000 PNG": (lambda: icns_holding(png_of_zeros(3000, 3000)),
+                                                            r"3000x3000, 9,000,000 pixels, over the limit of 1,000,000"),
+    "a Sun raster of 1500x1000 that Pillow reads as an IM file of 512x512": (
+        lambda: sun_raster_in_im_clothing(1500, 1000), r"SUN.*IM.*two different images"),
+    "a TIFF whose second page is 1200x1000": (lambda: tiff_with_a_large_second_page(1200, 1000),
+                                              r"1200x1000, 1,200,000 pixels, over the limit of 1,000,000"),
+    "an MPO whose second frame is 1200x1000": (lambda: mpo_with_a_large_second_frame(1200, 1000),
+                                              r"1200x1000, 1,200,000 pixels, over the limit of 1,000,000"),
+    "a GIF whose second frame says 1200x1000": (lambda: gif_with_a_large_second_frame(1200, 1000),
+                                               r"1200x1000, 1,200,000 pixels, over the limit of 1,000,000"),
+    "an animated PNG that declares 100,000 frames": (lambda: apng_declaring_frames(100_000),
+                                                     r"100,000 frames, over the limit of"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_28_05_every_decoder_is_capped_before_it_allocates(monkeypatch, case):
+    build, message = HOSTILE[case]
+    data = build()
+    decodes = []
+    load, imdecode = ImageFile.ImageFile.load, cv2.imdecode
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decodes.append(self.format) or load(self))
+    monkeypatch.setattr(cv2, "imdecode", lambda *args: decodes.append("OpenCV") or imdecode(*args))
+    monkeypatch.setenv("ZOO_MAX_PIXELS", "1000000")
+    with pytest.raises(ZooInputError, match=message) as error:
+        images.decode(data, "hostile.img")
+    assert "hostile.img" in str(error.value)
+    assert decodes == [], f"decoded by {decodes} before being refused"
+    with pytest.raises(ZooInputError, match=message):  # the server's admission reads the same header
+        images._header(data, "hostile.img", None)
+
+
+def png_with_rows(width: int, height: int, rows: int) -> bytes:
+    """A grey PNG whose header says ``width`` x ``height`` and whose IDAT, a complete zlib stream, holds only the
+    first ``rows`` rows (each a filter byte and ``width`` pixels), followed by a valid IEND."""
+    pixels = b"".join(b"\x00" + bytes([(y + 1) % 256]) * width for y in range(rows))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(pixels)) + chunk(b"IEND", b"")
+
+
+def test_28_06_damaged_and_complete_files_are_told_apart(tmp_path):
+    assert images.load(png_with_rows(300, 400, 400)).shape == (400, 300, 3)
+    with pytest.raises(ZooInputError, match=r"image short.png is damaged"):
+        images.decode(png_with_rows(300, 400, 100), "short.png")  # not 300 rows of zeros
+    rng = random.Random(28)
+    progressive = encode(Image.fromarray(RGB), "JPEG", quality=90, progressive=True)
+    for jpeg in (JPEG, progressive):
+        alone = images.load(jpeg)
+        video = b"\x00\x00\x00\x18ftypmp42" + rng.randbytes(1000) + b"\xff\xda" + rng.randbytes(1000)
+        trailers = [video, b"\xff\xda\x00\x0c", b"\xff\xd9\xff\xda" + rng.randbytes(100), rng.randbytes(2_000_000)]
+        trailers += [rng.randbytes(rng.randrange(10, 100_000)) + b"\xff\xda" + rng.randbytes(50) for _ in range(10)]
+        for trailer in trailers:  # a motion photo: a complete JPEG, then a video
+            assert np.array_equal(images.load(jpeg + trailer), alone)
+        (tmp_path / "motion.jpg").write_bytes(jpeg + video)
+        assert np.array_equal(images.load(tmp_path / "motion.jpg"), alone)  # read from the mapped file
+        for cut in (jpeg[:-2], jpeg[: len(jpeg) * 2 // 3], jpeg[: len(jpeg) // 2] + b"\xff\xda" + bytes(100)):
+            with pytest.raises(ZooInputError, match="truncated JPEG"):
+                images.decode(cut, "cut.jpg")
+
+
+#: ``zoo serve`` with one more thread, which writes a numbered line to stderr every 20 ms; each line says when it
+#: was written and looks like a codec's line, which is exactly what must reach stderr unchanged.
+SERVE_WITH_A_TICKING_THREAD = """
+import os, sys, threading, time
+def tick():
+    for n in range(1, 10**6):
+        os.write(2, f"libpng warning: tick {n} at {time.time():.3f}\\n".encode())
+        time.sleep(0.02)
+threading.Thread(target=tick, daemon=True).start()
+from zoo.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+#: How the codecs' own lines begin: libpng, libjpeg, OpenCV's log.
+CODEC_LINE = re.compile(r"^(libpng (warning|error)|Corrupt JPEG|Premature end of JPEG|Invalid SOS|Unsupported marker|"
+                        r"Bogus |\[ ?(WARN|ERROR|INFO|DEBUG):)")
+
+
+def test_28_07_concurrent_decodes_in_the_server_leave_its_stderr_alone():
+    requests = pytest.importorskip("requests")
+    pytest.importorskip("uvicorn")
+    if "digits" not in zoo.list_models():
+        pytest.skip("the zoo-digits plugin is not installed")
+    gradient = np.add.outer(np.arange(1500, dtype=np.uint16), np.arange(2000, dtype=np.uint16))
+    big = cv2.imencode(".png", (gradient % 256).astype(np.uint8))[1].tobytes()  # 3 MP: decodes overlap
+    warning = bytearray(cv2.imencode(".jpg", cv2.resize(RGB, (1600, 1200)))[1].tobytes())
+    end = warning.rfind(b"\xff\xd9")
+    warning[end - 20:end - 20] = bytes(5)  # libjpeg prints "Corrupt JPEG data" and decodes it
+    broken = bytearray(big)
+    broken[len(broken) // 2] ^= 0xFF  # libpng prints "libpng error" and gives up
+    bodies = [big, bytes(warning), bytes(broken)]
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-c", SERVE_WITH_A_TICKING_THREAD, "serve", "digits", "--port",
+                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    arrived: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: arrived.extend((time.time(), line.decode(errors="replace"))
+                                                            for line in process.stderr), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "".join(line for _, line in arrived)
+            try:
+                if requests.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+            assert time.monotonic() < deadline, "not ready in 60 s"
+
+        def post(i: int) -> tuple[int, str]:
+            answer = requests.post(url + "/v1/models/digits/predict", data=bodies[i % 3],
+                                   headers={"Content-Type": "image/png"}, timeout=60)
+            return answer.status_code, answer.text
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, range(60)))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        reader.join(timeout=10)
+
+    assert [code for code, _ in answers[0::3]] == [200] * 20 and [code for code, _ in answers[1::3]] == [200] * 20
+    assert all(code == 422 and "is damaged or truncated" in text for code, text in answers[2::3])
+    ticks = [(when, re.fullmatch(r"libpng warning: tick (\d+) at ([\d.]+)\n", line)) for when, line in arrived]
+    numbers = [int(m.group(1)) for _, m in ticks if m]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) > 50  # none held back for good, none dropped
+    late = max(when - float(m.group(2)) for when, m in ticks if m)
+    assert late < 1.0, f"a line written to stderr by another thread arrived {late:.1f} s later"
+    others = [line for _, line in arrived if not re.fullmatch(r"libpng warning: tick \d+ at [\d.]+\n", line)]
+    assert not [line for line in others if CODEC_LINE.match(line)], "".join(others)

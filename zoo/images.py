@@ -5,52 +5,48 @@ numpy array (``uint8``, ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`
 order given by the caller, ``RGB`` unless said), or a PIL image. The result is always a
 ``(H, W, 3)`` ``uint8`` RGB array:
 
-* encoded images are decoded by OpenCV (fast) and, for what OpenCV cannot read, by Pillow;
-  the header is read first by Pillow, so that an image over the pixel cap (a decompression
-  bomb) is refused before any pixel is decoded: :data:`MAX_PIXELS`, or ``ZOO_MAX_PIXELS``.
-  A format whose header Pillow cannot read is refused, since its size cannot be checked;
-  the codecs' own warnings (libpng, libjpeg, OpenCV) are kept off the terminal;
+* JPEG, PNG and WebP are decoded by OpenCV (fast), every other format by Pillow. Before any
+  pixel is decoded, the headers are read: Pillow's, and for each frame a decoder may allocate
+  (an icon of an ICO or ICNS file, a TIFF page, an MPO frame, an animation frame) that frame's
+  own, as the decoder reads it. The largest frame must be within the pixel cap
+  (:data:`MAX_PIXELS`, or ``ZOO_MAX_PIXELS``: a decompression bomb is refused unread), and an
+  image has at most :data:`MAX_FRAMES` frames. A file that OpenCV and Pillow read as two
+  different images (a polyglot) is refused, and so is a format whose header Pillow cannot read;
+* the codecs run on codec threads (:mod:`zoo._codec_threads`), whose standard error is their
+  own (on Linux): what libpng, libjpeg or OpenCV print about a damaged file stays off the
+  terminal, is quoted in the error, and never holds back what the program's other threads write;
 * the EXIF orientation is applied in the same way to paths, bytes and PIL images (arrays
   carry none);
 * grey, grey+alpha, palette, RGBA (alpha dropped, as ``PIL.Image.convert("RGB")`` does),
   CMYK and 16-bit images (scaled to 8 bits) are converted;
-* a JPEG whose end marker is missing (a truncated download) is refused rather than
-  returned with a grey bottom half.
+* a JPEG whose last scan does not end with an end marker (a truncated download) is refused
+  rather than returned with a grey bottom half; data after a complete JPEG (a motion photo's
+  video) is left alone. A PNG whose pixel data stops short is refused as damaged.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import mmap
 import os
 import re
-import tempfile
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from zoo.errors import UsageError, ZooInputError
+from zoo import _codec_threads as codec_threads
+from zoo import _image_headers as headers
+from zoo._image_headers import MAX_FRAMES
+from zoo.errors import ZooInputError
+from zoo.settings import max_pixels
 
-#: Largest image, in pixels, that is decoded (100 megapixels); ``ZOO_MAX_PIXELS`` overrides it.
-MAX_PIXELS = 100_000_000
 CHANNEL_ORDERS = ("RGB", "BGR")
 _ORIENTATION_TAG = 0x0112
-
-
-def max_pixels() -> int:
-    """The pixel cap in force: ``ZOO_MAX_PIXELS`` (a number of pixels) or :data:`MAX_PIXELS`."""
-    value = os.environ.get("ZOO_MAX_PIXELS", "").strip().replace("_", "").replace(",", "")
-    if not value:
-        return MAX_PIXELS
-    if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"ZOO_MAX_PIXELS must be a positive whole number of pixels (e.g. 200000000), got "
-                         f"{os.environ['ZOO_MAX_PIXELS']!r}")
-    return int(value)
 
 
 def describe(source: Any) -> str:
@@ -132,119 +128,146 @@ def decode(data: bytes, name: str = "<bytes>", limit: int | None = None) -> np.n
 
     ``data`` may also be a read-only :class:`mmap.mmap` of the file.
     """
-    import cv2
-
     if not len(data):
         raise ZooInputError(f"image {name} is empty (0 bytes)")
-    header = _header(data, name, limit)
+    header = _read_header(data, name, limit)
     if header is None:
-        if bytes(data[:8]).startswith(_SIGNATURES):
-            raise ZooInputError(f"image {name} is damaged or truncated (its header cannot be read)")
-        start = data[:16].lstrip()
-        what = "an HTML page" if start[:1] == b"<" else f"a file that starts with {data[:12]!r}"
-        raise ZooInputError(f"image {name} is not an image format the zoo reads ({what}); JPEG, PNG, WebP, TIFF, "
-                            f"BMP and GIF are read, among others")
-    if header[1] in ("JPEG", "MPO") and _truncated_jpeg(data):
+        raise _not_readable(data, name)
+    fmt = _family(header.format)
+    if fmt not in _OPENCV_FRAMES:
+        return _decode_with_pillow(header.image, name, limit)
+    if fmt == "JPEG" and not headers.jpeg_complete(data):
         raise ZooInputError(f"image {name} is a truncated JPEG (its end marker is missing); download it again")
-    buffer = np.frombuffer(data, np.uint8)
-    with _codec_messages_hidden():
-        pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-    del buffer  # a view of a mapped file keeps it from closing
-    if pixels is None or pixels.ndim != 3:
-        return _decode_with_pillow(data, name, limit)
-    return _orient(pixels, header[2])
+    return _orient(_decode_with_opencv(data, name), header.orientation)
 
 
-def _truncated_jpeg(data: bytes) -> bool:
-    """Whether a scan (SOS marker) starts after the last end-of-image marker, or there is no end: the
-    file was cut. Searching forward from the end marker reads a few bytes, not the compressed data."""
-    end = data.rfind(b"\xff\xd9")
-    return data.find(b"\xff\xda", end + 2 if end >= 0 else 0) >= 0
-
+#: The formats OpenCV decodes (JPEG, with MPO; PNG, with APNG; WebP), named as :func:`headers.opencv_format` names
+#: them, and the reader of their frames as OpenCV reads them; Pillow decodes the other formats.
+_OPENCV_FRAMES = {"JPEG": headers.jpeg_frames, "PNG": headers.png_frames, "WEBP": headers.webp_frames}
 
 #: How the formats the zoo reads begin: such a file whose header cannot be read is damaged.
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 
-#: Lines the image codecs write to stderr themselves (libpng, libjpeg, libtiff, OpenCV's log).
-_CODEC_LINE = re.compile(rb"^(libpng (warning|error)|Corrupt JPEG|Premature end of JPEG|Invalid SOS|"
-                         rb"Unsupported marker|Bogus |TIFF|\[ ?(WARN|ERROR|INFO|DEBUG):)")
+
+def _family(fmt: str | None) -> str | None:
+    """A format as :func:`headers.opencv_format` names it, from Pillow's name (an MPO file is a JPEG to OpenCV)."""
+    return "JPEG" if fmt == "MPO" else fmt
 
 
-class _StderrFilter:
-    """While any decode runs, file descriptor 2 goes to a temporary file; then the codecs' lines
-    are dropped and everything else (another thread's output) is written to stderr after all.
-
-    The file is made once and emptied after each use: making one per decode cost a small
-    JPEG's decode a tenth of its time (``bench/bench_decode.py``).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved = -1
-        self._capture: Any = None
-
-    def enter(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                saved = -1
-                try:
-                    if self._capture is None:
-                        self._capture = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the process
-                    saved = os.dup(2)
-                    os.dup2(self._capture.fileno(), 2)
-                    self._saved = saved
-                except OSError:  # no temporary folder, or no stderr (a daemon): this decode runs as is
-                    if saved >= 0:
-                        os.close(saved)
-            self._depth += 1
-
-    def forked(self) -> None:
-        """In a child process: stderr back to where it was, and a capture file of its own (the parent's
-        is shared, offset included)."""
-        self._restore()
-        self._lock, self._depth, self._capture = threading.Lock(), 0, None
-
-    def _restore(self) -> None:
-        """File descriptor 2 back to what it was before the capture, if it is captured."""
-        if self._saved >= 0:
-            os.dup2(self._saved, 2)
-            os.close(self._saved)
-            self._saved = -1
-
-    def leave(self) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth or self._saved < 0:
-                return
-            self._restore()
-            if not os.fstat(self._capture.fileno()).st_size:
-                return
-            self._capture.seek(0)
-            written = self._capture.read()
-            self._capture.seek(0)
-            self._capture.truncate()
-        kept = b"".join(line for line in written.splitlines(keepends=True) if not _CODEC_LINE.match(line))
-        if kept:
-            os.write(2, kept)
+def _not_readable(data: bytes | mmap.mmap, name: str) -> ZooInputError:
+    """The error for a file whose header Pillow cannot read: a damaged image, or no image at all."""
+    if bytes(data[:8]).startswith(_SIGNATURES):
+        return ZooInputError(f"image {name} is damaged or truncated (its header cannot be read)")
+    start = data[:16].lstrip()
+    what = "an HTML page" if start[:1] == b"<" else f"a file that starts with {data[:12]!r}"
+    return ZooInputError(f"image {name} is not an image format the zoo reads ({what}); JPEG, PNG, WebP, TIFF, BMP and "
+                         f"GIF are read, among others")
 
 
-_stderr_filter = _StderrFilter()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_stderr_filter.forked)
+def _decode_with_opencv(data: bytes | mmap.mmap, name: str) -> np.ndarray:
+    """Pixels decoded by OpenCV on a codec thread. A file it cannot decode is damaged (what the codec said is quoted),
+    and is not handed to Pillow, which would return a PNG's missing rows as zeros."""
+    buffer = np.frombuffer(data, np.uint8)
+    pixels, printed = codec_threads.run(_opencv_decode, buffer)
+    del buffer  # a view of a mapped file keeps it from closing
+    if pixels is None:
+        raise _damaged(name, printed)
+    return pixels
 
 
-@contextmanager
-def _codec_messages_hidden() -> Iterator[None]:
-    _stderr_filter.enter()
+def _opencv_decode(buffer: np.ndarray) -> np.ndarray | None:
+    """OpenCV's RGB pixels of an encoded image, unrotated (None: it cannot decode them)."""
+    import cv2
+
     try:
-        yield
-    finally:
-        _stderr_filter.leave()
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:  # past OpenCV's own limits (OPENCV_IO_MAX_IMAGE_PIXELS), which ZOO_MAX_PIXELS may exceed
+        return None
+    return pixels if pixels is not None and pixels.ndim == 3 else None
+
+
+def _decode_with_pillow(image: Any, name: str, limit: int | None) -> np.ndarray:
+    """Pixels of the first frame of an image whose header Pillow has read, decoded on a codec thread."""
+    try:
+        codec_threads.run(_load_quietly, image)
+    except Exception as error:  # noqa: BLE001 - any failure to decode is the input's fault
+        raise _damaged(name, f"{type(error).__name__}: {error}") from None
+    return _from_pil(image, name, limit)
+
+
+def _load_quietly(image: Any) -> None:
+    """Decode a Pillow image's first frame, its warnings ignored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if image.tell():
+            image.seek(0)  # TIFF pages were walked by their headers
+        image.load()
+
+
+#: OpenCV's log prefix ("[ WARN:0@0.045] global grfmt_png.cpp:793 readFromStreamOrBuffer "), left out when quoted.
+_LOG_PREFIX = re.compile(r"^\[ ?[A-Z]+:[^\]]*\] (global )?\S+ \S+ ")
+
+
+def _damaged(name: str, said: str) -> ZooInputError:
+    """The error for a file its decoder gave up on, quoting the last thing the codec said about it."""
+    lines = [_LOG_PREFIX.sub("", line).strip() for line in said.splitlines() if line.strip()]
+    why = f" ({lines[-1][:200]})" if lines else ""
+    return ZooInputError(f"image {name} is damaged or truncated{why}; download or export it again")
+
+
+class _Header(NamedTuple):
+    """What the headers of an encoded image say, before any pixel is decoded."""
+
+    size: tuple[int, int]  # the largest frame's (width, height)
+    format: str  # as Pillow names it
+    orientation: int  # EXIF, 1..8
+    image: Any  # Pillow's image, its header read
 
 
 def _header(data: bytes | mmap.mmap, name: str, limit: int | None) -> tuple[tuple[int, int], str, int] | None:
-    """Size, format and EXIF orientation from the header, without decoding pixels (None: unknown to Pillow)."""
+    """The size of the largest frame, the format and the EXIF orientation, every check of :func:`_read_header` made
+    (None: a format unknown to Pillow)."""
+    header = _read_header(data, name, limit)
+    return None if header is None else (header.size, header.format, header.orientation)
+
+
+def _read_header(data: bytes | mmap.mmap, name: str, limit: int | None) -> _Header | None:
+    """Read the headers, decoding no pixel, and check them (None: a format unknown to Pillow).
+
+    First the frames read without Pillow: those of the formats OpenCV decodes, as it reads them, and the icons of an
+    .ico (Pillow decodes the one it picks as it opens the file). Then Pillow's header: Pillow must read the file as
+    OpenCV does (:func:`_check_one_reading`); for the formats Pillow decodes, every frame it may allocate is read
+    (:func:`_frames`). The largest frame must be within the pixel cap, and there may be :data:`MAX_FRAMES` at most.
+    """
+    from PIL import Image
+
+    opencv = headers.opencv_format(data)
+    try:
+        early = _OPENCV_FRAMES[opencv](data) if opencv in _OPENCV_FRAMES else _icons(data)
+        if early is not None:
+            _check_frames(early, name, limit)
+        image = _opened(data)
+        if image is None:
+            return None
+        _check_one_reading(opencv, early, image, name)
+        orientation, first = _orientation(data, image), image.size
+        frames = (early or _frames(data, image)).including(first)
+        _check_frames(frames, name, limit)
+    except Image.DecompressionBombError as error:  # over Pillow's own cap, which may be below ours
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ZooInputError(f"image {name} has {pixels}, over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} "
+                            f"(PIL.Image.MAX_IMAGE_PIXELS), which the zoo also keeps") from None
+    return _Header(frames.largest, image.format or "", orientation, image)
+
+
+def _icons(data: bytes | mmap.mmap) -> headers.Frames | None:
+    """The icons of an .ico file, each by its own header (None: not an .ico)."""
+    return headers.ico_frames(data) if bytes(data[:4]) == b"\x00\x00\x01\x00" else None
+
+
+def _opened(data: bytes | mmap.mmap) -> Any:
+    """The Pillow image of ``data``, its header read (None: no plugin of Pillow's reads it)."""
     from PIL import Image
 
     if isinstance(data, mmap.mmap):
@@ -252,65 +275,90 @@ def _header(data: bytes | mmap.mmap, name: str, limit: int | None) -> tuple[tupl
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(data if isinstance(data, mmap.mmap) else io.BytesIO(data))
-            size, fmt = image.size, image.format or ""
-            if fmt == "PNG" and "exif" not in image.info:  # Pillow's getexif would decode the pixels to look further
-                exif = Image.Exif()
-                exif.load(_png_exif_after_pixels(data))
-                orientation = int(exif.get(_ORIENTATION_TAG, 1) or 1)
-            elif fmt in ("JPEG", "MPO") and not {"exif", "xmp"} & set(image.info):  # no EXIF nor XMP: upright
-                orientation = 1
-            else:
-                orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except Image.DecompressionBombError as error:  # over Pillow's own cap, which may be below ours
-        found = re.search(r"\((\d+) pixels\)", str(error))
-        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        raise ZooInputError(f"image {name} has {pixels}, over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} "
-                            f"(PIL.Image.MAX_IMAGE_PIXELS), which the zoo also keeps") from None
+            return Image.open(data if isinstance(data, mmap.mmap) else io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise
     except Exception:  # noqa: BLE001 - Pillow raises many types for what it cannot parse
         return None
-    _check_size(size, name, limit)
-    return size, fmt, orientation
 
 
-def _png_exif_after_pixels(data: bytes) -> bytes:
-    """The payload of a PNG's eXIf chunk placed after its pixel data (``b""``: none), found by walking the chunks'
-    headers (length, type) without decompressing anything."""
-    position = 8  # after the signature
-    while position + 8 <= len(data):
-        length, kind = int.from_bytes(data[position:position + 4], "big"), data[position + 4:position + 8]
-        if kind == b"eXIf":
-            return data[position + 8:position + 8 + length]
-        if kind == b"IEND":
-            break
-        position += 12 + length  # length, type, data, CRC
-    return b""
-
-
-def _check_size(size: tuple[int, int], name: str, limit: int | None) -> None:
-    cap = max_pixels() if limit is None else limit
-    pixels = size[0] * size[1]
-    if pixels > cap:
-        raise ZooInputError(
-            f"image {name} is {size[0]}x{size[1]}, {pixels:,} pixels, over the limit of {cap:,} (ZOO_MAX_PIXELS); "
-            f"if you trust it, raise ZOO_MAX_PIXELS"
-        )
-
-
-def _decode_with_pillow(data: bytes | mmap.mmap, name: str, limit: int | None) -> np.ndarray:
+def _orientation(data: bytes | mmap.mmap, image: Any) -> int:
+    """The EXIF orientation, 1..8, read without decoding pixels."""
     from PIL import Image
 
+    fmt = image.format
+    if fmt == "PNG" and "exif" not in image.info:  # Pillow's getexif would decode the pixels to look further
+        exif = Image.Exif()
+        exif.load(headers.png_exif(data))
+        return int(exif.get(_ORIENTATION_TAG, 1) or 1)
+    if fmt in ("JPEG", "MPO") and not {"exif", "xmp"} & set(image.info):  # no EXIF nor XMP: upright
+        return 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(bytes(data)))
-            _check_size(image.size, name, limit)
-            image.load()
-    except ZooInputError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any failure to decode is the input's fault
-        raise ZooInputError(f"image {name} is damaged or truncated ({type(error).__name__}: {error})") from None
-    return _from_pil(image, name, limit)
+            return int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Exception:  # noqa: BLE001 - damaged metadata: the decoder decides about the rest
+        return 1
+
+
+#: Frame readers of the formats Pillow decodes that have more frames than its header tells of, by Pillow's names.
+_FRAME_READERS = {"GIF": headers.gif_frames, "ICNS": headers.icns_frames}
+
+
+def _frames(data: bytes | mmap.mmap, image: Any) -> headers.Frames:
+    """Every frame Pillow may allocate: TIFF pages by its own seek (which reads their headers only), GIF and ICNS
+    frames by their own headers, and for the other formats the one its header tells of."""
+    if image.format == "TIFF":
+        return headers.frames_of(_seek_sizes(image))
+    reader = _FRAME_READERS.get(image.format)
+    return reader(data) if reader else headers.frames_of([image.size])
+
+
+def _seek_sizes(image: Any) -> Iterator[tuple[int, int]]:
+    """The size of each frame of a Pillow image, by seeking to it."""
+    from PIL import Image
+
+    for index in itertools.count():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image.seek(index)
+        except Image.DecompressionBombError:
+            raise
+        except Exception:  # noqa: BLE001 - EOFError past the last frame; a damaged frame is not decoded either
+            return
+        yield image.size
+
+
+def _check_one_reading(opencv: str | None, frames: headers.Frames | None, image: Any, name: str) -> None:
+    """Refuse a file that OpenCV takes for another format than Pillow does, or (for the formats OpenCV decodes) whose
+    first frame OpenCV reads at another size than Pillow: the size checked is the size the decoder allocates."""
+    pillow = _family(image.format)
+    if opencv is not None and opencv != pillow:
+        raise ZooInputError(f"image {name} is read as {opencv} by OpenCV and as {pillow} by Pillow, two different "
+                            f"images in one file, which the zoo refuses; if you trust it, re-save it as PNG")
+    if opencv in _OPENCV_FRAMES and frames is not None and frames.first != image.size:
+        (w, h), (pw, ph) = frames.first, image.size
+        raise ZooInputError(f"image {name} is {w}x{h} to OpenCV and {pw}x{ph} to Pillow, two different images in one "
+                            f"file, which the zoo refuses; if you trust it, re-save it as PNG")
+
+
+def _check_frames(frames: headers.Frames, name: str, limit: int | None) -> None:
+    """Refuse an image with more than :data:`MAX_FRAMES` frames, or whose largest frame is over the pixel cap."""
+    if frames.count > MAX_FRAMES:
+        raise ZooInputError(f"image {name} has at least {frames.count:,} frames, over the limit of {MAX_FRAMES:,} "
+                            f"(the zoo decodes one); save the frame you need as PNG")
+    _check_size(frames.largest, name, limit, frames.count)
+
+
+def _check_size(size: tuple[int, int], name: str, limit: int | None, frames: int = 1) -> None:
+    """Refuse an image of more pixels than the cap: ``limit``, else ``ZOO_MAX_PIXELS``, else :data:`MAX_PIXELS`."""
+    cap = max_pixels() if limit is None else limit
+    pixels = size[0] * size[1]
+    if pixels > cap:
+        what = f"is {size[0]}x{size[1]}" if frames == 1 else f"has a frame of {size[0]}x{size[1]}"
+        raise ZooInputError(f"image {name} {what}, {pixels:,} pixels, over the limit of {cap:,} (ZOO_MAX_PIXELS); "
+                            f"if you trust it, raise ZOO_MAX_PIXELS")
 
 
 def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
