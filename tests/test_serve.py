@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import pytest
@@ -154,6 +155,7 @@ def test_predict_answers_what_the_library_predicts_from_a_body_or_a_multipart_fi
     ("/v1/models/digits/predict", b"\0" * 300_001, "image/png", 413, "TooLarge", "at most 300,000"),
     ("/v1/models/digits/predict", b"{}", "application/json", 415, "UnsupportedMediaType", "Content-Type image/*"),
     ("/v1/models/digits/predict?colour=red", b"x", "image/png", 400, "UsageError", "takes topk=5"),
+    ("/v1/models/digits/predict?topk=2.5", b"x", "image/png", 400, "UsageError", "option 'topk' must be a whole"),
     ("/v1/models/%2E%2E/predict", b"x", "image/png", 404, "UnknownModelError", "unknown model '..'"),
     ("/v1/models/..%2F..%2Fetc%2Fpasswd/predict", b"x", "image/png", 404, "NotFound", "/openapi.json lists"),
 ])
@@ -409,3 +411,281 @@ def test_the_page_in_a_real_browser_shows_the_apis_top_label_and_saves_the_readm
     assert screenshot[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("ZOO_UPDATE_PICTURES"):  # the README's picture of the page
         (Path(__file__).resolve().parents[1] / "docs" / "pictures" / "serve.png").write_bytes(screenshot)
+
+
+# -- issue 28: hostile clients -------------------------------------------------------------------
+
+
+def stalled(url: str, count: int) -> list[socket.socket]:
+    """``count`` connections that each send a predict's headers (a 1,000-byte body announced) and 10 bytes of the
+    body, then nothing."""
+    host, port = url.removeprefix("http://").split(":")
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection((host, int(port)), timeout=30)
+        sock.sendall(b"POST /v1/models/digits/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 1000\r\n\r\n" + b"\x89PNG\r\n\x1a\n\0\0")
+        sockets.append(sock)
+    return sockets
+
+
+def status_line(sock: socket.socket) -> tuple[int, str]:
+    """The status and the body of the answer on ``sock`` (read until the server closes it)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body.decode(errors="replace")
+
+
+def test_28_01_stalled_bodies_hold_no_model_slot_and_are_408_after_the_body_timeout(tmp_path, library):
+    png = digit_pngs(1)[0]
+    want = library.predict(png).to_dict()
+    with serving(tmp_path, "digits", "--max-queue", "4", "--body-timeout", "3", "--max-receiving", "8",
+                 env={"ZOO_CACHE_DIR": str(tmp_path / "c")}) as server:
+        start = time.monotonic()
+        slow = stalled(server.url, 6)  # more than --max-queue: before issue 28 they held every slot of the model
+        time.sleep(0.3)
+        answer = server.post("/v1/models/digits/predict", png)
+        assert answer.status_code == 200 and answer.json()["result"] == want, answer.text
+        assert time.monotonic() - start < 2.5  # at once: not after the stalled bodies ran out of time
+        slow += stalled(server.url, 2)  # now --max-receiving bodies are being received
+        time.sleep(0.3)
+        busy = server.post("/v1/models/digits/predict", png)
+        assert busy.status_code == 503 and "--max-receiving" in busy.json()["error"]["message"], busy.text
+        while (answer := server.post("/v1/models/digits/predict", png)).status_code != 200:  # retried as told
+            assert answer.status_code == 503 and time.monotonic() - start < 3 + 0.3 + 3 + 3, answer.text
+            time.sleep(0.1)
+        assert answer.json()["result"] == want
+        for sock in slow:  # each stalled body: 408 once its time ran out, and the connection closed
+            status, body = status_line(sock)
+            assert status == 408 and '"BodyTimeout"' in body and "--body-timeout" in body, body
+        assert time.monotonic() - start < 3 + 0.3 + 3 + 3
+        text = server.get("/metrics").text
+        assert 'zoo_errors_total{kind="BodyTimeout"} 8.0' in text
+        assert 'zoo_queue_depth{model="digits"} 0.0' in text
+
+
+@pytest.fixture(scope="module")
+def huge_png() -> bytes:
+    """A PNG of 10,000 x 10,000 pixels of one grey (about 120 KB): 100 megapixels, 300 MB once decoded to RGB."""
+    return cv2.imencode(".png", np.full((10_000, 10_000), 255, np.uint8))[1].tobytes()
+
+
+class PeakRss:
+    """Samples a process's VmRSS every 10 ms while in the block; kills it past ``kill_mib`` (to keep a server without
+    a pixel budget from taking the machine)."""
+
+    def __init__(self, server: Server, kill_mib: int) -> None:
+        self.server, self.kill_mib, self.peak_mib, self.killed = server, kill_mib, 0, False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, self.server.rss_kib() // 1024)
+            if self.peak_mib > self.kill_mib:
+                self.killed = True
+                self.server.process.kill()
+                return
+            time.sleep(0.01)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_28_02_a_burst_of_100_megapixel_images_stays_under_the_pixel_budget_and_memory_returns(tmp_path, library,
+                                                                                               huge_png):
+    from zoo.serve import Settings
+    from zoo.serve.admission import PEAK_BYTES_PER_PIXEL
+
+    png = digit_pngs(1)[0]
+    want = library.predict(png).to_dict()
+    with serving(tmp_path, "digits", "--timeout", "15", env={"ZOO_CACHE_DIR": str(tmp_path / "c")}) as server:
+        for _ in range(3):
+            server.post("/v1/models/digits/predict", png)
+        before = server.rss_kib() // 1024
+        bound = before + PEAK_BYTES_PER_PIXEL * Settings().max_pixels_in_flight // 2 ** 20  # the README's
+
+        def one(i: int) -> tuple[int, str]:
+            path = "/v1/models/digits/predict" + ("?annotate=true" if i % 4 == 0 else "")
+            try:
+                answer = requests.post(server.url + path, data=huge_png, headers={"Content-Type": "image/png"},
+                                       timeout=120)
+            except requests.ConnectionError as error:  # the server was killed past twice the bound
+                return 0, str(error)
+            return answer.status_code, answer.text[:300] if answer.status_code != 200 else ""
+
+        start = time.monotonic()
+        with PeakRss(server, 2 * bound) as rss, ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(one, range(16)))
+        assert not rss.killed, f"the server passed {2 * bound} MiB and was killed: {answers}"
+        assert time.monotonic() - start < 90
+        assert all(status == 200 or (status == 503 and "--max-pixels-in-flight" in text)
+                   for status, text in answers), answers
+        assert sum(status == 200 for status, _ in answers) >= 2, answers  # some were answered, in turn
+        peak = int(next(line.split()[1] for line in Path(f"/proc/{server.process.pid}/status").read_text()
+                        .splitlines() if line.startswith("VmHWM:"))) // 1024
+        assert peak < bound, f"peak RSS {peak} MiB (sampled {rss.peak_mib}), from {before} MiB; bound {bound} MiB"
+        time.sleep(1)
+        after = server.rss_kib() // 1024
+        assert after < before + 100, f"{after} MiB after the burst, {before} MiB before"  # memory returned
+        answer = server.post("/v1/models/digits/predict", png)
+        assert answer.status_code == 200 and answer.json()["result"] == want
+
+
+def test_28_02_the_pixel_budget_admits_in_turn_refuses_after_its_wait_and_leaks_nothing():
+    from zoo.serve.admission import Busy, PixelBudget
+
+    async def held(budget: PixelBudget, pixels: int, gate: asyncio.Event, order: list[int]) -> None:
+        async with budget.hold(pixels):
+            order.append(pixels)
+            await gate.wait()
+
+    async def in_turn() -> None:
+        budget, order, gates = PixelBudget(100, wait=5), [], [asyncio.Event() for _ in range(3)]
+        tasks = []
+        for pixels, gate in zip((60, 50, 30), gates):  # 50 does not fit beside 60; 30 would, but waits its turn
+            tasks.append(asyncio.ensure_future(held(budget, pixels, gate, order)))
+            await asyncio.sleep(0.01)
+        assert order == [60] and budget.in_flight == 60
+        gates[0].set()
+        await tasks[0]
+        await asyncio.sleep(0.01)
+        assert order == [60, 50, 30] and budget.in_flight == 80
+        for gate in gates:
+            gate.set()
+        await asyncio.gather(*tasks)
+        assert budget.in_flight == 0
+
+    async def refused_after_the_wait() -> None:
+        budget, order, gate = PixelBudget(100, wait=0.1), [], asyncio.Event()
+        holder = asyncio.ensure_future(held(budget, 60, gate, order))
+        await asyncio.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(Busy, match="--max-pixels-in-flight"):
+            await held(budget, 60, gate, order)
+        assert 0.1 <= time.monotonic() - start < 1 and budget.in_flight == 60 and not budget._waiting
+        gate.set()
+        await holder
+        with pytest.raises(ValueError, match="never fit"):  # the caller answers 413 first
+            await held(budget, 101, gate, order)
+
+    async def cancelled() -> None:  # clients gone while they wait or hold leave no pixels behind
+        budget, order, tasks = PixelBudget(100, wait=5), [], []
+        for pixels in (50, 60, 40):
+            tasks.append(asyncio.ensure_future(held(budget, pixels, asyncio.Event(), order)))
+            await asyncio.sleep(0.01)
+        assert order == [50]
+        tasks[1].cancel()  # the first in line leaves: the one behind it fits, and goes in
+        await asyncio.sleep(0.01)
+        assert order == [50, 40] and budget.in_flight == 90
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert budget.in_flight == 0 and not budget._waiting
+
+    for scenario in (in_turn, refused_after_the_wait, cancelled):
+        asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
+def test_28_02_pixels_are_read_from_the_header_and_an_image_over_the_whole_budget_is_413(huge_png, monkeypatch):
+    from zoo.errors import ZooInputError
+    from zoo.serve.app import HTTPError, _pixels
+
+    assert _pixels(huge_png, "(request body)", 100_000_000) == 100_000_000
+    assert _pixels(b"<html>not an image</html>", "(request body)", 100) == 0  # decode refuses it, unread
+    with pytest.raises(HTTPError) as refused:
+        _pixels(huge_png, "(request body)", 50_000_000)
+    assert refused.value.status == 413 and "--max-pixels-in-flight" in refused.value.message
+    monkeypatch.setenv("ZOO_MAX_PIXELS", "1000000")
+    with pytest.raises(ZooInputError, match="ZOO_MAX_PIXELS"):  # 422, as decode would say
+        _pixels(huge_png, "(request body)", 100_000_000)
+
+
+def raw_post(url: str, target: str, body: bytes) -> tuple[int, dict]:
+    """POST ``target`` as it is (not percent-encoded, as a hostile client sends it), the whole request in one write;
+    the status and the JSON answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(body)}"
+                     f"\r\nConnection: close\r\n\r\n".encode() + body)
+        status, text = status_line(sock)
+    return status, json.loads(text)
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "[" * 100_000])  # past int()'s digits; past json's recursion
+def test_28_03_option_text_of_any_length_or_depth_is_400_naming_the_option_and_its_type(digits, library, text):
+    png = digit_pngs(1)[0]
+    status, answer = raw_post(digits.url, f"/v1/models/digits/predict?topk={text}", png)
+    assert status == 400, answer
+    error = answer["error"]
+    assert error["kind"] == "UsageError" and "option 'topk' must be a whole number" in error["message"], error
+    assert len(error["message"]) < 300  # the text is shortened in the message
+    assert digits.post("/v1/models/digits/predict", png).json()["result"] == library.predict(png).to_dict()
+
+
+def test_28_04_a_model_named_at_start_that_cannot_load_stops_the_server_with_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("a file where the cache's folder should be")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "digits", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "ZOO_CACHE_DIR": str(tmp_path / "file" / "cache")})
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the server kept running with a model it cannot load: {err[-2000:]}")
+    assert process.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("zoo: error: model 'digits'") and "--on-demand" in last, err
+    assert "cannot write to the cache" in last and "point it at a writable folder" in last, err  # the cause, and what to do
+    assert "Traceback" not in out + err, err
+
+
+def test_28_04_a_model_loaded_on_demand_that_cannot_load_keeps_its_per_request_error(tmp_path):
+    (tmp_path / "file").write_text("a file where the cache's folder should be")
+    with serving(tmp_path, "--on-demand", env={"ZOO_CACHE_DIR": str(tmp_path / "file" / "cache")}) as server:
+        for _ in range(2):
+            answer = server.post("/v1/models/digits/predict", digit_pngs(1)[0])
+            assert answer.status_code == 500 and answer.json()["error"]["kind"] == "NotWritableError", answer.text
+        assert server.get("/healthz").status_code == 200
+
+
+def test_28_04_with_a_token_the_favicon_is_public_and_the_pages_first_predict_after_the_token_is_sent(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    png = digit_pngs(8)[7]
+    photo = tmp_path / "seven.png"
+    photo.write_bytes(png)
+    with serving(tmp_path, "digits", env={"ZOO_SERVE_TOKEN": "s3cret", "ZOO_CACHE_DIR": str(tmp_path / "c")}) as server:
+        icon = server.get("/favicon.ico")
+        assert icon.status_code in (200, 204), icon.text
+        label = server.post("/v1/models/digits/predict", png, headers={"Authorization": "Bearer s3cret"}).json()
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium(), headless=True, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                sent, said = [], []
+                page.on("request", lambda r: sent.append(r.url) if "/v1/" in r.url else None)
+                page.on("console", lambda message: said.append(message.text))
+                page.goto(server.url + "/")
+                page.wait_for_selector("#token-row", state="visible")  # the model list answered 401
+                page.set_input_files("#image", str(photo))
+                page.fill("#token", "s3cret")
+                page.click("#run")  # once: the token's change event and the click come together, as for a user
+                try:
+                    page.wait_for_selector("#bars li", timeout=30_000)
+                except sync_api.TimeoutError:
+                    pytest.fail(f"no result shown: status {page.text_content('#status')!r}, requests {sent}, "
+                                f"console {said}")
+                shown = page.text_content("#bars li .label")
+            finally:
+                browser.close()
+        assert shown == label["result"]["label"] and sum("/predict" in url for url in sent) == 1, sent

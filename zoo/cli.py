@@ -735,14 +735,15 @@ SERVE_DEFAULTS: dict[str, Any] = {"max_batch_size": 8, "max_wait_ms": 2.0}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from zoo.model import check_count
+    from zoo._fields import check_count
 
     for flag, value in (("--max-batch-size", args.max_batch_size), ("--max-queue", args.max_queue),
-                        ("--max-body", args.max_body)):
+                        ("--max-body", args.max_body), ("--max-receiving", args.max_receiving),
+                        ("--max-pixels-in-flight", args.max_pixels_in_flight)):
         check_count(flag, value)
     check_count("--threads", args.threads, optional=True)
-    if args.max_wait_ms < 0 or args.timeout <= 0:
-        raise UsageError("--max-wait-ms must be at least 0 and --timeout more than 0")
+    if args.max_wait_ms < 0 or args.timeout <= 0 or args.body_timeout <= 0:
+        raise UsageError("--max-wait-ms must be at least 0, and --timeout and --body-timeout more than 0")
     if not args.names and not args.on_demand:
         raise UsageError("name the models to serve (zoo serve resnet50 digits), or pass --on-demand")
     registry = default_registry()
@@ -756,7 +757,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("zoo").warning("serving on %s without --token: anyone who reaches it can use it", args.host)
     settings = serve.Settings(models=names, on_demand=args.on_demand, max_batch_size=args.max_batch_size,
                               max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body=args.max_body,
-                              timeout=args.timeout, token=args.token, runtime=args.runtime, threads=args.threads)
+                              timeout=args.timeout, token=args.token, runtime=args.runtime, threads=args.threads,
+                              body_timeout=args.body_timeout, max_receiving=args.max_receiving,
+                              max_pixels_in_flight=args.max_pixels_in_flight)
     serve.run(settings, host=args.host, port=args.port)
     return 0
 
@@ -1076,12 +1079,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wait-ms", type=float, default=SERVE_DEFAULTS["max_wait_ms"], metavar="MS",
                    help=f"how long a request waits for others to batch with (default {SERVE_DEFAULTS['max_wait_ms']:g})")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",
-                   help="requests a model takes at once (read, waiting or running); the next is answered 503 at "
-                        "once (default 64)")
+                   help="requests a model holds once their body is in (decoding, waiting or running); the next is "
+                        "answered 503 at once, before its body is read (default 64)")
     p.add_argument("--max-body", type=int, default=20 * 1024 * 1024, metavar="BYTES",
                    help="largest request body, else 413 (default 20 MiB)")
+    p.add_argument("--max-receiving", type=int, default=32, metavar="N",
+                   help="request bodies received at once, for all models; the next is answered 503 at once "
+                        "(default 32)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
+                   help="most time a request body may take to arrive; past it the answer is 408 and the connection "
+                        "is closed, freeing its place (default 30 s)")
+    p.add_argument("--max-pixels-in-flight", type=int, default=100_000_000, metavar="PIXELS",
+                   help="decoded pixels held at once by all requests, read from each image's header before it is "
+                        "decoded: a request that does not fit waits up to --timeout, then is answered 503; an image "
+                        "larger than this is 413 (default 100000000, 100 megapixels: memory peaks at most 1.1 GiB "
+                        "over the server's size at rest)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                   help="answer 504 when a prediction takes longer (default 30 s)")
+                   help="answer 504 when a prediction takes longer, 503 when a model loads or an image waits for "
+                        "pixels longer (default 30 s)")
     p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
                    help="inference engine (default onnxruntime)")
     p.add_argument("--threads", type=int, metavar="N", help="threads per model run (default: the runtime's)")

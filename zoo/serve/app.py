@@ -28,8 +28,9 @@ from zoo import images
 from zoo.errors import AmbiguousModelError, UnknownModelError, UsageError, ZooError, ZooInputError
 from zoo.registry import default_registry
 from zoo.results import jsonable
-from zoo.serve.batcher import Batcher, Busy
-from zoo.tasks import merge_options, option_from_text
+from zoo.serve.admission import Busy, PixelBudget, Slots
+from zoo.serve.batcher import Batcher
+from zoo.tasks import merge_options, options_from_text
 
 log = logging.getLogger("zoo.serve")
 
@@ -48,9 +49,16 @@ class Settings:
     max_queue: int = 64
     max_body: int = 20 * 1024 * 1024
     timeout: float = 30.0
+    body_timeout: float = 30.0
+    max_receiving: int = 32
+    max_pixels_in_flight: int = 100_000_000
     token: str | None = None
     runtime: str = "onnxruntime"
     threads: int | None = None
+
+
+class ModelLoadError(ZooError, RuntimeError):
+    """A model named at start cannot be loaded: the server stops, and ``zoo serve`` ends with this error."""
 
 
 class HTTPError(Exception):
@@ -77,18 +85,33 @@ class Metrics:
                                buckets=(1, 2, 4, 8, 16, 32, 64))
         self.queue = Gauge("zoo_queue_depth", "Requests admitted for a model and not answered yet", ["model"],
                            registry=self.registry)
+        self.receiving = Gauge("zoo_bodies_receiving", "Request bodies being received (--max-receiving)",
+                               registry=self.registry)
+        self.pixels = Gauge("zoo_pixels_in_flight", "Decoded pixels held by requests (--max-pixels-in-flight)",
+                            registry=self.registry)
 
 
 class Server:
-    """The models served, loaded at start (``settings.models``) or on first request (``on_demand``)."""
+    """The models served, loaded at start (``settings.models``) or on first request (``on_demand``), and the
+    server-wide bounds on what is let in (:mod:`zoo.serve.admission`).
 
-    def __init__(self, settings: Settings, load: Callable[..., Any] = zoo.get) -> None:
+    ``stop()``, if given, is called when a model named at start cannot be loaded (``failure`` says why);
+    without it the server keeps answering, and ``/readyz`` reports the failure.
+    """
+
+    def __init__(self, settings: Settings, load: Callable[..., Any] = zoo.get,
+                 stop: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.load = load
+        self.stop = stop
         self.metrics = Metrics()
         self.batchers: dict[str, Batcher] = {}
         self.loading: dict[str, asyncio.Task[Batcher]] = {}
         self.load_error: str | None = None
+        self.failure: ModelLoadError | None = None
+        self.receiving = Slots(settings.max_receiving, f"{settings.max_receiving} request bodies are being "
+                               f"received already (--max-receiving)")
+        self.pixels = PixelBudget(settings.max_pixels_in_flight, settings.timeout)
 
     @property
     def ready(self) -> bool:
@@ -98,13 +121,22 @@ class Server:
         return sorted(set(self.settings.models) | set(self.batchers))
 
     async def load_all(self) -> None:
-        """Load the models named at start, one after the other (each may export on first use)."""
+        """Load the models named at start, one after the other (each may export on first use: no time limit).
+
+        With ``stop``, the first that fails stops the server, the reason in ``failure``; without it, the others
+        are loaded and ``/readyz`` answers "failed"."""
         for name in self.settings.models:
             try:
-                await self.batcher(name)
-            except Exception as error:  # noqa: BLE001 - /readyz reports it; the server keeps answering
+                await self._loaded(name)
+            except Exception as error:  # noqa: BLE001 - reported by /readyz, and by zoo serve's exit
                 self.load_error = f"{name}: {error}"
-                log.error("cannot load model %s: %s", name, error)
+                if self.stop is None:
+                    log.error("cannot load model %s: %s", name, error)
+                    continue
+                log.error("cannot load model %s: stopping the server", name)  # the reason: zoo serve's last line
+                self.failure = _load_failure(name, error)
+                self.stop()
+                return
 
     async def batcher(self, name: str) -> Batcher:
         """The batcher of model ``name``, loading it if it is served and not loaded yet."""
@@ -116,13 +148,17 @@ class Server:
             raise HTTPError(404, "NotServed", f"model {name!r} is installed but not served here; this server "
                             f"serves {', '.join(self.served()) or 'no model'} (start it with --on-demand to load "
                             f"any installed model)")
-        if name not in self.loading:
-            self.loading[name] = asyncio.create_task(self._load(name))
         try:
-            return await asyncio.wait_for(asyncio.shield(self.loading[name]), self.settings.timeout)
+            return await asyncio.wait_for(asyncio.shield(self._loaded(name)), self.settings.timeout)
         except TimeoutError:
             raise HTTPError(503, "Loading", f"model {name!r} is still loading (a first export can take minutes); "
                             f"retry later", {"Retry-After": "10"}) from None
+
+    def _loaded(self, name: str) -> asyncio.Task[Batcher]:
+        """The task that loads model ``name`` (one per model at a time, however many ask)."""
+        if name not in self.loading:
+            self.loading[name] = asyncio.create_task(self._load(name))
+        return self.loading[name]
 
     async def _load(self, name: str) -> Batcher:
         settings = self.settings
@@ -145,6 +181,14 @@ class Server:
             await batcher.close()
 
 
+def _load_failure(name: str, error: Exception) -> ModelLoadError:
+    """The one-line error ``zoo serve`` ends with when model ``name``, named at start, cannot be loaded."""
+    cause = error if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+    return ModelLoadError(f"model {name!r} cannot be loaded, so the server stopped: {cause}. Fix that and start it "
+                          f"again, or serve it with --on-demand instead of by name (its requests then answer this "
+                          f"error)")
+
+
 # -- endpoints ---------------------------------------------------------------------------------
 
 
@@ -154,6 +198,11 @@ async def index(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     return FileResponse(str(OPENAPI), media_type="application/json")
+
+
+async def favicon(request: Request) -> Response:
+    """``/favicon.ico``: nothing (204), without a token, so that browsers do not ask for one."""
+    return Response(status_code=204)
 
 
 async def healthz(request: Request) -> Response:
@@ -173,6 +222,8 @@ async def metrics(request: Request) -> Response:
     server: Server = request.app.state.server
     for name, batcher in server.batchers.items():
         server.metrics.queue.labels(name).set(batcher.admitted)
+    server.metrics.receiving.set(server.receiving.held)
+    server.metrics.pixels.set(server.pixels.in_flight)
     return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -197,29 +248,64 @@ async def model_info(request: Request) -> Response:
 
 
 async def predict(request: Request) -> Response:
-    """``POST /v1/models/{name}/predict``: one image (raw body or multipart field ``image``), options in the query."""
+    """``POST /v1/models/{name}/predict``: one image (raw body or multipart field ``image``), options in the query.
+
+    The bounds it passes, in order (:mod:`zoo.serve.admission`): the model's queue has room (else 503, the body
+    unread); the body arrives within ``--body-timeout`` in one of ``--max-receiving`` slots (408, 503); the model
+    admits it (503); its pixels, read from the image's header, fit ``--max-pixels-in-flight`` within ``--timeout``
+    (503), and are held until the answer is made.
+    """
     server: Server = request.app.state.server
     settings = server.settings
     start = time.perf_counter()
     batcher = await server.batcher(request.path_params["name"])
     model = batcher.model
     annotate = _flag(request, "annotate") or _wants_png(request)
-    given = {k: option_from_text(v) for k, v in request.query_params.items() if k != "annotate"}
+    texts = {k: v for k, v in request.query_params.items() if k != "annotate"}
+    given = options_from_text(model.spec, model.options, texts)  # each read by the type of its default
     options = merge_options(model.spec, model.options, given)  # a wrong option: 400 before reading
-    with batcher.admit():  # 503 at once when the model has --max-queue requests: the body is not read
-        data, name = await _image_bytes(request, settings.max_body)
-        image = await run_in_threadpool(images.decode, data, name)
-        try:
-            result = await asyncio.wait_for(batcher.predict(image, options), settings.timeout)
-        except TimeoutError:
-            raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
-    server.metrics.latency.labels(model.spec.name).observe(time.perf_counter() - start)
-    if annotate:
-        if not hasattr(result, "draw"):
-            raise HTTPError(406, "NotDrawable", f"the results of {model.spec.name} cannot be drawn; ask for JSON")
-        return Response(await run_in_threadpool(_png, result, image), media_type="image/png")
+    batcher.check()  # 503 at once when the model has --max-queue requests: the body is not read
+    data, name = await _received(request, server)
+    with batcher.admit():
+        pixels = await run_in_threadpool(_pixels, data, name, settings.max_pixels_in_flight)
+        async with server.pixels.hold(pixels):
+            image = await run_in_threadpool(images.decode, data, name)
+            try:
+                result = await asyncio.wait_for(batcher.predict(image, options), settings.timeout)
+            except TimeoutError:
+                raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
+            server.metrics.latency.labels(model.spec.name).observe(time.perf_counter() - start)
+            if annotate:  # drawn inside the budget: the drawing is a copy of the image
+                if not hasattr(result, "draw"):
+                    raise HTTPError(406, "NotDrawable", f"the results of {model.spec.name} cannot be drawn; ask for "
+                                    f"JSON")
+                return Response(await run_in_threadpool(_png, result, image), media_type="image/png")
     return JSONResponse({"model": model.spec.name, "options": options, "result": jsonable(result),
                          "ms": round((time.perf_counter() - start) * 1000, 1)})
+
+
+async def _received(request: Request, server: Server) -> tuple[bytes, str]:
+    """The request's image bytes (:func:`_image_bytes`), read in one of the ``--max-receiving`` slots (503 if none
+    is free) within ``--body-timeout`` seconds (408 past it, the slot freed and the connection closed)."""
+    settings = server.settings
+    with server.receiving.hold():
+        try:
+            return await asyncio.wait_for(_image_bytes(request, settings.max_body), settings.body_timeout)
+        except TimeoutError:
+            raise HTTPError(408, "BodyTimeout", f"the request body did not arrive within {settings.body_timeout:g} s "
+                            f"(--body-timeout); send it without pausing, or ask for a longer --body-timeout",
+                            {"Connection": "close"}) from None
+
+
+def _pixels(data: bytes, name: str, budget: int) -> int:
+    """The image's width x height, from its header (nothing decoded; 0 for a header the zoo cannot read, which
+    ``images.decode`` refuses unread); 422 past ``ZOO_MAX_PIXELS``, 413 past the whole ``budget``."""
+    header = images._header(data, name, None)  # the reader that ZOO_MAX_PIXELS checks with, before decoding
+    pixels = 0 if header is None else header[0][0] * header[0][1]
+    if pixels > budget:
+        raise HTTPError(413, "TooLarge", f"image {name} is {header[0][0]}x{header[0][1]}, {pixels:,} pixels; this "
+                        f"server holds at most {budget:,} decoded pixels at once (--max-pixels-in-flight)")
+    return pixels
 
 
 async def _image_bytes(request: Request, limit: int) -> tuple[bytes, str]:
@@ -261,7 +347,8 @@ def _counted(receive: Callable[[], Awaitable[Any]], limit: int) -> Callable[[], 
 def _png(result: Any, image: Any) -> bytes:
     import cv2
 
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(result.draw(image), cv2.COLOR_RGB2BGR))
+    drawn = result.draw(image)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR, dst=drawn))  # in place: no third copy
     assert ok, "PNG encoding failed"
     return encoded.tobytes()
 
@@ -307,7 +394,7 @@ def error_response(error: Exception) -> JSONResponse:
     return JSONResponse({"error": {"kind": kind, "message": message, **extra}}, status_code=status, headers=headers)
 
 
-PUBLIC = ("/", "/healthz", "/readyz", "/openapi.json")  # and /static/: no token needed
+PUBLIC = ("/", "/favicon.ico", "/healthz", "/readyz", "/openapi.json")  # and /static/: no token needed
 ENDPOINTS = ((re.compile(r"/v1/models/[^/]+/predict"), "/v1/models/{name}/predict"),
              (re.compile(r"/v1/models/[^/]+"), "/v1/models/{name}"), (re.compile(r"/static/.*"), "/static"))
 
@@ -368,11 +455,12 @@ async def _handle(request: Request, error: Exception) -> Response:
     return response
 
 
-def create_app(settings: Settings, load: Callable[..., Any] = zoo.get) -> Any:
-    """The ASGI application serving ``settings.models`` (``load`` makes a model from a name, as ``zoo.get``)."""
+def create_app(settings: Settings, load: Callable[..., Any] = zoo.get, stop: Callable[[], None] | None = None) -> Any:
+    """The ASGI application serving ``settings.models`` (``load`` makes a model from a name, as ``zoo.get``;
+    ``stop()`` is called if a model named at start cannot be loaded: see :class:`Server`)."""
     import contextlib
 
-    server = Server(settings, load)
+    server = Server(settings, load, stop)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
@@ -383,6 +471,7 @@ def create_app(settings: Settings, load: Callable[..., Any] = zoo.get) -> Any:
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", favicon),
         Route("/openapi.json", openapi),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

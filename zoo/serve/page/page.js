@@ -5,6 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 const models = new Map();
+let listing = Promise.resolve(false);  // the model list's request, the last one made
 
 function headers() {
   const token = $("token").value;
@@ -26,11 +27,12 @@ async function failure(response) {
   }
 }
 
+// Lists the served models in the menu; false (the reason shown) when the server refuses.
 async function loadModels() {
   const response = await fetch("v1/models?all=true", { headers: headers() });
   if (!response.ok) {
     status(await failure(response), true);
-    return;
+    return false;
   }
   const select = $("model");
   select.replaceChildren();
@@ -39,6 +41,16 @@ async function loadModels() {
     select.append(new Option(`${model.name} (${model.task})`, model.name));
   }
   describe();
+  return true;
+}
+
+// Asks for the model list; the promise (of loadModels' answer) is kept for predict to wait on.
+function listModels() {
+  listing = loadModels().catch((error) => {
+    status(`The server did not answer: ${error}`, true);
+    return false;
+  });
+  return listing;
 }
 
 function describe() {
@@ -62,6 +74,9 @@ function showBars(result) {
 
 async function predict(event) {
   event.preventDefault();
+  // A token typed just before the click lists the models as the click comes (its change event): wait for that
+  // list, or ask for it, so that the first Predict after the token runs.
+  if (!(await listing) && !(await listModels())) return;
   const file = $("image").files[0];
   const name = $("model").value;
   if (!file) {
@@ -120,6 +135,6 @@ function dropZone() {
 
 $("model").addEventListener("change", describe);
 $("form").addEventListener("submit", predict);
-$("token").addEventListener("change", loadModels);
+$("token").addEventListener("change", listModels);
 dropZone();
-loadModels();
+listModels();
