@@ -99,7 +99,7 @@ pixels = images.load(image)
 done("decode the JPEG")
 results = model.predict([pixels])
 done("predict (preprocess, inference, top-5)")
-print(zoo.cli._format_result(image, results[0]))
+print(zoo.cli.render.format_result(image, results[0]))
 done("print")
 print("ZOO_BENCH_STAGES " + json.dumps(stages), file=sys.stderr)
 """

@@ -12,7 +12,7 @@ request is one of four scikit-image photos as JPEG, so decoding is timed on both
    slow the server's.
 2. The server, as ``zoo serve`` builds it (``zoo.serve.create_app`` under uvicorn, in a
    child process), unbatched (``--max-batch-size 1``) and batched (``zoo serve``'s
-   defaults, ``zoo.cli.SERVE_DEFAULTS``), each answering ``--requests`` requests from 1, 4 and 16
+   defaults, ``zoo.cli.serve.SERVE_DEFAULTS``), each answering ``--requests`` requests from 1, 4 and 16
    client threads (keep-alive connections). The clients share the machine's cores with the
    server; the in-process loop has no client to pay for.
 3. The admission rules a request passes (``zoo.serve.admission``: a receiving slot, the
@@ -59,7 +59,7 @@ from _common import (
     write_json,
 )
 
-from zoo.cli import SERVE_DEFAULTS
+from zoo.cli.serve import SERVE_DEFAULTS
 
 CONCURRENCY = (1, 4, 16)
 CONFIGS = {"unbatched": ("1", "0"),

@@ -340,7 +340,7 @@ def test_27_02_an_export_whose_parity_compared_nothing_says_so_everywhere(zoo_ca
 
 
 def test_27_02_export_prints_outputs_compared_as_results():
-    from zoo.cli import _parity_lines
+    from zoo.cli.render import parity_lines as _parity_lines
 
     meta = {"exporter": "torchscript", "opset": 17, "simplify_note": "simplified with onnxsim", "samples": 3,
             "compared": [{"detections": 4}, {"detections": 2}, {"detections": 0}],

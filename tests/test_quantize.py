@@ -253,7 +253,7 @@ def test_27_11_the_speed_up_is_the_median_of_interleaved_blocks_and_says_so(zoo_
     stored = model.metadata["int8"]
     low, high = stored["speedup_range"]
     assert low <= stored["speedup"] <= high and stored["timing"] == {"blocks": quantize.BLOCKS, "calls": quantize.CALLS}
-    from zoo.cli import _parity_lines
+    from zoo.cli.render import parity_lines as _parity_lines
 
     speed = dict(_parity_lines(model.metadata))["speed"]
     assert f"{stored['speedup']:.2f}x" in speed and f"{low:.2f}x to {high:.2f}x" in speed

@@ -1,0 +1,135 @@
+"""What the commands share: argument groups, the build options their flags give, the models they select, and
+:class:`Commands`, which adds a command (or an action of a command group) with ``-v`` and ``-q``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from zoo.errors import UsageError
+from zoo.registry import Registry
+
+
+class Commands:
+    """Adds subcommands to the ``zoo`` parser, each with the common ``-v``/``-q`` and its own ``--help``."""
+
+    def __init__(self, subparsers: Any, common: argparse.ArgumentParser) -> None:
+        self.subparsers, self.common = subparsers, common
+
+    def command(self, name: str, func: Callable[[argparse.Namespace], int] | None, help: str,
+                description: str) -> argparse.ArgumentParser:
+        """A command ``zoo NAME`` running ``func`` (None: a group of actions, whose help is shown alone)."""
+        sub = self.subparsers.add_parser(name, help=help, description=description, parents=[self.common])
+        sub.set_defaults(func=func, help_parser=sub)
+        return sub
+
+    def actions(self, group: argparse.ArgumentParser) -> Callable[..., argparse.ArgumentParser]:
+        """A function that adds an action (``zoo GROUP ACTION``) to the command ``group``."""
+        actions = group.add_subparsers(dest="action", metavar="ACTION")
+
+        def action(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+            sub = actions.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                                     parents=[self.common])
+            sub.set_defaults(func=func, help_parser=sub)
+            return sub
+
+        return action
+
+
+def labels_of(args: argparse.Namespace) -> list[str] | None:
+    from zoo.model import read_labels
+
+    return read_labels(args.labels) if args.labels else None
+
+
+def build_options(args: argparse.Namespace) -> Any:
+    """The build options a command's flags give (those it has): a :class:`zoo.convert.BuildOptions`."""
+    from zoo.convert import BuildOptions
+
+    return BuildOptions(weights=getattr(args, "weights", None), sha256=getattr(args, "sha256", None),
+                        labels=labels_of(args) if getattr(args, "labels", None) else None,
+                        opset=getattr(args, "opset", None), exporter=getattr(args, "exporter", None),
+                        simplify=not getattr(args, "no_simplify", False), precision=args.precision)
+
+
+def selected_names(args: argparse.Namespace, registry: Registry, verb: str) -> list[str]:
+    """The models ``args.names`` (names or globs), ``--task`` and ``--plugin`` select; unknown ones fail now."""
+    if not args.names and not (args.task or args.plugin):
+        raise UsageError(f"name the models to {verb} (names or globs), or {verb} every model of a --task or a "
+                         f"--plugin")
+    names: list[str] = []
+    for pattern in args.names or [None]:
+        if pattern is not None and not any(char in pattern for char in "*?["):
+            spec = registry.get(pattern)  # an unknown name fails here, with suggestions, before anything is fetched
+            found = [spec.name] if registry.names(spec.name, task=args.task, plugin=args.plugin) else []
+        else:
+            found = registry.names(pattern, task=args.task, plugin=args.plugin)
+        if not found:
+            raise UsageError(f"no model matches {pattern or 'the filters'}"
+                             f"{f' with --task {args.task}' if args.task else ''}"
+                             f"{f' from --plugin {args.plugin}' if args.plugin else ''}; 'zoo list' shows them")
+        names += [name for name in found if name not in names]
+    return names
+
+
+def weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="W",
+                        help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
+    parser.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
+    parser.add_argument("--labels", metavar="FILE",
+                        help="class names, one a line, for weights fine-tuned on other classes (the model is "
+                             "built with that many)")
+    precision_argument(parser)
+
+
+def precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="int8: quantize the float32 model (once, then cached), checked against it on held "
+                             "photos and refused if they disagree (default fp32)")
+
+
+def provider_names(text: str) -> list[str]:
+    """``--providers``' value: names separated by commas."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give execution provider names, comma-separated (e.g. CPUExecutionProvider)")
+    return names
+
+
+class Deprecated(argparse.Action):
+    """An old spelling of an option that appends to a list: it still works, with a warning (once) naming
+    ``instead``."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, instead: str, **kwargs: Any) -> None:
+        self.instead = instead
+        self.warned = False
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if not self.warned:
+            print(f"zoo: warning: {option_string} {self.metavar} is deprecated; use {self.instead} {self.metavar}",
+                  file=sys.stderr)
+            self.warned = True
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+
+
+def runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--providers", action="extend", type=provider_names, metavar="P[,P...]",
+                        help="onnxruntime execution providers in order of preference, comma-separated, e.g. "
+                             "CUDAExecutionProvider,CPUExecutionProvider (default: CUDA when available, else CPU)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="onnxruntime intra-op threads (default: one per physical core)")
+
+
+def output_arguments() -> argparse.ArgumentParser:
+    """-v and -q, accepted before or after any command."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="also show debugging messages")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="show only errors (no progress)")
+    return common
