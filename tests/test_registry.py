@@ -200,3 +200,16 @@ def test_27_19_a_keypoint_pipeline_is_not_refused_by_the_decode_check():
     registry = registry_with(poses=plugin(make_spec("fine"), pipeline))
     assert registry.plugin_manager.infos["poses"].error is None
     assert registry.get("pose-pipeline").is_pipeline
+
+
+def test_29_select_takes_names_qualified_names_and_globs_with_filters():
+    registry = registry_with(first=plugin(make_spec("tiny"), make_spec("tinier"), make_spec("age", task="age-estimation",
+                                                                                          postprocess=lambda outputs: [])),
+                             second=plugin(make_spec("tiny")))
+    assert registry.select(["first:tiny", "tin*"]) == ["first:tiny", "tinier", "second:tiny"]
+    assert registry.select(None, task="age-estimation") == ["age"]
+    assert registry.select(["second:tiny"], plugin="second") == ["second:tiny"]
+    with pytest.raises(UnknownModelError):
+        registry.select(["tinyy"])
+    with pytest.raises(zoo.UsageError, match="no model matches zz\\* of task age-estimation"):
+        registry.select(["zz*"], task="age-estimation")

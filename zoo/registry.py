@@ -32,6 +32,7 @@ from zoo.errors import (
     PluginNotInstalledError,
     SpecError,
     UnknownModelError,
+    UsageError,
 )
 from zoo.plugins import PluginManager, Selection
 from zoo.spec import ModelSpec
@@ -286,6 +287,27 @@ class Registry:
         ]
         # By model name, the one that has the bare name first: resnet18, broken:resnet18, resnet34.
         return sorted(found, key=lambda name: (natural_key(name.rpartition(QUALIFIER)[2]), QUALIFIER in name, name))
+
+    def select(self, patterns: Iterable[str] | None = None, *, task: str | None = None,
+               plugin: str | None = None) -> list[str]:
+        """The names that ``patterns`` (names, ``PLUGIN:NAME`` or globs; none: every model) select among the models
+        of ``task`` and ``plugin``, each once, in the patterns' order.
+
+        An unknown name raises :class:`UnknownModelError` (with suggestions) and a pattern that selects nothing a
+        :class:`UsageError`, before the caller fetches anything.
+        """
+        names: list[str] = []
+        for pattern in patterns or [None]:
+            if pattern is not None and not any(char in pattern for char in "*?["):
+                spec = self.get(pattern)
+                found = [self.reference(spec)] if self.names(spec.name, task=task, plugin=plugin) else []
+            else:
+                found = self.names(pattern, task=task, plugin=plugin)
+            if not found:
+                raise UsageError(f"no model matches {pattern or 'the filters'}{f' of task {task}' if task else ''}"
+                                 f"{f' from plugin {plugin}' if plugin else ''}; 'zoo list' shows them")
+            names += [name for name in found if name not in names]
+        return names
 
     def _plugin_names(self, plugin: str) -> set[str]:
         """The names of the plugins that ``plugin`` designates: itself, or those of a distribution of that name."""

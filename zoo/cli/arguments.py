@@ -59,19 +59,7 @@ def selected_names(args: argparse.Namespace, registry: Registry, verb: str) -> l
     if not args.names and not (args.task or args.plugin):
         raise UsageError(f"name the models to {verb} (names or globs), or {verb} every model of a --task or a "
                          f"--plugin")
-    names: list[str] = []
-    for pattern in args.names or [None]:
-        if pattern is not None and not any(char in pattern for char in "*?["):
-            spec = registry.get(pattern)  # an unknown name fails here, with suggestions, before anything is fetched
-            found = [spec.name] if registry.names(spec.name, task=args.task, plugin=args.plugin) else []
-        else:
-            found = registry.names(pattern, task=args.task, plugin=args.plugin)
-        if not found:
-            raise UsageError(f"no model matches {pattern or 'the filters'}"
-                             f"{f' with --task {args.task}' if args.task else ''}"
-                             f"{f' from --plugin {args.plugin}' if args.plugin else ''}; 'zoo list' shows them")
-        names += [name for name in found if name not in names]
-    return names
+    return registry.select(args.names, task=args.task, plugin=args.plugin)
 
 
 def weights_arguments(parser: argparse.ArgumentParser) -> None:
