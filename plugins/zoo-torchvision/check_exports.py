@@ -35,6 +35,7 @@ import zoo_torchvision
 from zoo import export, testing
 from zoo.convert import sample_inputs, sample_photo
 from zoo.errors import ExportError
+from zoo.registry import default_registry
 from zoo.runtime import OnnxRuntimeSession, OpenCvSession
 from zoo.spec import ModelSpec
 
@@ -98,7 +99,7 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     print("stage: export", flush=True)
     try:
         report = export.export(randomized(spec), None, path, samples=samples, photo=photo, random_weights=True,
-                               task=zoo.registry.default_registry().task(spec.task))
+                               task=default_registry().task(spec.task))
     except Exception as error:  # noqa: BLE001 - the row records why
         row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
         return row
@@ -129,7 +130,8 @@ def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
                    opencv_top1=bool((got_logits.argmax(1) == logits.argmax(1)).all()))
         return row
     try:
-        export.results_agree(spec, zoo.registry.default_registry().task(spec.task), [reference[n] for n in spec.outputs], [got[n] for n in spec.outputs], [geometry])
+        export.results_agree(spec, default_registry().task(spec.task), [reference[n] for n in spec.outputs],
+                             [got[n] for n in spec.outputs], [geometry])
     except ExportError as error:
         row.update(opencv="differs", opencv_error=str(error.__cause__)[:300])  # the comparison's own words
     else:
