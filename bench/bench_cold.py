@@ -90,7 +90,7 @@ spec, converted = prepare(name, weights=url, sha256=sha256)
 done("cache lookup (key, metadata, stat)")
 import onnxruntime
 done("import onnxruntime")
-model = Model(spec, converted)
+model = Model(spec, converted, task=zoo.registry.default_registry().task(spec.task))
 done("onnxruntime session (the saved optimised graph)")
 import cv2
 done("import cv2")

@@ -148,3 +148,31 @@ def test_27_03_qualified_names_reach_the_model_through_the_api(rivals, monkeypat
         filter(None, [str(rivals), os.environ.get("PYTHONPATH")]))})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["broken broken's twinnet", "['broken:twinnet', 'zrival:twinnet']"]
+
+
+def test_27_03_qualified_names_keep_to_their_plugin_in_selection_variants_and_the_cache(rivals):
+    code = """
+import json, sys, zoo
+from zoo.registry import default_registry
+from zoo.model import _variant
+registry = default_registry()
+print(json.dumps({
+    "select": registry.select(["broken:*"]),
+    "variants": registry.variants("broken:resnet18"),
+    "variant": _variant(registry, registry.get("broken:resnet18"), "default").plugin,
+}))
+try:
+    registry.select(["zrival:twinnet"], plugin="broken")
+except zoo.UsageError as error:
+    print("filtered:", error)
+"""
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(rivals), os.environ.get("PYTHONPATH")]))}
+    done = run_zoo(code=code, env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout.splitlines()[0])
+    assert data["select"] == ["brokennet", "broken:resnet18", "broken:twinnet"]
+    assert data["variants"] == ["broken:resnet18"] and data["variant"] == "broken"
+    assert done.stdout.splitlines()[1].startswith("filtered: no model matches zrival:twinnet from plugin broken")
+    # zoo export of a qualified name builds that plugin's model (its build is print: it fails, naming it)
+    exported = zoo_with(rivals, "export", "broken:resnet18", "--weights", "random")
+    assert exported.returncode != 0 and "(plugin broken)" in exported.stderr and "Traceback" not in exported.stderr

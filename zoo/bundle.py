@@ -217,6 +217,7 @@ def _enter(entry: dict[str, Any], staged: Path) -> Imported:
             return Imported(name, key, precision, added=False)
         cache.discard_leftovers(folder)
         metadata = json.loads((staged / cache.METADATA_FILE).read_text(encoding="utf-8"))
+        metadata.pop("optimized", None)  # the exporting machine's optimised graphs are not in the bundle
         (staged / cache.METADATA_FILE).unlink()
         temp = cache.new_temp_dir(folder)
         for file in staged.iterdir():

@@ -488,6 +488,11 @@ class Entry:
         return self.metadata is not None
 
     @property
+    def plugin(self) -> str | None:
+        """The plugin whose spec an export was built from (None for a prebuilt file, or an unreadable entry)."""
+        return ((self.metadata or {}).get("key_inputs", {}).get("plugin") or {}).get("name")
+
+    @property
     def incomplete(self) -> bool:
         """Whether it is a build that has not finished (no metadata yet: in progress, or interrupted), not damage."""
         return self.metadata is None and not (self.folder / METADATA_FILE).exists()
@@ -528,8 +533,12 @@ def folder_size(path: Path) -> int:
     return size(path) if not path.is_dir() else sum(size(p) for p in path.rglob("*"))
 
 
-def entries(name: str | None = None, *, full: bool = False) -> list[Entry]:
-    """The cached builds (of ``name``, or of every model), each checked (``full``: by hash)."""
+def entries(name: str | None = None, *, full: bool = False, plugin: str | None = None) -> list[Entry]:
+    """The cached builds (of ``name``, or of every model), each checked (``full``: by hash).
+
+    ``plugin`` keeps those built from that plugin's spec (and those that do not say: prebuilt files,
+    unreadable entries), where two plugins register the same name.
+    """
     base = cache_root() / "models"
     folders = [model_dir(name)] if name is not None else sorted(p for p in base.glob("*") if p.is_dir())
     found = []
@@ -537,7 +546,7 @@ def entries(name: str | None = None, *, full: bool = False) -> list[Entry]:
         for folder in sorted(p for p in model.glob("*") if p.is_dir()):
             found.append(Entry(name=model.name, key=folder.name, folder=folder, size=folder_size(folder),
                                metadata=read_entry(folder, full=full)))
-    return found
+    return [e for e in found if plugin is None or e.plugin in (None, plugin)]
 
 
 def downloads() -> list[Path]:

@@ -40,7 +40,7 @@ import numpy as np
 from zoo import cache, onnxmeta, quantize
 from zoo._log import notice
 from zoo._version import __version__, installed_versions
-from zoo.errors import DownloadError, ExportError, NotWritableError, UsageError, WeightsError
+from zoo.errors import AmbiguousModelError, DownloadError, ExportError, NotWritableError, UsageError, WeightsError
 from zoo.spec import Artifact, ModelSpec, callable_name
 from zoo.weights import RANDOM, WeightsSource
 
@@ -144,7 +144,11 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
     source = inputs.get("source", {})
     if inputs.get("format") != FORMAT or inputs.get("zoo") != __version__:
         return False
-    spec = registry.get(entry.name) if registry is not None and entry.name in registry else None
+    spec = None
+    if registry is not None:  # the spec of the plugin that built it (two plugins may register one name)
+        name = f"{entry.plugin}:{entry.name}" if entry.plugin else entry.name
+        with contextlib.suppress(AmbiguousModelError):
+            spec = registry.get(name) if name in registry else None
     info = registry.plugin_manager.infos.get(spec.plugin) if registry is not None and spec is not None else None
     precision = inputs.get("precision")
     if precision is not None and precision.get("onnxruntime") != quantize.onnxruntime_version():

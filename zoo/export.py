@@ -153,6 +153,9 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     except Exception as error:
         raise ExportError(f"building the PyTorch model {spec.name!r} (plugin {spec.plugin or '-'}) with weights "
                           f"{weights} failed: {type(error).__name__}: {error}") from error
+    if not isinstance(module, torch.nn.Module):
+        raise ExportError(f"the build function of model {spec.name!r} (plugin {spec.plugin or '-'}) returned "
+                          f"{type(module).__name__}, not a torch.nn.Module: it must return the eval-mode module")
     if weights is None and not random_weights and any(p.numel() for p in module.parameters()):
         raise WeightsError(f"model {spec.name!r} has no weights to export with (its spec names none), so it would "
                            f"predict from random initialisation: give a checkpoint with --weights FILE (weights=FILE "

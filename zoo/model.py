@@ -312,7 +312,8 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     variant = _variant(registry, spec, weights)
     if variant is not None:
         spec, weights = variant, None
-    variants = registry.variants(spec.name) if isinstance(weights, str) and spec.name in registry else ()
+    reference = registry.reference(spec)
+    variants = registry.variants(reference) if isinstance(weights, str) and reference in registry else ()
     source = weights_module.resolve(weights, build.sha256, default=spec.weights, variants=variants)
     if source is not None and source != spec.weights:
         spec = _with_own_weights(spec, source)
@@ -364,9 +365,8 @@ def _variant(registry: Registry, spec: ModelSpec, weights: object) -> ModelSpec 
     if not isinstance(weights, str) or "/" in weights or os.sep in weights:
         return None
     wanted = weights.strip().lower()
-    if wanted == "default":
-        return registry.get(spec.arch) if spec.arch in registry else spec
-    for candidate in (f"{spec.arch}.{wanted}", wanted):
-        if candidate in registry and registry.get(candidate).arch == spec.arch:
-            return registry.get(candidate)
-    return None
+    own = f"{spec.plugin}:" if spec.plugin else ""  # the variants of this plugin's architecture, not another's
+    for candidate in ((spec.arch,) if wanted == "default" else (f"{spec.arch}.{wanted}", wanted)):
+        if own + candidate in registry and registry.get(own + candidate).arch == spec.arch:
+            return registry.get(own + candidate)
+    return spec if wanted == "default" else None

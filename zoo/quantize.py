@@ -113,7 +113,7 @@ def photos(spec: ModelSpec) -> Photos:
                                 f"failed ({type(error).__name__}: {error}); use precision 'fp32'") from error
     if not isinstance(made, Photos) or not made.calibration or not made.held:
         raise QuantizationError(f"model {spec.name!r}: its calibration function {callable_name(spec.calibration)} "
-                                f"must return zoo.quantize.Photos with calibration and held images, got {made!r}")
+                                f"must return zoo.plugin.Photos with calibration and held images, got {made!r}")
     return made
 
 

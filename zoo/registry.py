@@ -278,13 +278,8 @@ class Registry:
         matched case-insensitively; ``plugin`` is a plugin's name or its distribution's.
         """
         match = name_matcher(patterns)
-        task = task.strip().lower() if task is not None else None
-        plugins = self._plugin_names(plugin) if plugin is not None else None
-        found = [
-            self.reference(spec)
-            for spec in self._specs.values()
-            if match(spec.name) and (task is None or spec.task == task) and (plugins is None or spec.plugin in plugins)
-        ]
+        found = [self.reference(spec) for spec in self._specs.values()
+                 if (match(spec.name) or match(f"{spec.plugin}{QUALIFIER}{spec.name}")) and self._kept(spec, task, plugin)]
         # By model name, the one that has the bare name first: resnet18, broken:resnet18, resnet34.
         return sorted(found, key=lambda name: (natural_key(name.rpartition(QUALIFIER)[2]), QUALIFIER in name, name))
 
@@ -300,7 +295,7 @@ class Registry:
         for pattern in patterns or [None]:
             if pattern is not None and not any(char in pattern for char in "*?["):
                 spec = self.get(pattern)
-                found = [self.reference(spec)] if self.names(spec.name, task=task, plugin=plugin) else []
+                found = [self.reference(spec)] if self._kept(spec, task, plugin) else []
             else:
                 found = self.names(pattern, task=task, plugin=plugin)
             if not found:
@@ -308,6 +303,11 @@ class Registry:
                                  f"{f' from plugin {plugin}' if plugin else ''}; 'zoo list' shows them")
             names += [name for name in found if name not in names]
         return names
+
+    def _kept(self, spec: ModelSpec, task: str | None, plugin: str | None) -> bool:
+        """Whether ``spec`` is of ``task`` (any case) and from ``plugin`` (its name or its distribution's), when given."""
+        return ((task is None or spec.task == task.strip().lower())
+                and (plugin is None or spec.plugin in self._plugin_names(plugin)))
 
     def _plugin_names(self, plugin: str) -> set[str]:
         """The names of the plugins that ``plugin`` designates: itself, or those of a distribution of that name."""
@@ -337,12 +337,14 @@ class Registry:
 
     def parts(self, spec: ModelSpec) -> list[ModelSpec]:
         """The models ``spec`` is made of: those a pipeline requires (aliases resolved), else ``spec`` itself."""
-        return [self.get(name) for name in spec.requires] if spec.is_pipeline else [spec]
+        if not spec.is_pipeline:
+            return [spec]  # a name the pipeline's own plugin registers is its own, whoever has the bare name
+        return [self._qualified(f"{spec.plugin}{QUALIFIER}{name}".lower()) or self.get(name) for name in spec.requires]
 
     def variants(self, name: str) -> list[str]:
-        """Every registered weights variant of the architecture of ``name``, default first."""
-        arch = self.get(name).arch
-        return self.names([arch, f"{arch}.*"])
+        """Every weights variant of the architecture of ``name`` that its plugin registers, default first."""
+        spec = self.get(name)
+        return self.names([spec.arch, f"{spec.arch}.*"], plugin=spec.plugin)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

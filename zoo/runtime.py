@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import platform
-import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from zoo import cache
+from zoo._files import temporary_name
 from zoo.errors import UsageError, ZooError, ZooInputError
 from zoo.spec import RUNTIMES
 
@@ -127,7 +127,7 @@ class OnnxRuntimeSession:
                 options.graph_optimization_level = level  # type: ignore[attr-defined]
         if not os.access(path.parent, os.W_OK):  # a read-only cache: onnxruntime would fail the whole session
             return None
-        temp = self.optimized.with_name(f"{cache.TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{self.optimized.name}")
+        temp = temporary_name(self.optimized)
         options.optimized_model_filepath = os.fspath(temp)  # type: ignore[attr-defined]
         try:
             session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=providers)

@@ -60,7 +60,7 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
     for name in selected_names(args, registry, "bundle"):
         spec = registry.get(name)
         for part in registry.parts(spec):
-            current = [e for e in cache.entries(part.name) if e.ok and is_current(e, registry)
+            current = [e for e in cache.entries(part.name, plugin=part.plugin) if e.ok and is_current(e, registry)
                        and cache.precision_of(e.metadata) == args.precision]
             if not current:  # nothing cached yet: pulled now, as 'zoo pull' would
                 _, converted = prepare(part, build_options(args))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -47,8 +48,8 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache.Entry]:
-    """The entries that ``NAME`` (every entry of a model, or of each model of a pipeline) or ``NAME/KEY`` (one
-    entry) arguments designate.
+    """The entries that ``NAME`` (every entry of a model, or of each model of a pipeline; ``PLUGIN:NAME`` that
+    plugin's model's) or ``NAME/KEY`` (one entry) arguments designate.
 
     An argument that designates nothing is an error naming it.
     """
@@ -58,17 +59,14 @@ def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache
     registry = default_registry()
     for argument in names:
         name, _, key = argument.strip().partition("/")
-        if not key and name in registry and registry.get(name).is_pipeline:  # a pipeline is its cached models
-            parts = [part.name for part in registry.parts(registry.get(name)) if cache.entries(part.name)]
-            if not parts:
-                raise CacheError(f"{argument!r} is a pipeline none of whose models is cached")
-            selected += _selected_entries(parts, full=full)
-            continue
-        name = _cached_name(name)
-        found = cache.entries(name, full=full)
-        if key:
-            cache.entry_dir(name, key.lower())  # raises for what is not a key
-            found = [e for e in found if e.key == key.lower()]
+        if name in registry:  # an installed model: its own plugin's builds (or a pipeline's models')
+            found = [e for part in registry.parts(registry.get(name))
+                     for e in cache.entries(part.name, full=full, plugin=part.plugin)]
+        else:  # a model whose plugin is gone (a name that is no model's name, a path, is refused here)
+            found = cache.entries(name.strip().lower(), full=full)
+        if key and not re.fullmatch(f"[0-9a-fA-F]{{{cache.KEY_LENGTH}}}", key):
+            raise CacheError(f"{key!r} is not a cache key ({cache.KEY_LENGTH} hex digits), in {argument!r}")
+        found = [e for e in found if not key or e.key == key.lower()]
         if not found:
             raise CacheError(f"{argument!r} has nothing in the cache; 'zoo cache list' shows what has (NAME or "
                              f"NAME/KEY)")
@@ -101,12 +99,6 @@ def cmd_cache_verify(args: argparse.Namespace) -> int:
         print(f"{len(results)} file(s) checked by sha256, {len(bad)} damaged"
               + ("; 'zoo cache prune' removes them, and the next use rebuilds them" if bad else ""), file=sys.stderr)
     return 1 if bad else 0
-
-
-def _cached_name(name: str) -> str:
-    """The canonical name of an installed model, else ``name`` itself (a model whose plugin is gone)."""
-    registry = default_registry()
-    return registry.get(name).name if name in registry else name.strip().lower()
 
 
 def cmd_cache_rm(args: argparse.Namespace) -> int:

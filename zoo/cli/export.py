@@ -23,6 +23,7 @@ from zoo.cli.render import (
 )
 from zoo.errors import UsageError
 from zoo.registry import default_registry
+from zoo.spec import ModelSpec
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -31,16 +32,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     check_count("--threads", args.threads, optional=True)
     check_runtime("onnxruntime", args.providers)  # before the export, not after it
-    spec = default_registry().get(args.name)
-    names = [spec.name]
+    registry = default_registry()
+    spec = registry.get(args.name)
     if spec.is_pipeline:  # a pipeline is exported as its models
         chosen = [flag for flag, value in (("-o", args.output), ("--weights", args.weights), ("--sha256", args.sha256),
                                            ("--labels", args.labels)) if value]
         if chosen:
             raise UsageError(f"{spec.name} is a pipeline of {', '.join(spec.requires)}; {', '.join(chosen)} "
                              f"cannot apply to it: export each of its models")
-        names = list(spec.requires)
-    exported = [_export_one(args, name) for name in names]
+    exported = [_export_one(args, part) for part in registry.parts(spec)]
     if args.json:
         print_json(exported[0][0] if not spec.is_pipeline else [data for data, _ in exported])
         return 0
@@ -49,12 +49,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_one(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def _export_one(args: argparse.Namespace, model: ModelSpec) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Export (or find cached) one model as the arguments say: its JSON data and its lines for the terminal."""
     from zoo.model import prepare
     from zoo.runtime import open_session
 
-    spec, converted = prepare(name, build_options(args))
+    spec, converted = prepare(model, build_options(args))
     meta = converted.metadata
     path = converted.path
     providers = None

@@ -288,7 +288,7 @@ def add_parsers(commands: Commands) -> None:
                    help="non-maximum suppression drops a box overlapping a better one by more than T (detectors)")
     p.add_argument("--max-detections", type=int, metavar="N", help="keep the N best detections (detectors)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="any option of the model's postprocessing (VALUE read as JSON if it parses); repeatable")
+                   help="any option of the model's postprocessing (VALUE read as the type of the option's default: a number, true/false, a list like (0.5,0.6)); repeatable")
     p.add_argument("-o", action=Deprecated, dest="option", instead="--option", metavar="KEY=VALUE",
                    help=argparse.SUPPRESS)  # -o is --output in export and bundle export
     p.add_argument("--save", metavar="DIR",

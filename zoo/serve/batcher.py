@@ -8,8 +8,9 @@ are bounded server-wide by :class:`zoo.serve.admission.PixelBudget`, and the bod
 received by ``--max-receiving`` and ``--body-timeout`` (:mod:`zoo.serve.admission`).
 Admitted requests wait in a queue; one worker takes the first, then whatever else arrives
 within ``max_wait_ms`` up to ``max_batch_size`` images, and runs them as one ``predict``
-call in a thread (requests with other options run as their own group). If a group fails,
-its requests are run one at a time, so that one bad request does not fail the others. The
+call in a thread (requests with other options run as their own group). A group whose run raises
+an input error is run one request at a time (:func:`zoo.model.predict_each`), so that one bad
+image does not fail the others; an error of the model itself answers every request. The
 worker keeps no reference to a batch once it is answered: its images are freed with their
 requests.
 """
