@@ -3,7 +3,8 @@ environment takes effect at once; a value that does not parse is a :class:`~zoo.
 
 ``ZOO_CACHE_DIR`` (the cache's root), ``ZOO_OFFLINE`` (no network), ``ZOO_MIRROR`` (a base URL to fetch files
 from), ``ZOO_MAX_PIXELS`` (the largest image decoded), ``ZOO_LOCK_TIMEOUT`` (seconds to wait for another
-process's build), ``ZOO_LOAD_PLUGINS`` and ``ZOO_DISABLE_PLUGIN_AUTOLOAD`` (which plugins load).
+process's build). Which plugins load (``ZOO_LOAD_PLUGINS``, ``ZOO_DISABLE_PLUGIN_AUTOLOAD``) is read by
+:meth:`zoo.plugins.Selection.from_env`, from a mapping a test can pass, with :func:`env_flag`.
 """
 
 from __future__ import annotations
