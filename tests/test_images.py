@@ -456,3 +456,18 @@ def test_28_07_concurrent_decodes_in_the_server_leave_its_stderr_alone():
     assert late < 1.0, f"a line written to stderr by another thread arrived {late:.1f} s later"
     others = [line for _, line in arrived if not re.fullmatch(r"libpng warning: tick \d+ at [\d.]+\n", line)]
     assert not [line for line in others if CODEC_LINE.match(line)], "".join(others)
+
+
+def test_30_04_a_torch_tensor_is_an_image_chw_as_read_image_gives_it_or_hwc(tmp_path):
+    torch = pytest.importorskip("torch")
+    torchvision_io = pytest.importorskip("torchvision.io")
+    photo = skimage_data.astronaut()
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(photo).save(path)
+    from_file = images.load(path)
+    chw = torchvision_io.read_image(str(path))  # (3, H, W) uint8, as torchvision users have it
+    assert np.array_equal(images.load(chw), from_file)
+    assert np.array_equal(images.load(torch.from_numpy(photo)), from_file)  # (H, W, 3)
+    assert np.array_equal(images.load(chw[:1]), np.repeat(from_file[:, :, :1], 3, axis=2))  # grey, (1, H, W)
+    with pytest.raises(zoo.ZooInputError, match="must be uint8"):
+        images.load(chw.float() / 255)

@@ -78,7 +78,10 @@ def load(source: Any, *, channels: str = "RGB", limit: int | None = None) -> np.
         return _from_array(source, channels, name)
     if _is_pil_image(source):
         return _from_pil(source, name, limit)
-    raise ZooInputError(f"cannot use {name} as an image: pass a path, bytes, a uint8 numpy array or a PIL image")
+    if _is_torch_tensor(source):
+        return _from_array(_tensor_as_hwc(source), channels, name)
+    raise ZooInputError(f"cannot use {name} as an image: pass a path, bytes, a uint8 numpy array or torch tensor, "
+                        f"or a PIL image")
 
 
 @contextmanager
@@ -385,6 +388,23 @@ def _from_array(array: np.ndarray, channels: str, name: str) -> np.ndarray:
         return np.ascontiguousarray(np.repeat(array, 3, axis=2))
     array = array[:, :, :3]
     return np.ascontiguousarray(array[:, :, ::-1] if channels == "BGR" else array)
+
+
+def _is_torch_tensor(source: Any) -> bool:
+    """Whether ``source`` is a ``torch.Tensor``: a tensor implies torch was imported, so the zoo imports nothing."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(source, torch.Tensor)
+
+
+def _tensor_as_hwc(tensor: Any) -> np.ndarray:
+    """A ``torch.Tensor`` image as a ``(H, W[, C])`` array: ``(C, H, W)`` as ``torchvision.io.read_image`` gives it
+    (1, 3 or 4 channels first, and a last axis that is no channel count) is moved to channels last."""
+    array = tensor.detach().cpu().numpy()
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[2] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)
+    return array
 
 
 def _is_pil_image(source: Any) -> bool:

@@ -124,7 +124,8 @@ class Model:
     def predict(self, x: Any, *, batch_size: int | None = None, channels: str = "RGB", **options: Any) -> Any:
         """The result for one image, or a list of results for a list of images, run in batches.
 
-        An image is a path, encoded bytes, a uint8 array (``channels`` says its order) or a
+        An image is a path, encoded bytes, a uint8 array (``channels`` says its order), a uint8
+        ``torch.Tensor`` (``(C, H, W)`` as ``torchvision.io.read_image`` gives it, or ``(H, W, C)``) or a
         PIL image. ``options`` are those of the model's task and postprocessing, e.g.
         ``topk=5`` for a classifier, ``score_threshold=0.3``, ``iou_threshold=0.5``,
         ``max_detections=100`` for a detector (:attr:`options` lists them with their
