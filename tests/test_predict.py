@@ -332,3 +332,27 @@ def test_29_one_rule_for_a_failing_image_in_a_batch():
     assert predict_each(Picky(), ["a", "b"]) == ["a!", "b!"] and predict_each(Picky(), []) == []
     with pytest.raises(RuntimeError, match="the model broke"):
         predict_each(Picky(), ["a", "boom"])
+
+
+def test_30_04_recursive_folders_skip_hidden_files_and_count_what_is_not_an_image(tmp_path):
+    import shutil
+
+    from conftest import run_zoo
+
+    sample = sorted((Path(__file__).parents[1] / "plugins" / "zoo-digits" / "samples").glob("*.png"))[0]
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for place in ("top.png", "a/one.png", "a/b/two.png", ".hidden/no.png", "a/.also-hidden.png"):
+        shutil.copyfile(sample, tmp_path / place)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    flat = run_zoo("predict", "digits", str(tmp_path), "--json")
+    assert flat.returncode == 0 and [Path(r["image"]).name for r in json.loads(flat.stdout)] == ["top.png"]
+    deep = run_zoo("predict", "digits", str(tmp_path), "--recursive", "--json", "-v")
+    names = sorted(str(Path(r["image"]).relative_to(tmp_path)) for r in json.loads(deep.stdout))
+    assert deep.returncode == 0 and names == ["a/b/two.png", "a/one.png", "top.png"]
+    assert "1 file(s) skipped, not images" in deep.stderr
+    empty = tmp_path / "empty" / "inner"
+    empty.mkdir(parents=True)
+    shutil.copyfile(sample, empty / "x.png")
+    shallow = run_zoo("predict", "digits", str(tmp_path / "empty"))
+    assert shallow.returncode != 0 and "--recursive also looks in its subfolders" in shallow.stderr

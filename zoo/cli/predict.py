@@ -37,8 +37,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "hdfs")
 
 
-def _expand_images(patterns: Sequence[str], *, remote: bool = False) -> list[str]:
-    """Paths from the command line: folders give their image files, globs their matches, sorted.
+def _expand_images(patterns: Sequence[str], *, remote: bool = False, recursive: bool = False) -> list[str]:
+    """Paths from the command line: folders give their image files (``recursive``: in their subfolders too; hidden
+    files and folders skipped, and the other files counted in a debug line), globs their matches, sorted.
 
     Every argument is checked before any model is built or downloaded: a typo must not
     cost an export first. Raises :class:`~zoo.errors.ZooInputError` naming each bad one.
@@ -57,9 +58,10 @@ def _expand_images(patterns: Sequence[str], *, remote: bool = False) -> list[str
         elif urlsplit(pattern).scheme in ("http", "https", "ftp", *REMOTE_SCHEMES):
             problems.append(f"{pattern!r} is a URL; URLs are not fetched: download the image and pass the file")
         elif path.is_dir():
-            images = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            images = _folder_images(path, recursive)
             if not images:
-                problems.append(f"folder {pattern!r} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
+                problems.append(f"folder {pattern!r} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...)"
+                                + ("" if recursive else "; --recursive also looks in its subfolders"))
             found += images
         elif path.exists():
             if not path.is_file():
@@ -78,6 +80,17 @@ def _expand_images(patterns: Sequence[str], *, remote: bool = False) -> list[str
     if problems:
         raise ZooInputError("; ".join(problems) + ("" if len(problems) == 1 else f" ({len(problems)} arguments)"))
     return found
+
+
+def _folder_images(folder: Path, recursive: bool) -> list[str]:
+    """The image files of ``folder`` (and of its subfolders when ``recursive``), hidden ones skipped, sorted."""
+    files = [p for p in (folder.rglob("*") if recursive else folder.iterdir())
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    images = sorted(str(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(images) < len(files):
+        logging.getLogger("zoo").debug("%s: %d file(s) skipped, not images by their suffix (%s, ...)", folder,
+                                       len(files) - len(images), ", ".join(IMAGE_SUFFIXES[:4]))
+    return images
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -101,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_on_ray(args, options)
     if args.output is not None:
         raise UsageError("--output writes the Parquet file of a --ray run; without --ray use --json or --jsonl")
-    paths = _expand_images(args.images)
+    paths = _expand_images(args.images, recursive=args.recursive)
     saved = _save_paths(paths, args.save, overwrite=args.overwrite) if args.save else {}
     from zoo.model import open_model, predict_each
 
@@ -182,7 +195,7 @@ def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
         raise UsageError(f"--ray needs Ray Data ({error}): pip install 'onnx-zoo[ray]'") from None
     if not args.verbose:  # Ray Data's 'execution finished' line would cut through the progress bar
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-    paths = [p if "://" in p else str(Path(p).resolve()) for p in _expand_images(args.images, remote=True)]
+    paths = [p if "://" in p else str(Path(p).resolve()) for p in _expand_images(args.images, remote=True, recursive=args.recursive)]
     with progress(0 if any("://" in p for p in paths) else len(paths), args) as bar:  # a URI: a folder, size unknown
         rows, failed = zoo.ray.predict_files(
             paths, args.name, output, address=args.ray or None, progress=bar.update,
@@ -282,6 +295,9 @@ def add_parsers(commands: Commands) -> None:
                 "named here go with --option KEY=VALUE; 'zoo info NAME' lists those the model takes.")
     p.add_argument("name", metavar="NAME", help="model name or alias")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob (URLs are not fetched)")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="a folder gives the images of its subfolders too (hidden files and folders are skipped; -v "
+                        "counts the files skipped for not being images)")
     p.add_argument("-k", "--topk", type=int, metavar="K", help="classes to show per image (classifiers; default 5)")
     p.add_argument("--score-threshold", type=float, metavar="S", help="keep detections scoring at least S (detectors)")
     p.add_argument("--iou-threshold", type=float, metavar="T",
