@@ -356,3 +356,19 @@ def test_30_04_recursive_folders_skip_hidden_files_and_count_what_is_not_an_imag
     shutil.copyfile(sample, empty / "x.png")
     shallow = run_zoo("predict", "digits", str(tmp_path / "empty"))
     assert shallow.returncode != 0 and "--recursive also looks in its subfolders" in shallow.stderr
+
+
+def test_30_04_a_file_given_twice_is_predicted_once_and_reported_under_each_name(tmp_path):
+    import shutil
+
+    from conftest import run_zoo
+
+    sample = sorted((Path(__file__).parents[1] / "plugins" / "zoo-digits" / "samples").glob("*.png"))[3]
+    shutil.copyfile(sample, tmp_path / "d.png")
+    (tmp_path / "link.png").symlink_to(tmp_path / "d.png")
+    done = run_zoo("predict", "digits", str(tmp_path / "d.png"), str(tmp_path / "link.png"),
+                   str(tmp_path / "d.png"), "--jsonl", "--save", str(tmp_path / "out"))
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and [Path(r["image"]).name for r in rows] == ["d.png", "link.png", "d.png"]
+    assert rows[0]["result"] == rows[1]["result"] == rows[2]["result"]
+    assert len({r["saved"] for r in rows}) == 2  # each name its own picture (the one name given twice, one)

@@ -128,44 +128,61 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          f"cannot picture them")
     rows: list[dict[str, Any]] = []
     failed = 0
+    names = _names_by_file(paths)  # a file given twice (a link, another spelling) is predicted once
+
+    def report(name: str, answer: Any, image: Any, bar: Any) -> None:
+        nonlocal failed
+        row: dict[str, Any] = {"image": name}
+        if isinstance(answer, ZooInputError):  # this image alone could not be used
+            write(f"zoo: error: {answer}", bar, sys.stderr)
+            row["error"] = str(answer)
+            failed += 1
+        else:
+            if args.save:
+                row["saved"] = _save(answer, image, saved[name])
+                if not args.quiet:
+                    write(f"zoo: saved {name} as {row['saved']}", bar, sys.stderr)
+            row["result"] = jsonable(answer) if args.json or args.jsonl else answer
+        if args.jsonl:
+            write(json.dumps(row, default=str, ensure_ascii=False), bar)
+        elif args.json:
+            rows.append(row)
+        elif "result" in row:
+            write(format_result(name, row["result"]), bar)
+
+    unique = list(names)
     with progress(len(paths), args) as bar:
-        for start in range(0, len(paths), args.batch_size):  # a batch at a time: memory stays flat
-            chunk: list[dict[str, Any]] = []
-            pixels = []
-            for path in paths[start:start + args.batch_size]:
+        for start in range(0, len(unique), args.batch_size):  # a batch at a time: memory stays flat
+            chunk = unique[start:start + args.batch_size]
+            loaded: dict[str, Any] = {}
+            for path in chunk:
                 try:
-                    pixels.append(images.load(path))
-                    chunk.append({"image": path})
+                    loaded[path] = images.load(path)
                 except ZooInputError as error:
-                    write(f"zoo: error: {error}", bar, sys.stderr)
-                    chunk.append({"image": path, "error": str(error)})
-                    failed += 1
-            answers = iter(zip(predict_each(model, pixels, **options), pixels))
-            for row in chunk:
-                if "error" not in row:
-                    result, image = next(answers)
-                    if isinstance(result, ZooInputError):  # this image alone could not be used
-                        write(f"zoo: error: {result}", bar, sys.stderr)
-                        row["error"] = str(result)
-                        failed += 1
-                    else:
-                        if args.save:
-                            row["saved"] = _save(result, image, saved[row["image"]])
-                            if not args.quiet:
-                                write(f"zoo: saved {row['image']} as {row['saved']}", bar, sys.stderr)
-                        row["result"] = jsonable(result) if args.json or args.jsonl else result
-                if args.jsonl:
-                    write(json.dumps(row, default=str, ensure_ascii=False), bar)
-                elif args.json:
-                    rows.append(row)
-                elif "result" in row:
-                    write(format_result(row["image"], row["result"]), bar)
-            bar.update(len(chunk))
+                    loaded[path] = error
+            pixels = [p for p in loaded.values() if not isinstance(p, ZooInputError)]
+            answers = iter(predict_each(model, pixels, **options))
+            for path, image in loaded.items():
+                answer = image if isinstance(image, ZooInputError) else next(answers)
+                for name in names[path]:
+                    report(name, answer, image, bar)
+                bar.update(len(names[path]))
     if args.json:
         print_json(rows)
     if failed:
         print(f"zoo: {failed} of {len(paths)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _names_by_file(paths: Sequence[str]) -> dict[str, list[str]]:
+    """Each file's first name among ``paths``, with every name it is given by (itself first), in order: the same
+    file (by device and inode) named twice is one entry."""
+    by_file: dict[Any, str] = {}
+    names: dict[str, list[str]] = {}
+    for path in paths:
+        first = by_file.setdefault(_file_id(Path(path)) or path, path)
+        names.setdefault(first, []).append(path)
+    return names
 
 
 def _ray_address(text: str) -> bool:
