@@ -372,3 +372,38 @@ def test_30_04_a_file_given_twice_is_predicted_once_and_reported_under_each_name
     assert done.returncode == 0 and [Path(r["image"]).name for r in rows] == ["d.png", "link.png", "d.png"]
     assert rows[0]["result"] == rows[1]["result"] == rows[2]["result"]
     assert len({r["saved"] for r in rows}) == 2  # each name its own picture (the one name given twice, one)
+
+
+@pytest.mark.skipif("digits" not in zoo.list_models(), reason="the zoo-digits plugin is not installed")
+def test_30_03_an_entry_by_its_key_predicts_as_built_offline_and_from_the_command_line(zoo_cache_dir):
+    from conftest import run_zoo
+
+    sample = sorted((Path(__file__).parents[1] / "plugins" / "zoo-digits" / "samples").glob("*.png"))[7]
+    model = zoo.get("digits")
+    reference = f"digits/{model.path.parent.name}"
+    by_key = zoo.get(reference)
+    assert by_key.path == model.path and by_key.predict(sample).to_dict() == model.predict(sample).to_dict()
+    done = run_zoo("predict", reference, str(sample), "--json", env={"ZOO_OFFLINE": "1"})
+    assert done.returncode == 0 and json.loads(done.stdout)[0]["result"] == model.predict(sample).to_dict()
+    missing = run_zoo("predict", "digits/0123456789abcdef", str(sample))
+    assert missing.returncode != 0 and "is not in the cache" in missing.stderr and "Traceback" not in missing.stderr
+    with pytest.raises(zoo.UsageError, match="one cache entry, built already: weights"):
+        zoo.get(reference, weights="random")
+
+
+def test_30_03_an_entry_of_a_fine_tuned_checkpoint_keeps_its_classes(zoo_cache_dir, monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    from conftest import registry_with
+    from tinymodels import save_weights, tiny_spec
+
+    class Plugin:
+        @zoo.hookimpl
+        def zoo_register_models(self, register):
+            register(tiny_spec())
+
+    monkeypatch.setattr(zoo.registry, "_default", registry_with(tiny=Plugin()))
+    tuned = zoo.get("tiny", weights=save_weights(tmp_path / "tuned.pth", classes=2), labels=["left", "right"])
+    again = zoo.get(f"tiny/{tuned.path.parent.name}")
+    image = np.full((40, 40, 3), 90, np.uint8)
+    assert again.spec.labels == ("left", "right") and again.spec.metrics == {}
+    assert again.predict(image).to_dict() == tuned.predict(image).to_dict()

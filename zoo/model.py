@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,9 @@ def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runt
     check_count("threads", threads, optional=True)
     check_runtime(runtime, providers)  # before anything is fetched or exported
     registry = registry if registry is not None else default_registry()
+    if isinstance(name, str) and ENTRY.fullmatch(name.strip()):
+        return _open_entry(name.strip(), build, registry, runtime=runtime, providers=providers, threads=threads,
+                           batch_size=batch_size)
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
     if runtime in spec.unsupported:
         raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
@@ -297,6 +301,38 @@ def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runt
                     spec.name)
     raise CacheError(f"{spec.name} was removed from the cache three times as it was being opened; stop the process "
                      f"that keeps removing it ('zoo cache rm', 'prune' or 'clear') and try again")
+
+
+#: ``NAME/KEY``: one cache entry, as ``zoo cache list`` prints it (``resnet18/97fcef0812ab34cd``).
+ENTRY = re.compile(r"(?P<name>[^/\s]+)/(?P<key>[0-9a-fA-F]{16})")
+
+
+def _open_entry(reference: str, build: BuildOptions, registry: Registry, **session: Any) -> Model:
+    """The model of the cache entry ``NAME/KEY``, as it was built: no weights, export or download needed (an entry
+    imported from a bundle predicts offline). Its classes are those its file records."""
+    from zoo import onnxmeta
+
+    if build.chosen or build.precision != "fp32":
+        raise UsageError(f"{reference!r} is one cache entry, built already: {', '.join(build.chosen) or 'precision'} "
+                         f"cannot apply to it (give the model's name to build another)")
+    match = ENTRY.fullmatch(reference)
+    assert match is not None
+    spec = registry.get(match["name"])
+    folder = cache.entry_dir(spec.name, match["key"].lower())
+    with cache.reading(folder):
+        metadata = cache.read_entry(folder)
+        if metadata is None:
+            raise CacheError(f"{reference!r} is not in the cache (or is damaged); 'zoo cache list' shows the entries "
+                             f"there are")
+        labels = onnxmeta.read(folder / cache.MODEL_FILE).get("labels")
+        if labels and tuple(labels) != spec.labels:  # a checkpoint fine-tuned for other classes
+            spec = _with_labels(spec, labels)
+        weights = metadata.get("weights") or {}
+        if weights.get("tag") is None and weights.get("file"):  # the user's checkpoint, not the published weights
+            spec = dataclasses.replace(spec, metrics={}, summary=f"{spec.name} with the weights of {weights['file']} "
+                                                                 f"(the published metrics do not apply)")
+        return Model(spec, Converted(path=folder / cache.MODEL_FILE, metadata=metadata), task=registry.task(spec.task),
+                     **session)
 
 
 def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registry: Registry | None = None,

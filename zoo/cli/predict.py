@@ -241,7 +241,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         texts[key.strip()] = text
     if texts:
         registry = default_registry()
-        spec = registry.get(args.name)
+        spec = registry.get(args.name.partition("/")[0])  # NAME/KEY: an entry of NAME
         options.update(options_from_text(spec, accepted_options(spec, registry.task(spec.task)), texts))
     return options
 
