@@ -353,3 +353,14 @@ def test_28_10_prune_and_clear_remove_a_killed_imports_staging_and_verify_calls_
     done = run_zoo("cache", "verify")
     assert done.returncode == 0 and "0 damaged" in done.stderr
     assert f"incomplete  {interrupted / cache.MODEL_FILE}  (an interrupted build: rebuilt on next use)" in done.stdout
+
+
+def test_30_03_bundle_export_of_name_key_packs_that_entry_alone(zoo_cache_dir, tmp_path):
+    fp32 = zoo.get("digits")
+    int8 = zoo.get("digits", precision="int8")  # a second entry of the same name
+    output = tmp_path / "one.zoo"
+    done = run_zoo("bundle", "export", f"digits/{int8.path.parent.name}", "-o", str(output))
+    assert done.returncode == 0, done.stderr
+    assert [(e["name"], e["key"]) for e in bundle.read_manifest(output)["entries"]] == [
+        ("digits", int8.path.parent.name)]
+    assert fp32.path.parent.name != int8.path.parent.name

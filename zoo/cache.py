@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -66,6 +67,8 @@ METADATA_FILE = "metadata.json"
 #: onnxruntime's optimised graph of an entry's model, saved beside it (see :mod:`zoo.runtime`).
 OPTIMIZED_PREFIX = "optimized-"
 KEY_LENGTH = 16
+#: ``NAME/KEY``: one entry, as ``zoo cache list`` prints it (``resnet18/97fcef0812ab34cd``).
+ENTRY = re.compile(rf"(?P<name>[^/\s]+)/(?P<key>[0-9a-fA-F]{{{KEY_LENGTH}}})")
 
 
 def cache_root() -> Path:

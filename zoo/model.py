@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -274,7 +273,7 @@ def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runt
     check_count("threads", threads, optional=True)
     check_runtime(runtime, providers)  # before anything is fetched or exported
     registry = registry if registry is not None else default_registry()
-    if isinstance(name, str) and ENTRY.fullmatch(name.strip()):
+    if isinstance(name, str) and cache.ENTRY.fullmatch(name.strip()):
         return _open_entry(name.strip(), build, registry, runtime=runtime, providers=providers, threads=threads,
                            batch_size=batch_size)
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
@@ -303,10 +302,6 @@ def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runt
                      f"that keeps removing it ('zoo cache rm', 'prune' or 'clear') and try again")
 
 
-#: ``NAME/KEY``: one cache entry, as ``zoo cache list`` prints it (``resnet18/97fcef0812ab34cd``).
-ENTRY = re.compile(r"(?P<name>[^/\s]+)/(?P<key>[0-9a-fA-F]{16})")
-
-
 def _open_entry(reference: str, build: BuildOptions, registry: Registry, **session: Any) -> Model:
     """The model of the cache entry ``NAME/KEY``, as it was built: no weights, export or download needed (an entry
     imported from a bundle predicts offline). Its classes are those its file records."""
@@ -315,7 +310,7 @@ def _open_entry(reference: str, build: BuildOptions, registry: Registry, **sessi
     if build.chosen or build.precision != "fp32":
         raise UsageError(f"{reference!r} is one cache entry, built already: {', '.join(build.chosen) or 'precision'} "
                          f"cannot apply to it (give the model's name to build another)")
-    match = ENTRY.fullmatch(reference)
+    match = cache.ENTRY.fullmatch(reference)
     assert match is not None
     spec = registry.get(match["name"])
     folder = cache.entry_dir(spec.name, match["key"].lower())

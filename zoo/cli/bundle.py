@@ -13,13 +13,14 @@ from zoo.cli.arguments import (
     precision_argument,
     selected_names,
 )
+from zoo.cli.cache import selected_entries
 from zoo.cli.render import (
     human_size,
     print_json,
     progress,
     write,
 )
-from zoo.errors import UsageError, ZooError
+from zoo.errors import CacheError, UsageError, ZooError
 from zoo.registry import default_registry
 
 
@@ -57,7 +58,13 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise UsageError(f"-o {args.output!r}: folder {str(output.parent)!r} does not exist")
     chosen: dict[Path, cache.Entry] = {}
-    for name in selected_names(args, registry, "bundle"):
+    entries = [name for name in args.names if cache.ENTRY.fullmatch(name)]  # NAME/KEY: that entry alone
+    for entry in selected_entries(entries):
+        if not entry.ok:
+            raise CacheError(f"{entry.name}/{entry.key} is incomplete or damaged: 'zoo cache verify' checks it")
+        chosen[entry.folder] = entry
+    args.names = [name for name in args.names if name not in entries]
+    for name in selected_names(args, registry, "bundle") if args.names or not entries else ():
         spec = registry.get(name)
         for part in registry.parts(spec):
             current = [e for e in cache.entries(part.name, plugin=part.plugin) if e.ok and is_current(e, registry)

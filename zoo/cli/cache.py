@@ -47,7 +47,7 @@ def cmd_cache_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache.Entry]:
+def selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache.Entry]:
     """The entries that ``NAME`` (every entry of a model, or of each model of a pipeline; ``PLUGIN:NAME`` that
     plugin's model's) or ``NAME/KEY`` (one entry) arguments designate.
 
@@ -75,7 +75,7 @@ def _selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache
 
 
 def cmd_cache_verify(args: argparse.Namespace) -> int:
-    entries = _selected_entries(args.names, full=True) if args.names else cache.entries(full=True)
+    entries = selected_entries(args.names, full=True) if args.names else cache.entries(full=True)
     results = []
     for entry in entries:  # each model, and the optimised graphs that runtimes saved beside it
         if entry.incomplete:  # an interrupted build: not damage, just not there yet
@@ -103,7 +103,7 @@ def cmd_cache_verify(args: argparse.Namespace) -> int:
 
 def cmd_cache_rm(args: argparse.Namespace) -> int:
     freed = 0
-    for entry in _selected_entries(args.names):
+    for entry in selected_entries(args.names):
         freed += cache.remove(entry.folder)
         print(f"removed {entry.name}/{entry.key}")
     print(f"freed {human_size(freed)}", file=sys.stderr)
