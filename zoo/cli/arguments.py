@@ -62,6 +62,12 @@ def selected_names(args: argparse.Namespace, registry: Registry, verb: str) -> l
     return registry.select(args.names, task=args.task, plugin=args.plugin)
 
 
+def selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--task`` and ``--plugin``, which select (or filter) the models a command works on (:func:`selected_names`)."""
+    parser.add_argument("--task", help="only models of this task, e.g. image-classification")
+    parser.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
+
+
 def weights_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="W",
                         help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")

@@ -12,6 +12,7 @@ from zoo.cli.arguments import (
     build_options,
     precision_argument,
     selected_names,
+    selection_arguments,
 )
 from zoo.cli.cache import selected_entries
 from zoo.cli.render import (
@@ -111,7 +112,6 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_parsers(commands: Commands) -> None:
     """Add this module's commands to the ``zoo`` parser."""
     command = commands.command
@@ -121,8 +121,7 @@ def add_parsers(commands: Commands) -> None:
                 "a glob; --task and --plugin select or filter. A model that fails is reported and the others go on; the "
                 "exit status is 1 if any failed.")
     p.add_argument("names", nargs="*", metavar="NAME", help="model names or globs (default with --task/--plugin: all)")
-    p.add_argument("--task", help="only models of this task, e.g. image-classification")
-    p.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
+    selection_arguments(p)
     precision_argument(p)
 
     p = command("bundle", None, "move cached models to machines without internet, in one verified archive",
@@ -137,8 +136,7 @@ def add_parsers(commands: Commands) -> None:
                                                    "into a bundle")
     a.add_argument("names", nargs="*", metavar="NAME", help="model names or globs (default with --task/--plugin: all)")
     a.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle to write, e.g. models.zoo")
-    a.add_argument("--task", help="only models of this task, e.g. image-classification")
-    a.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
+    selection_arguments(a)
     precision_argument(a)
     a = bundle_action("import", cmd_bundle_import, "verify a bundle and add its entries to the cache")
     a.add_argument("bundle", metavar="FILE", help="a bundle written by 'zoo bundle export'")

@@ -143,7 +143,6 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_parsers(commands: Commands) -> None:
     """Add this module's commands to the ``zoo`` parser."""
     command = commands.command

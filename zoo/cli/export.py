@@ -99,7 +99,6 @@ def _copy_model(source: Path, output: str, name: str) -> Path:
     return target
 
 
-
 def add_parsers(commands: Commands) -> None:
     """Add this module's commands to the ``zoo`` parser."""
     command = commands.command

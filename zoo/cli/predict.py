@@ -301,7 +301,6 @@ def _save(result: Any, image: Any, path: Path) -> str:
     return str(path)
 
 
-
 def add_parsers(commands: Commands) -> None:
     """Add this module's commands to the ``zoo`` parser."""
     command = commands.command

@@ -48,7 +48,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_parsers(commands: Commands) -> None:
     """Add this module's commands to the ``zoo`` parser."""
     command = commands.command
