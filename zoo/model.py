@@ -322,10 +322,9 @@ def _open_entry(reference: str, build: BuildOptions, registry: Registry, **sessi
         labels = onnxmeta.read(folder / cache.MODEL_FILE).get("labels")
         if labels and tuple(labels) != spec.labels:  # a checkpoint fine-tuned for other classes
             spec = _with_labels(spec, labels)
-        weights = metadata.get("weights") or {}
-        if weights.get("tag") is None and weights.get("file"):  # the user's checkpoint, not the published weights
-            spec = dataclasses.replace(spec, metrics={}, summary=f"{spec.name} with the weights of {weights['file']} "
-                                                                 f"(the published metrics do not apply)")
+        record = metadata.get("weights") or {}  # the user's checkpoint (no tag) or random weights: not the published
+        if record.get("tag") in (None, weights_module.RANDOM) and (record.get("file") or record.get("tag")):
+            spec = _with_own_weights(spec, record.get("file") or weights_module.RANDOM)
         return Model(spec, Converted(path=folder / cache.MODEL_FILE, metadata=metadata), task=registry.task(spec.task),
                      **session)
 
@@ -348,7 +347,8 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     variants = registry.variants(reference) if isinstance(weights, str) and reference in registry else ()
     source = weights_module.resolve(weights, build.sha256, default=spec.weights, variants=variants)
     if source is not None and source != spec.weights:
-        spec = _with_own_weights(spec, source)
+        spec = _with_own_weights(spec, source if source == weights_module.RANDOM else
+                                 source.filename if isinstance(source, Artifact) else Path(str(source)).name)
     prebuilt = build.opset is None and build.exporter is None
     if labels is not None:
         prebuilt = prebuilt and len(labels) == len(spec.labels)  # a prebuilt file has the spec's classes
@@ -360,10 +360,10 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     return spec, converted
 
 
-def _with_own_weights(spec: ModelSpec, source: weights_module.WeightsSource) -> ModelSpec:
-    """``spec`` built from other weights than its published ones: their metrics and summary are not this model's."""
-    what = "random weights" if source == weights_module.RANDOM else (
-        f"the weights of {source.filename if isinstance(source, Artifact) else Path(str(source)).name}")
+def _with_own_weights(spec: ModelSpec, weights: str) -> ModelSpec:
+    """``spec`` built from ``weights`` (a checkpoint's file name, or ``"random"``) rather than its published ones:
+    their metrics and summary are not this model's."""
+    what = "random weights" if weights == weights_module.RANDOM else f"the weights of {weights}"
     return dataclasses.replace(spec, metrics={}, summary=f"{spec.name} with {what} (the published metrics do not "
                                                          f"apply)")
 
