@@ -9,6 +9,8 @@ platformdirs gives for ``onnx-zoo`` (``~/.cache/onnx-zoo`` on Linux,
       models/<name>/<key>/model.onnx.data   its weights, for models over 2 GB (ONNX external data)
       models/<name>/<key>/metadata.json     size and sha256 of each file, versions, parity report, time
       models/<name>/<key>/.tmp-<pid>-<hex>/ a build in progress (or left by a killed one)
+      files/<sha256>/                        an ONNX file used in place (zoo.get("model.onnx")): its
+                                            optimised graph and metadata.json (where the file is, its record)
       downloads/<sha256>-<file>             fetched weights, named by their hash
       downloads/<sha256>-<file>.part        an interrupted download, resumed by the next fetch
       locks/<hash>-<name>.lock              one lock per thing built or opened (prune and clear remove free ones)
@@ -420,6 +422,35 @@ def record_optimized(target: Path, saved: Path | None = None) -> None:
         _write_metadata(folder, metadata)
 
 
+def file_folder(path: Path, record: dict[str, Any]) -> Path | None:
+    """The cache folder of the ONNX file at ``path``, used in place, whose :func:`file_record` is ``record``: named
+    by its sha256 (a file that changes gets another), holding its optimised graph. None in a read-only cache."""
+    folder = cache_root() / "files" / record["sha256"][:KEY_LENGTH]
+    try:
+        make_dirs(folder)
+        with locked(folder / METADATA_FILE, what=f"the metadata of {folder}"):
+            metadata = read_metadata(folder) if (folder / METADATA_FILE).exists() else {}
+            if metadata.get("file") != str(path) or metadata.get("record", {}).get("sha256") != record["sha256"]:
+                _write_metadata(folder, {**metadata, "file": str(path), "record": record})
+    except (OSError, ValueError):  # NotWritableError is an OSError: the file runs, its graph is optimised each time
+        return None
+    return folder
+
+
+def stale_file_folders() -> list[Path]:
+    """The folders of files used in place (:func:`file_folder`) whose file is gone or has other contents."""
+    found = []
+    for folder in sorted((cache_root() / "files").glob("*")):
+        try:
+            metadata = read_metadata(folder)
+            stale = damage(Path(metadata["file"]), metadata["record"]) is not None
+        except (OSError, ValueError, KeyError, TypeError):
+            stale = True
+        if stale:
+            found.append(folder)
+    return found
+
+
 def optimized_checks(folder: Path) -> list[tuple[Path, bool]]:
     """Each saved optimised graph of an entry, with whether it matches its record by sha256 (``zoo cache verify``)."""
     return [(path, _optimized_damage(folder, path.name, full=True) is None)
@@ -597,7 +628,8 @@ def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
     That is: entries that are incomplete, damaged or not ``is_current`` (built with other
     library versions, or superseded by a newer plugin or spec), damaged or unrecorded
     optimised graphs, temporary folders (of builds and of imports) and
-    ``.part`` files whose writer is gone, lock files nobody holds, and with
+    ``.part`` files whose writer is gone, the folders of files used in place that are gone or
+    changed, lock files nobody holds, and with
     ``downloads_too`` every downloaded file. What another process is building, opening or
     reading is skipped.
     """
@@ -610,7 +642,7 @@ def prune(is_current: Callable[[Entry], bool], *, downloads_too: bool = False,
             candidates += entry.folder.glob(f"{TEMP_PREFIX}*")
             candidates += [path for path in entry.folder.glob(f"{OPTIMIZED_PREFIX}*")
                            if _optimized_damage(entry.folder, path.name) is not None]
-    candidates += staging_folders()
+    candidates += staging_folders() + stale_file_folders()
     candidates += [p for p in downloads() if downloads_too or p.name.endswith(".part")]
     for path in candidates:
         if dry_run:

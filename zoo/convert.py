@@ -87,10 +87,23 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class Converted:
-    """A cached ONNX model: where it is and what its metadata says."""
+    """An ONNX model ready to open: where it is and what its metadata says (a cache entry's, or the record of a
+    file used in place)."""
 
     path: Path
     metadata: dict[str, Any]
+    #: Whether the file is the user's, used where it is (not a cache entry).
+    in_place: bool = False
+    #: For a file used in place, the cache folder that keeps its optimised graph (None: none is kept).
+    file_folder: Path | None = None
+
+    @property
+    def optimized(self) -> tuple[str, Path] | None:
+        """The file's sha256 and the folder where onnxruntime's optimised graph of it is kept (an entry's own), or
+        None where none is (a model with external data, a file with no cache folder)."""
+        files = self.metadata.get("files", {})
+        folder = self.file_folder if self.in_place else self.path.parent
+        return (files[self.path.name]["sha256"], folder) if list(files) == [self.path.name] and folder else None
 
 
 def library_versions(exporter: str) -> dict[str, str | None]:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo import cache, images
+from zoo import cache, images, onnxfile, onnxmeta
 from zoo import weights as weights_module
 from zoo._fields import check_count
-from zoo.convert import BuildOptions, Converted, convert
+from zoo.convert import BuildOptions, Converted, convert, exported_elsewhere, make_key, plan
 from zoo.errors import CacheError, SpecError, UsageError, ZooInputError
 from zoo.geometry import Geometry
+from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
 from zoo.runtime import Session, check_runtime, input_feeds, open_session
 from zoo.spec import Artifact, ModelSpec
@@ -50,10 +52,9 @@ class Model:
         self.path: Path = converted.path
         #: The cache entry's metadata: sha256 and size, versions, export and parity report.
         self.metadata: dict[str, Any] = converted.metadata
-        files = self.metadata.get("files", {})  # the optimised graph is kept in the entry, unless it has external data
+        sha256, folder = converted.optimized or (None, None)
         self.session: Session = open_session(self.path, runtime, spec.outputs, providers=providers, threads=threads,
-                                             keep_optimized=files[cache.MODEL_FILE]["sha256"]
-                                             if list(files) == [cache.MODEL_FILE] else None)
+                                             keep_optimized=sha256, optimized_in=folder)
         self.feeds = self._check_graph()
         self.batch_size = batch_size
 
@@ -236,12 +237,14 @@ def predict_each(model: Model | Pipeline, items: Sequence[Any], **options: Any) 
     return answers
 
 
-def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
+def get(name: str | os.PathLike[str] | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | None = None,
         sha256: str | None = None, labels: Sequence[str] | None = None, opset: int | None = None,
         exporter: str | None = None, simplify: bool = True, precision: str = "fp32", runtime: str = "onnxruntime",
         providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8,
+        task: str | None = None, preprocess: Preprocess | Mapping[str, Any] | None = None,
         registry: Registry | None = None) -> Model | Pipeline:
-    """The model called ``name`` (or described by a spec), converted and cached on first use.
+    """The model called ``name`` (or described by a spec), converted and cached on first use; or the ONNX file at
+    ``name`` (a path object, or text ending in ``.onnx``), run where it is.
 
     ``weights`` is a weights variant's tag (``"imagenet1k_v1"``) or full name, a local
     checkpoint, a URL (with ``sha256``) or an :class:`~zoo.spec.Artifact`; the default is
@@ -255,16 +258,21 @@ def get(name: str | ModelSpec, *, weights: str | os.PathLike[str] | Artifact | N
 
     A pipeline (a spec with ``requires``) is returned as a :class:`Pipeline` whose
     sub-models are opened with the same precision, runtime, providers, threads and batch size.
+
+    An ONNX file is described by its own metadata (a file the zoo wrote: ``zoo export -o``, a
+    copied cache entry), by ``model.toml`` beside it, or by ``task``, ``preprocess`` (a
+    :class:`~zoo.preprocess.Preprocess` or its fields) and ``labels`` (see :mod:`zoo.onnxfile`).
     ``registry`` resolves names and tasks (default: the installed plugins').
     """
     build = BuildOptions(weights=weights, sha256=sha256, labels=labels, opset=opset, exporter=exporter,
                          simplify=simplify, precision=precision)
     return open_model(name, build, runtime=runtime, providers=providers, threads=threads, batch_size=batch_size,
-                      registry=registry)
+                      task=task, preprocess=preprocess, registry=registry)
 
 
-def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runtime: str = "onnxruntime",
-               providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8,
+def open_model(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None = None, *,
+               runtime: str = "onnxruntime", providers: list[str] | None = None, threads: int | None = None,
+               batch_size: int = 8, task: str | None = None, preprocess: Preprocess | Mapping[str, Any] | None = None,
                registry: Registry | None = None) -> Model | Pipeline:
     """:func:`get` with its build arguments as one :class:`~zoo.convert.BuildOptions` (what the command line,
     the server and Ray pass on)."""
@@ -273,13 +281,14 @@ def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runt
     check_count("threads", threads, optional=True)
     check_runtime(runtime, providers)  # before anything is fetched or exported
     registry = registry if registry is not None else default_registry()
-    if isinstance(name, str) and cache.ENTRY.fullmatch(name.strip()):
-        return _open_entry(name.strip(), build, registry, runtime=runtime, providers=providers, threads=threads,
-                           batch_size=batch_size)
+    session = {"runtime": runtime, "providers": providers, "threads": threads, "batch_size": batch_size}
+    if onnxfile.is_file(name) or isinstance(name, str) and cache.ENTRY.fullmatch(name.strip()):
+        return _open_built(*describe(name, build, task=task, preprocess=preprocess, registry=registry),  # type: ignore[misc]
+                           registry, **session)
+    if (task, preprocess) != (None, None):
+        raise UsageError(f"task and preprocess describe an ONNX file; {name!r} is a model, which has its own")
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
-    if runtime in spec.unsupported:
-        raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
-                         f"use runtime='onnxruntime' (--runtime onnxruntime)")
+    _check_runs_on(spec, runtime)  # before anything is built
     if spec.is_pipeline:
         if build.chosen:
             raise UsageError(f"model {spec.name!r} is a pipeline of {', '.join(spec.requires)}; "
@@ -302,11 +311,56 @@ def open_model(name: str | ModelSpec, build: BuildOptions | None = None, *, runt
                      f"that keeps removing it ('zoo cache rm', 'prune' or 'clear') and try again")
 
 
-def _open_entry(reference: str, build: BuildOptions, registry: Registry, **session: Any) -> Model:
-    """The model of the cache entry ``NAME/KEY``, as it was built: no weights, export or download needed (an entry
-    imported from a bundle predicts offline). Its classes are those its file records."""
-    from zoo import onnxmeta
+def _check_runs_on(spec: ModelSpec, runtime: str) -> None:
+    if runtime in spec.unsupported:
+        raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
+                         f"use runtime='onnxruntime' (--runtime onnxruntime)")
 
+
+def describe(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None = None, *,
+             task: str | None = None, preprocess: Preprocess | Mapping[str, Any] | None = None,
+             registry: Registry | None = None) -> tuple[ModelSpec, Converted | None]:
+    """The spec that :func:`open_model` would run for these arguments, and its ONNX file where it is built already
+    (None where it is not), without building, downloading or opening anything: what ``zoo info`` shows.
+
+    A model built from your checkpoint has its own spec (no published metrics) and its own entry, with its parity
+    figures; an ONNX file is hashed and described (:mod:`zoo.onnxfile`); ``NAME/KEY`` is that entry.
+    """
+    build = build if build is not None else BuildOptions()
+    registry = registry if registry is not None else default_registry()
+    if onnxfile.is_file(name):
+        return _describe_file(name, build, registry, task=task, preprocess=preprocess)  # type: ignore[arg-type]
+    if (task, preprocess) != (None, None):
+        raise UsageError(f"task and preprocess describe an ONNX file; {name!r} is a model, which has its own")
+    if isinstance(name, str) and cache.ENTRY.fullmatch(name.strip()):
+        return _describe_entry(name.strip(), build, registry)
+    spec, source, how = _resolve(name, build, registry)
+    if spec.is_pipeline:
+        return spec, None
+    inputs = plan(spec, source, **how)
+    folder = cache.entry_dir(spec.name, make_key(inputs))
+    metadata = cache.read_entry(folder)
+    if metadata is None and (elsewhere := exported_elsewhere(spec.name, inputs)) is not None:
+        folder, metadata = elsewhere.folder, elsewhere.metadata
+    return spec, Converted(path=folder / cache.MODEL_FILE, metadata=metadata) if metadata is not None else None
+
+
+def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: Registry, *, task: str | None,
+                   preprocess: Preprocess | Mapping[str, Any] | None) -> tuple[ModelSpec, Converted]:
+    """An ONNX file used where it is: hashed now, described by itself, ``model.toml`` or the arguments."""
+    chosen = [option for option in build.chosen if option != "labels"] + ["precision"] * (build.precision != "fp32")
+    if chosen:
+        raise UsageError(f"{os.fspath(name)!r} is an ONNX file, built already: {', '.join(chosen)} cannot apply to "
+                         f"it (give a model's name to build one)")
+    path, record = onnxfile.record(name)
+    spec = onnxfile.describe(path, record["sha256"], registry, task=task, preprocess=preprocess, labels=build.labels)
+    metadata = {"name": spec.name, "source": "file", "path": str(path), "files": {path.name: record},
+                "weights": onnxmeta.read(path).get("weights")}
+    return spec, Converted(path=path, metadata=metadata, in_place=True, file_folder=cache.file_folder(path, record))
+
+
+def _describe_entry(reference: str, build: BuildOptions, registry: Registry) -> tuple[ModelSpec, Converted]:
+    """The cache entry ``NAME/KEY``, as it was built; its classes are those its file records."""
     if build.chosen or build.precision != "fp32":
         raise UsageError(f"{reference!r} is one cache entry, built already: {', '.join(build.chosen) or 'precision'} "
                          f"cannot apply to it (give the model's name to build another)")
@@ -314,19 +368,28 @@ def _open_entry(reference: str, build: BuildOptions, registry: Registry, **sessi
     assert match is not None
     spec = registry.get(match["name"])
     folder = cache.entry_dir(spec.name, match["key"].lower())
-    with cache.reading(folder):
-        metadata = cache.read_entry(folder)
-        if metadata is None:
-            raise CacheError(f"{reference!r} is not in the cache (or is damaged); 'zoo cache list' shows the entries "
-                             f"there are")
-        labels = onnxmeta.read(folder / cache.MODEL_FILE).get("labels")
-        if labels and tuple(labels) != spec.labels:  # a checkpoint fine-tuned for other classes
-            spec = _with_labels(spec, labels)
-        record = metadata.get("weights") or {}  # the user's checkpoint (no tag) or random weights: not the published
-        if record.get("tag") in (None, weights_module.RANDOM) and (record.get("file") or record.get("tag")):
-            spec = _with_own_weights(spec, record.get("file") or weights_module.RANDOM)
-        return Model(spec, Converted(path=folder / cache.MODEL_FILE, metadata=metadata), task=registry.task(spec.task),
-                     **session)
+    metadata = cache.read_entry(folder)
+    if metadata is None:
+        raise CacheError(f"{reference!r} is not in the cache (or is damaged); 'zoo cache list' shows the entries "
+                         f"there are")
+    labels = onnxmeta.read(folder / cache.MODEL_FILE).get("labels")
+    if labels and tuple(labels) != spec.labels:  # a checkpoint fine-tuned for other classes
+        spec = _with_labels(spec, labels)
+    record = metadata.get("weights") or {}  # the user's checkpoint (no tag) or random weights: not the published
+    if record.get("tag") in (None, weights_module.RANDOM) and (record.get("file") or record.get("tag")):
+        spec = _with_own_weights(spec, record.get("file") or weights_module.RANDOM)
+    return spec, Converted(path=folder / cache.MODEL_FILE, metadata=metadata)
+
+
+def _open_built(spec: ModelSpec, converted: Converted, registry: Registry, **session: Any) -> Model:
+    """A file or an entry that :func:`describe` found: opened as it is (an entry under its reader lock, so that
+    ``zoo cache rm`` waits until the session is open)."""
+    _check_runs_on(spec, session["runtime"])
+    with contextlib.nullcontext() if converted.in_place else cache.reading(converted.path.parent):
+        if not converted.in_place and cache.read_entry(converted.path.parent) is None:
+            raise CacheError(f"{spec.name} ({converted.path.parent}) was removed from the cache as it was being "
+                             f"opened; open it again")
+        return Model(spec, converted, task=registry.task(spec.task), **session)
 
 
 def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registry: Registry | None = None,
@@ -337,8 +400,15 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     and ``zoo bundle export`` use this directly.
     """
     build = build if build is not None else BuildOptions(**arguments)
-    weights, labels = build.weights, build.labels
     registry = registry if registry is not None else default_registry()
+    spec, source, how = _resolve(name, build, registry)
+    return spec, convert(spec, source, **how, task=registry.task(spec.task))
+
+
+def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> tuple[ModelSpec, Any, dict[str, Any]]:
+    """The spec of ``name`` as ``build`` makes it (a weights variant's, or its own with your weights and labels),
+    the weights to build it from, and how (:func:`zoo.convert.plan`'s keywords)."""
+    weights, labels = build.weights, build.labels
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
     variant = _variant(registry, spec, weights)
     if variant is not None:
@@ -354,10 +424,9 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
         prebuilt = prebuilt and len(labels) == len(spec.labels)  # a prebuilt file has the spec's classes
         spec = _with_labels(spec, labels)
     info = registry.plugin_manager.infos.get(spec.plugin)
-    converted = convert(spec, source, prebuilt=prebuilt, exporter=build.exporter, opset=build.opset,
-                        simplify=build.simplify, plugin_version=info.version if info else None,
-                        precision=build.precision, task=registry.task(spec.task))
-    return spec, converted
+    return spec, source, {"prebuilt": prebuilt, "exporter": build.exporter, "opset": build.opset,
+                          "simplify": build.simplify, "plugin_version": info.version if info else None,
+                          "precision": build.precision}
 
 
 def _with_own_weights(spec: ModelSpec, weights: str) -> ModelSpec:

@@ -14,9 +14,15 @@ stays in the cache byte for byte the file its plugin published. Each value is a 
   and the graph's extra inputs (JSON);
 * ``zoo.weights``: the weights' file name, tag and sha256, and their URL when they were
   downloaded (never a local path) (JSON, or ``null``);
-* ``zoo.precision``: ``fp32`` or ``int8``.
+* ``zoo.precision``: ``fp32`` or ``int8``;
+* ``zoo.options``: the model's defaults for ``predict``'s options (JSON), ``zoo.unsupported``: the
+  runtimes that cannot run it, with why (JSON);
+* ``zoo.plugin`` and ``zoo.postprocess``: the plugin that registered the model and, where its
+  postprocessing is a function of the plugin's rather than the task's, that function's name
+  (the zoo uses it only from that installed plugin, never imports what a file names).
 
-With them, onnx and numpy are enough to run the file as ``predict`` does (a test does so).
+With them, onnx and numpy are enough to run the file as ``predict`` does (a test does so), and
+``zoo.get("model.onnx")`` predicts as the named model does (:mod:`zoo.onnxfile`).
 """
 
 from __future__ import annotations
@@ -28,11 +34,11 @@ from typing import Any
 from zoo import cache
 from zoo._files import replacing
 from zoo._version import __version__
-from zoo.spec import ModelSpec
+from zoo.spec import ModelSpec, callable_name
 
 PREFIX = "zoo."
 #: The keys whose values are JSON; the others are plain strings.
-JSON_KEYS = ("labels", "preprocess", "outputs", "weights")
+JSON_KEYS = ("labels", "preprocess", "outputs", "weights", "options", "unsupported")
 
 
 def properties(spec: ModelSpec, entry: dict[str, Any]) -> dict[str, str]:
@@ -49,8 +55,11 @@ def properties(spec: ModelSpec, entry: dict[str, Any]) -> dict[str, str]:
     values: dict[str, Any] = {
         "name": spec.name, "task": spec.task, "license": spec.license, "homepage": spec.homepage,
         "version": __version__, "labels": list(spec.labels), "preprocess": spec.preprocess.to_dict(),
-        "outputs": outputs, "weights": weights, "precision": precision,
+        "outputs": outputs, "weights": weights, "precision": precision, "options": dict(spec.options),
+        "unsupported": dict(spec.unsupported), "plugin": spec.plugin,
     }
+    if spec.postprocess is not None:
+        values["postprocess"] = callable_name(spec.postprocess)
     return {PREFIX + key: json.dumps(value) if key in JSON_KEYS else value for key, value in values.items()}
 
 

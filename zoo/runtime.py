@@ -67,7 +67,7 @@ class OnnxRuntimeSession:
     name = "onnxruntime"
 
     def __init__(self, path: Path, *, providers: list[str] | None = None, threads: int | None = None,
-                 keep_optimized: str | None = None) -> None:
+                 keep_optimized: str | None = None, optimized_in: Path | None = None) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -86,7 +86,8 @@ class OnnxRuntimeSession:
         #: The file the session was opened from: the model, or its saved optimised graph.
         self.opened = Path(path)
         if keep_optimized and set(chosen) <= KEEPS_OPTIMIZED:
-            self.optimized = Path(path).with_name(optimized_name(keep_optimized, onnxruntime.__version__, chosen))
+            folder = optimized_in or Path(path).parent
+            self.optimized = folder / optimized_name(keep_optimized, onnxruntime.__version__, chosen)
             self.session = self._open_optimized(Path(path), options, chosen)
             if self.session is not None:
                 self._describe()
@@ -111,7 +112,7 @@ class OnnxRuntimeSession:
         import onnxruntime
 
         assert self.optimized is not None
-        if cache.optimized_usable(path.parent, self.optimized.name):  # recorded in the entry and unchanged
+        if cache.optimized_usable(self.optimized.parent, self.optimized.name):  # recorded in the entry and unchanged
             level = options.graph_optimization_level  # type: ignore[attr-defined]
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # type: ignore[attr-defined]
             try:
@@ -125,7 +126,7 @@ class OnnxRuntimeSession:
                     self.optimized.unlink()
             finally:
                 options.graph_optimization_level = level  # type: ignore[attr-defined]
-        if not os.access(path.parent, os.W_OK):  # a read-only cache: onnxruntime would fail the whole session
+        if not os.access(self.optimized.parent, os.W_OK):  # a read-only cache: onnxruntime would fail the whole session
             return None
         temp = temporary_name(self.optimized)
         options.optimized_model_filepath = os.fspath(temp)  # type: ignore[attr-defined]
@@ -280,16 +281,19 @@ def graph_signature(path: Path) -> tuple[dict[str, list[int | str | None]], list
 
 
 def open_session(path: Path, runtime: str, output_names: tuple[str, ...], *, providers: list[str] | None = None,
-                 threads: int | None = None, keep_optimized: str | None = None) -> Session:
+                 threads: int | None = None, keep_optimized: str | None = None,
+                 optimized_in: Path | None = None) -> Session:
     """A session of ``runtime`` (one of :data:`RUNTIMES`) on the model at ``path``.
 
-    ``keep_optimized`` (the model's sha256, for a model in the cache): onnxruntime's
-    optimised graph is saved beside the model and opened instead of it next time.
+    ``keep_optimized`` (the model's sha256): onnxruntime's optimised graph is saved in the
+    cache folder ``optimized_in`` (default: the model's own, an entry's) and opened instead of
+    the model next time.
     """
     check_runtime(runtime, providers)
     if runtime == "opencv":
         return OpenCvSession(path, output_names, threads=threads)
-    return OnnxRuntimeSession(path, providers=providers, threads=threads, keep_optimized=keep_optimized)
+    return OnnxRuntimeSession(path, providers=providers, threads=threads, keep_optimized=keep_optimized,
+                              optimized_in=optimized_in)
 
 
 def check_runtime(runtime: str, providers: Sequence[str] | None = None) -> None:

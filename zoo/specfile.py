@@ -45,6 +45,17 @@ ARTIFACTS = ("weights", "onnx")
 def load_specs(path: str | os.PathLike[str]) -> list[ModelSpec]:
     """The model specs of the TOML file at ``path``, in the file's order (see the module's docstring)."""
     path = Path(path)
+    specs = []
+    for name, table in read_tables(path).items():
+        try:
+            specs.append(spec_from_table(name, table, path.parent))
+        except SpecError as error:
+            raise SpecError(error.field, f"{error.problem} (in {path}, [models.{name}])", model=name) from None
+    return specs
+
+
+def read_tables(path: Path) -> dict[str, dict[str, Any]]:
+    """The ``[models.NAME]`` tables of the TOML file at ``path``, by name, as TOML gives them."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
@@ -54,13 +65,7 @@ def load_specs(path: str | os.PathLike[str]) -> list[ModelSpec]:
     models = data.get("models")
     if not isinstance(models, dict) or not models or not all(isinstance(t, dict) for t in models.values()):
         raise SpecError("models", f"{path} has no [models.NAME] table (one per model, holding its spec's fields)")
-    specs = []
-    for name, table in models.items():
-        try:
-            specs.append(spec_from_table(name, table, path.parent))
-        except SpecError as error:
-            raise SpecError(error.field, f"{error.problem} (in {path}, [models.{name}])", model=name) from None
-    return specs
+    return models
 
 
 def spec_from_table(name: str, table: Mapping[str, Any], base: Path) -> ModelSpec:

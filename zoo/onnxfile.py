@@ -1,0 +1,177 @@
+"""An ONNX file given by its path: what describes it, and its record in the cache.
+
+``zoo.get("model.onnx")`` runs the file where it is (it is hashed, never copied into the
+cache). What it does comes from, in order:
+
+1. the file itself: a file the zoo wrote (``zoo export -o``, a copied cache entry) carries
+   its description in ``metadata_props`` (:mod:`zoo.onnxmeta`), and a plugin's published
+   file is recognised by its sha256;
+2. ``model.toml`` beside it: the format :func:`zoo.specfile.load_specs` reads, with one
+   ``[models.NAME]`` table (or one whose ``onnx.file`` names this file);
+3. arguments: ``task``, ``preprocess`` and ``labels``.
+
+Without any of them, :class:`~zoo.errors.SpecError` says what is missing and shows the
+smallest ``model.toml`` that would do, filled in from the graph's inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo import cache, onnxmeta
+from zoo._fields import NAME_PATTERN
+from zoo.errors import SpecError, UsageError
+from zoo.preprocess import Preprocess
+from zoo.runtime import graph_signature
+from zoo.spec import Artifact, ModelSpec, callable_name
+from zoo.specfile import read_tables, spec_from_table
+
+if TYPE_CHECKING:
+    from zoo.registry import Registry
+
+#: The spec file read beside an ONNX file that does not describe itself.
+SPEC_FILE = "model.toml"
+
+
+def is_file(name: object) -> bool:
+    """Whether ``name`` names an ONNX file rather than a model: a path object, or text ending in ``.onnx``."""
+    return isinstance(name, os.PathLike) or isinstance(name, str) and name.strip().lower().endswith(".onnx")
+
+
+def record(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The file's absolute path and its :func:`zoo.cache.file_record` (size, times and sha256: hashed now)."""
+    path = Path(path).expanduser()
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(2, "no such file" if not path.exists() else "not a file")
+        return path.resolve(), cache.file_record(path)
+    except OSError as error:
+        raise UsageError(f"ONNX file {os.fspath(path)!r} cannot be read ({error.strerror or error}); give the path "
+                         f"of an .onnx file, or a model's name ('zoo list' shows them)") from None
+
+
+def describe(path: Path, sha256: str, registry: Registry, *, task: str | None = None,
+             preprocess: Preprocess | Mapping[str, Any] | None = None,
+             labels: Sequence[str] | None = None) -> ModelSpec:
+    """The spec of the ONNX file at ``path`` (whose sha256 is ``sha256``), from the first that describes it: the
+    file, ``model.toml`` beside it, or the arguments (see the module's docstring)."""
+    artifact = Artifact(path.as_uri(), sha256, size=path.stat().st_size)
+    props = onnxmeta.read(path)
+    spec: ModelSpec | None = None
+    if props.get("task") and props.get("preprocess"):
+        spec, source = _from_properties(props, artifact, registry), "its onnx-zoo metadata"
+    elif (published := _published(sha256, registry)) is not None:
+        spec = dataclasses.replace(published, onnx=artifact, weights=None, build=None)
+        source = f"its sha256: it is the published file of {published.name}"
+    elif (path.parent / SPEC_FILE).is_file():
+        spec, source = _from_spec_file(path, artifact), str(path.parent / SPEC_FILE)
+    if spec is not None and (task, preprocess) != (None, None):
+        raise UsageError(f"{path} is described by {source}: a task and preprocessing apply only to an ONNX file "
+                         f"without a description")
+    if spec is None:
+        if task is None or preprocess is None:
+            raise SpecError("file", _undescribed(path, task, preprocess), model=_name_of(path))
+        spec = ModelSpec(name=_name_of(path), task=task, preprocess=preprocess, labels=tuple(labels or ()),
+                         onnx=artifact, outputs=tuple(graph_signature(path)[1]), summary=f"the ONNX file {path.name}")
+    if labels is not None and tuple(labels) != spec.labels:
+        spec = dataclasses.replace(spec, labels=tuple(labels))
+    return spec
+
+
+def _from_properties(props: dict[str, Any], artifact: Artifact, registry: Registry) -> ModelSpec:
+    """The spec a file the zoo wrote carries (:mod:`zoo.onnxmeta`)."""
+    outputs = props.get("outputs") or {}
+    name, plugin = props.get("name", ""), props.get("plugin", "")
+    postprocess = None
+    if props.get("postprocess"):  # the plugin's function, taken from the installed plugin only
+        reference = f"{plugin}:{name}" if plugin else name
+        registered = registry.get(reference) if reference in registry else None
+        if registered is None or callable_name(registered.postprocess) != props["postprocess"]:
+            raise SpecError("postprocess", f"{artifact.filename} is {name!r}, whose results are made by "
+                                           f"{props['postprocess']} of the plugin {plugin or '?'}, which is not "
+                                           f"installed here (or has changed); install that plugin", model=name)
+        postprocess = registered.postprocess
+    weights = props.get("weights") or {}
+    made_from = f", {weights['file']}" if weights.get("file") else ""
+    return ModelSpec(
+        name=name, task=props["task"], preprocess=props["preprocess"], labels=tuple(props.get("labels") or ()),
+        summary=f"{name} from the ONNX file {artifact.filename}{made_from}", license=props.get("license") or "unspecified",
+        homepage=props.get("homepage", ""), onnx=artifact, outputs=tuple(outputs.get("names") or ("output",)),
+        scores=outputs.get("scores", "logits"), decode=outputs.get("decode") or {},
+        rename_outputs=outputs.get("rename_outputs") or {}, inputs=outputs.get("inputs") or {},
+        batch_axis=outputs.get("batch_axis", True), options=props.get("options") or {},
+        unsupported=props.get("unsupported") or {}, postprocess=postprocess, plugin=plugin)
+
+
+def _published(sha256: str, registry: Registry) -> ModelSpec | None:
+    """The registered spec whose prebuilt file this is (a plugin's published file carries no description)."""
+    for spec in registry:
+        if spec.onnx is not None and sha256.startswith(spec.onnx.sha256):
+            return spec
+    return None
+
+
+def _from_spec_file(path: Path, artifact: Artifact) -> ModelSpec:
+    """The spec of ``model.toml`` beside the file: its one table, or the one whose ``onnx.file`` is this file."""
+    spec_file = path.parent / SPEC_FILE
+    tables = read_tables(spec_file)
+    mine = {name: table for name, table in tables.items()
+            if isinstance(table.get("onnx"), Mapping) and table["onnx"].get("file") == path.name}
+    if not mine and len(tables) == 1 and not isinstance(next(iter(tables.values())).get("onnx"), Mapping):
+        mine = tables
+    if len(mine) != 1:
+        raise SpecError("models", f"{spec_file} has {len(tables)} [models.NAME] tables and {len(mine)} of them "
+                                  f"describe {path.name}; give it one table, or set onnx.file = {path.name!r} in "
+                                  f"the table that describes it")
+    (name, table), = mine.items()
+    values = dict(table)
+    given = values.pop("onnx", None)
+    if isinstance(given, Mapping) and given.get("sha256") and not artifact.sha256.startswith(
+            str(given["sha256"]).lower().removeprefix("sha256:")):
+        raise SpecError("onnx.sha256", f"in {spec_file} is {given['sha256']}, but {path.name} has the sha256 "
+                                       f"{artifact.sha256}: the file has changed since the table was written; "
+                                       f"update the table's sha256 (or remove it)", model=name)
+    values.setdefault("outputs", graph_signature(path)[1])
+    values.setdefault("summary", f"{name}, the ONNX file {path.name} described by {SPEC_FILE}")
+    try:
+        return spec_from_table(name, {**values, "onnx": artifact.to_dict()}, spec_file.parent)
+    except SpecError as error:
+        raise SpecError(error.field, f"{error.problem} (in {spec_file}, [models.{name}])", model=name) from None
+
+
+def _name_of(path: Path) -> str:
+    """A model name from the file's name: lowercase, other characters as ``-``."""
+    name = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:100] or "model"
+    return name if NAME_PATTERN.fullmatch(name) else "model"
+
+
+def _undescribed(path: Path, task: str | None, preprocess: object) -> str:
+    """What is missing to run a file that does not describe itself, and the smallest ``model.toml`` that would do."""
+    inputs, outputs = graph_signature(path)
+    shape = next(iter(inputs.values()), [])
+    size = [d for d in shape[-2:] if isinstance(d, int) and d > 0] if len(shape) == 4 else []
+    name = _name_of(path)
+    missing = " and ".join(f"its {what}" for what, value in (("task", task), ("preprocessing", preprocess))
+                           if value is None)
+    resize = f"resize = {size}" if len(size) == 2 else "resize = [224, 224]              # the input's height, width"
+    example = "\n".join([
+        f"[models.{name}]",
+        'task = "image-classification"      # or object-detection, semantic-segmentation, ...',
+        'labels = "labels.txt"              # class names, one a line',
+        f"outputs = {outputs}",
+        "",
+        f"[models.{name}.preprocess]",
+        resize,
+        "scale = 0.00392156862745098        # 1/255",
+        "mean = [0.485, 0.456, 0.406]",
+        "std = [0.229, 0.224, 0.225]",
+    ])
+    return (f"{path} has no onnx-zoo description (it was not written by the zoo) and no {SPEC_FILE} beside it, so "
+            f"{missing} {'is' if ' and ' not in missing else 'are'} unknown. Write {path.parent / SPEC_FILE}, "
+            f"for example:\n\n{example}\n\nor give them: zoo predict --task TASK --preprocess "
+            f"'{{\"resize\": [224, 224], ...}}' --labels FILE (zoo.get(path, task=..., preprocess=..., labels=...))")
