@@ -3,11 +3,11 @@
     python scripts/install_size.py --python .venv/bin/python
     python scripts/install_size.py --python .venv/bin/python --json
 
-Each distribution's size is the sum of the files its RECORD lists, as they are on disk now (a file
-listed twice counts once; an editable install counts only its link), read by importlib.metadata
-inside the given interpreter. The CUDA part is the distributions named
-nvidia-*, cuda-* and triton: what a CUDA build of PyTorch brings that a CPU-only export never uses.
-Sizes are in decimal units (1 MB = 10**6 bytes, 1 GB = 10**9 bytes).
+Each distribution's size is the sum of the files its RECORD lists, as they are on disk now, read by
+importlib.metadata inside the given interpreter (a file listed twice counts once; an editable install
+counts what it put in the environment, not its source tree). The CUDA part is the distributions
+named nvidia-*, cuda-* and triton: what a CUDA build of PyTorch brings that a CPU-only export never
+uses. Sizes are in decimal units (1 MB = 10**6 bytes, 1 GB = 10**9 bytes).
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15, metavar="N", help="distributions in the table (default: 15)")
     parser.add_argument("--json", action="store_true", help="print JSON: every distribution and the totals in bytes")
     args = parser.parse_args(argv)
+    if args.top < 0:
+        parser.error("--top must be 0 or more")
     dists = measure(args.python)
     if args.json:
         total, cuda = totals(dists)

@@ -14,7 +14,8 @@ register :class:`ModelSpec` objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zoo._version import __version__
@@ -133,23 +134,25 @@ def get_spec(name: str) -> ModelSpec:
     return default_registry().get(name)
 
 
-def info(name: str) -> dict[str, Any]:
-    """What ``zoo info NAME --json`` prints: the spec as data (:meth:`ModelSpec.to_dict`), its
-    ``variants``, the ``options`` ``predict`` takes with their defaults, and its ``cache``
-    folder and entries (a pipeline's are those of its models)."""
-    from zoo import cache
-    from zoo.tasks import accepted_options
+def info(name: str | os.PathLike[str], *, weights: str | os.PathLike[str] | Artifact | None = None,
+         sha256: str | None = None, labels: Sequence[str] | None = None, task: str | None = None,
+         preprocess: Preprocess | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``zoo info NAME --json`` prints, without building anything: the spec as data
+    (:meth:`ModelSpec.to_dict`), its ``variants``, the ``options`` ``predict`` takes with their defaults,
+    ``built``: the ONNX file :func:`get` with these arguments would run, with its metadata (the weights' file and
+    sha256, the export's parity figures) or None until it is built, and the name's ``cache`` folder and entries (a
+    pipeline's are those of its models).
+
+    ``name`` is what :func:`get` takes: a model, ``NAME/KEY`` (one cache entry) or an ONNX file (described as
+    ``get`` describes it, by ``task``, ``preprocess`` and ``labels`` where it does not describe itself). With
+    ``weights`` (your checkpoint) the spec is the model's with them: the published metrics are not in it.
+    """
+    from zoo.convert import BuildOptions
+    from zoo.model import describe, info_of
 
     registry = default_registry()
-    spec = registry.get(name)
-    data = spec.to_dict()
-    data["variants"] = registry.variants(registry.reference(spec))
-    data["options"] = accepted_options(spec, registry.task(spec.task))
-    if spec.is_pipeline:
-        data["cache"] = {"entries": [e.to_dict() for part in registry.parts(spec) for e in cache.entries(part.name)]}
-    else:
-        data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in cache.entries(spec.name)]}
-    return data
+    build = BuildOptions(weights=weights, sha256=sha256, labels=labels)
+    return info_of(*describe(name, build, task=task, preprocess=preprocess, registry=registry), registry)
 
 
 def list_plugins() -> list[PluginInfo]:

@@ -49,6 +49,8 @@ class Model:
         self.task = task
         #: The options ``predict`` takes, with this model's defaults.
         self.options: dict[str, Any] = accepted_options(spec, self.task)
+        #: The ONNX file and its record: a cache entry, or a file used in place.
+        self.converted = converted
         self.path: Path = converted.path
         #: The cache entry's metadata: sha256 and size, versions, export and parity report.
         self.metadata: dict[str, Any] = converted.metadata
@@ -343,6 +345,26 @@ def describe(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | Non
     if metadata is None and (elsewhere := exported_elsewhere(spec.name, inputs)) is not None:
         folder, metadata = elsewhere.folder, elsewhere.metadata
     return spec, Converted(path=folder / cache.MODEL_FILE, metadata=metadata) if metadata is not None else None
+
+
+def info_of(spec: ModelSpec, built: Converted | None, registry: Registry) -> dict[str, Any]:
+    """:func:`zoo.info`'s data for a spec and its built file (from :func:`describe`, or a :class:`Model`'s own)."""
+    from zoo.tasks import accepted_options
+
+    data = spec.to_dict()
+    registered = built is None or not built.in_place
+    data["variants"] = registry.variants(registry.reference(spec)) if registered else []
+    data["options"] = accepted_options(spec, registry.task(spec.task))
+    data["built"] = None if built is None else {
+        "path": str(built.path), "id": None if built.in_place else f"{spec.name}/{built.path.parent.name}",
+        **built.metadata}
+    if spec.is_pipeline:
+        data["cache"] = {"entries": [e.to_dict() for part in registry.parts(spec) for e in cache.entries(part.name)]}
+    elif registered:
+        data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in cache.entries(spec.name)]}
+    else:
+        data["cache"] = {"dir": str(built.file_folder) if built.file_folder else None, "entries": []}  # type: ignore[union-attr]
+    return data
 
 
 def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: Registry, *, task: str | None,

@@ -97,10 +97,12 @@ def _from_properties(props: dict[str, Any], artifact: Artifact, registry: Regist
                                            f"installed here (or has changed); install that plugin", model=name)
         postprocess = registered.postprocess
     weights = props.get("weights") or {}
-    made_from = f", {weights['file']}" if weights.get("file") else ""
+    made_from = ", random weights" if weights.get("tag") == "random" else f", {weights['file']}" if weights.get(
+        "file") else ""
     return ModelSpec(
         name=name, task=props["task"], preprocess=props["preprocess"], labels=tuple(props.get("labels") or ()),
-        summary=f"{name} from the ONNX file {artifact.filename}{made_from}", license=props.get("license") or "unspecified",
+        summary=f"{name} from the ONNX file {artifact.filename}{made_from}",
+        license=props.get("license") or "unspecified",
         homepage=props.get("homepage", ""), onnx=artifact, outputs=tuple(outputs.get("names") or ("output",)),
         scores=outputs.get("scores", "logits"), decode=outputs.get("decode") or {},
         rename_outputs=outputs.get("rename_outputs") or {}, inputs=outputs.get("inputs") or {},

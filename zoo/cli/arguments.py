@@ -51,7 +51,8 @@ def build_options(args: argparse.Namespace) -> Any:
     return BuildOptions(weights=getattr(args, "weights", None), sha256=getattr(args, "sha256", None),
                         labels=labels_of(args) if getattr(args, "labels", None) else None,
                         opset=getattr(args, "opset", None), exporter=getattr(args, "exporter", None),
-                        simplify=not getattr(args, "no_simplify", False), precision=args.precision)
+                        simplify=not getattr(args, "no_simplify", False),
+                        precision=getattr(args, "precision", "fp32"))
 
 
 def selected_names(args: argparse.Namespace, registry: Registry, verb: str) -> list[str]:
@@ -68,14 +69,42 @@ def selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
 
 
-def weights_arguments(parser: argparse.ArgumentParser) -> None:
+def weights_arguments(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
     parser.add_argument("--weights", metavar="W",
                         help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
     parser.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
     parser.add_argument("--labels", metavar="FILE",
                         help="class names, one a line, for weights fine-tuned on other classes (the model is "
-                             "built with that many)")
-    precision_argument(parser)
+                             "built with that many), or for an ONNX file")
+    if precision:
+        precision_argument(parser)
+
+
+def file_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--task`` and ``--preprocess``: what an ONNX file that does not describe itself does (with ``--labels``)."""
+    group = parser.add_argument_group("an ONNX file without a description (none of its own, no model.toml beside it)")
+    group.add_argument("--task", help="what it does, e.g. image-classification")
+    group.add_argument("--preprocess", type=preprocess_fields, metavar="JSON",
+                       help="its preprocessing, the fields of a model.toml's preprocess table as JSON, e.g. "
+                            "'{\"resize\": [224, 224], \"scale\": 0.00392156862745098}'")
+
+
+def preprocess_fields(text: str) -> dict[str, Any]:
+    """``--preprocess``' value: a JSON object of :class:`zoo.preprocess.Preprocess` fields."""
+    import json
+
+    try:
+        fields = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): give an object such as '{{\"resize\": 224}}'") from None
+    if not isinstance(fields, dict):
+        raise argparse.ArgumentTypeError("give a JSON object of preprocessing fields, such as '{\"resize\": 224}'")
+    return fields
+
+
+def described(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--task`` and ``--preprocess`` say about an ONNX file (:func:`zoo.get`'s ``task`` and ``preprocess``)."""
+    return {"task": getattr(args, "task", None), "preprocess": getattr(args, "preprocess", None)}
 
 
 def precision_argument(parser: argparse.ArgumentParser) -> None:

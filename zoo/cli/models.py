@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zoo
 from zoo.cli.arguments import (
     Commands,
+    build_options,
+    described,
+    file_arguments,
+    weights_arguments,
 )
 from zoo.cli.render import (
     built_from,
     human_size,
+    parity_lines,
     preprocess_lines,
     print_json,
     print_lines,
@@ -21,6 +26,9 @@ from zoo.cli.render import (
     show_options,
 )
 from zoo.registry import Registry, default_registry, natural_key
+
+if TYPE_CHECKING:
+    from zoo.convert import Converted
 
 
 def _warn_failed_plugins(registry: Registry) -> None:
@@ -65,8 +73,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    data = zoo.info(args.name)
-    spec = default_registry().get(args.name)
+    from zoo.model import describe, info_of
+
+    registry = default_registry()
+    spec, built = describe(args.name, build_options(args), registry=registry, **described(args))
+    data = info_of(spec, built, registry)
     if args.json:
         print_json(data)
         return 0
@@ -76,13 +87,13 @@ def cmd_info(args: argparse.Namespace) -> int:
                  ("cache", "that of its models: 'zoo info NAME' for each")]
         print_lines(lines)
         return 0
+    in_place = built is not None and built.in_place
     lines = [
         ("name", spec.name),
-        ("aliases", ", ".join(spec.aliases) or "-"),
-        ("variants", ", ".join(data["variants"])),
+        *([] if in_place else [("aliases", ", ".join(spec.aliases) or "-"), ("variants", ", ".join(data["variants"]))]),
         ("task", spec.task),
         ("summary", spec.summary),
-        ("plugin", spec.plugin),
+        ("plugin", spec.plugin or "-"),
         ("license", spec.license),
         ("homepage", spec.homepage or "-"),
         *preprocess_lines(spec.preprocess),
@@ -92,23 +103,53 @@ def cmd_info(args: argparse.Namespace) -> int:
                               for o in spec.outputs) + ("" if spec.batch_axis else ", one image at a time")),
         *([("decode", json.dumps(dict(spec.decode)))] if spec.decode else []),
         ("options", show_options(data["options"])),
-        ("weights", f"{spec.weights.url} (sha256 {spec.weights.sha256})" if spec.weights else
-         "none published: --weights FILE (or --weights random)" if spec.build is not None and not spec.onnx else "none"),
-        ("onnx", f"{spec.onnx.url} (sha256 {spec.onnx.sha256})" if spec.onnx else "exported on first use"),
-        ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
+        *([] if in_place else _source_lines(spec, args.weights)),
         *[("not on", f"{runtime}: {why}") for runtime, why in spec.unsupported.items()],
     ]
     if spec.metrics:
         lines.append(("published", "metrics of the published weights above, not of other checkpoints"))
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
-    for record in data["cache"]["entries"]:
-        state = (f"{built_from(record)}, {human_size(record['size'])}, {record['created']}" if record["ok"]
-                 else "incomplete or damaged: rebuilt on next use")
-        lines.append(("cache", f"{record['id']}: {state}"))
-    if not data["cache"]["entries"]:
-        lines.append(("cache", f"not cached yet ({data['cache']['dir']})"))
+    lines += _built_lines(built)
+    if not in_place:
+        for record in data["cache"]["entries"]:
+            state = (f"{built_from(record)}, {human_size(record['size'])}, {record['created']}" if record["ok"]
+                     else "incomplete or damaged: rebuilt on next use")
+            lines.append(("cache", f"{record['id']}: {state}"))
+        if not data["cache"]["entries"]:
+            lines.append(("cache", f"not cached yet ({data['cache']['dir']})"))
     print_lines(lines)
     return 0
+
+
+def _source_lines(spec: zoo.ModelSpec, weights: str | None) -> list[tuple[str, str]]:
+    """Where a registered model's weights (``weights``: those given) and file come from, and its parity tolerance."""
+    return [
+        ("weights", f"given: {weights}" if weights else
+         f"{spec.weights.url} (sha256 {spec.weights.sha256})" if spec.weights else
+         "none published: --weights FILE (or --weights random)" if spec.build is not None and not spec.onnx else "none"),
+        ("onnx", f"{spec.onnx.url} (sha256 {spec.onnx.sha256})" if spec.onnx else "exported on first use"),
+        ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
+    ]
+
+
+def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
+    """The file these arguments run: a file used in place (its hash, the weights it says it has), or the entry with
+    its weights and the export's parity figures; nothing until it is built."""
+    if built is None:
+        return []
+    meta = built.metadata
+    record = meta["files"][built.path.name]
+    lines = [("file", f"{built.path} ({human_size(record['size'])}, sha256 {record['sha256']})")]
+    weights = meta.get("weights") or {}
+    if built.in_place:
+        if weights:
+            lines.append(("weights", f"{weights.get('file') or weights.get('tag')} (sha256 {weights.get('sha256')}), "
+                                     f"as the file's onnx-zoo metadata says"))
+        lines.append(("cache", f"used where it is; its optimised graph in {built.file_folder or '(none: read-only)'}"))
+        return lines
+    if weights.get("file") and not weights.get("tag"):
+        lines.append(("built from", f"your {weights['file']} (sha256 {weights.get('sha256')}); no published metrics"))
+    return lines + parity_lines(meta)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -148,8 +189,12 @@ def add_parsers(commands: Commands) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
     p = command("info", cmd_info, "show a model's spec, preprocessing, weights and cache state",
-                "Show everything the zoo knows about one model. NAME is matched case-insensitively and through aliases.")
-    p.add_argument("name", metavar="NAME", help="model name or alias")
+                "Show everything the zoo knows about one model, without building it. NAME is matched "
+                "case-insensitively and through aliases; with --weights, the model built from your checkpoint: its "
+                "file, hash and parity figures once it is built, and no published metrics.")
+    p.add_argument("name", metavar="NAME", help="a model's name or alias, NAME/KEY (a cache entry) or an ONNX file")
+    weights_arguments(p, precision=False)
+    file_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = command("plugins", cmd_plugins, "list plugins with their distribution, version, hooks and errors",

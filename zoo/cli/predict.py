@@ -17,6 +17,8 @@ from zoo.cli.arguments import (
     Commands,
     Deprecated,
     build_options,
+    described,
+    file_arguments,
     labels_of,
     runtime_arguments,
     weights_arguments,
@@ -119,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from zoo.model import open_model, predict_each
 
     model = open_model(args.name, build_options(args), runtime=args.runtime, providers=args.providers,
-                       threads=args.threads, batch_size=args.batch_size)
+                       threads=args.threads, batch_size=args.batch_size, **described(args))
     from zoo.tasks import merge_options
 
     merge_options(model.spec, model.options, options)  # a wrong option fails before any image is read
@@ -218,7 +220,7 @@ def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
             paths, args.name, output, address=args.ray or None, progress=bar.update,
             batch_size=args.batch_size, concurrency=args.workers, options=options, weights=args.weights,
             sha256=args.sha256, labels=labels_of(args), precision=args.precision, providers=args.providers,
-            threads=args.threads)
+            threads=args.threads, **described(args))
     if not args.quiet:
         print(f"zoo: {rows} row(s) written to {output}" + (f", {failed} of them errors" if failed else ""),
               file=sys.stderr)
@@ -309,7 +311,8 @@ def add_parsers(commands: Commands) -> None:
                 "the model is built. An image that cannot be decoded is reported on stderr and the others go on; the "
                 "exit status is 1 if any failed. Boxes and masks are in the original image's pixels. Options not "
                 "named here go with --option KEY=VALUE; 'zoo info NAME' lists those the model takes.")
-    p.add_argument("name", metavar="NAME", help="model name or alias")
+    p.add_argument("name", metavar="NAME", help="a model's name or alias, NAME/KEY (a cache entry, as 'zoo cache "
+                                                "list' shows it), or an ONNX file")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file, folder or glob (URLs are not fetched)")
     p.add_argument("-r", "--recursive", action="store_true",
                    help="a folder gives the images of its subfolders too (hidden files and folders are skipped; -v "
@@ -335,6 +338,7 @@ def add_parsers(commands: Commands) -> None:
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
     weights_arguments(p)
     runtime_arguments(p)
+    file_arguments(p)
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="predict on Ray Data (pip install 'onnx-zoo[ray]'), into --output: a local Ray without ADDRESS, "
                         "a cluster's with 'auto', HOST:PORT or ray://HOST:PORT; the images must be readable from "
