@@ -321,14 +321,15 @@ def _check_runs_on(spec: ModelSpec, runtime: str) -> None:
 
 def describe(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None = None, *,
              task: str | None = None, preprocess: Preprocess | Mapping[str, Any] | None = None,
-             registry: Registry | None = None) -> tuple[ModelSpec, Converted | None]:
+             registry: Registry | None = None, **arguments: Any) -> tuple[ModelSpec, Converted | None]:
     """The spec that :func:`open_model` would run for these arguments, and its ONNX file where it is built already
     (None where it is not), without building, downloading or opening anything: what ``zoo info`` shows.
 
-    A model built from your checkpoint has its own spec (no published metrics) and its own entry, with its parity
-    figures; an ONNX file is hashed and described (:mod:`zoo.onnxfile`); ``NAME/KEY`` is that entry.
+    ``build`` (or its fields as keywords, as :func:`get` takes them) says how it is built. A model built from your
+    checkpoint has its own spec (no published metrics) and its own entry, with its parity figures; an ONNX file is
+    hashed and described (:mod:`zoo.onnxfile`); ``NAME/KEY`` is that entry.
     """
-    build = build if build is not None else BuildOptions()
+    build = build if build is not None else BuildOptions(**arguments)
     registry = registry if registry is not None else default_registry()
     if onnxfile.is_file(name):
         return _describe_file(name, build, registry, task=task, preprocess=preprocess)  # type: ignore[arg-type]

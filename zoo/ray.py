@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo import onnxfile
 from zoo._files import temporary_name
 from zoo.errors import ZooError, ZooInputError
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
     from zoo.model import Model
 
+#: :func:`zoo.get`'s arguments that say how a model runs, not what it is.
+RUNNING = ("runtime", "providers", "threads", "batch_size")
 #: The columns an image is read from, in this order: ``read_images``' decoded arrays (RGB
 #: ``uint8``), ``read_binary_files``' encoded bytes, or paths readable on every node.
 IMAGE_COLUMNS = ("image", "bytes", "path")
@@ -56,7 +59,7 @@ class Predictor:
     ``threads`` says otherwise.
     """
 
-    def __init__(self, name: str, *, options: Mapping[str, Any] | None = None, threads: int | None = None,
+    def __init__(self, name: str | os.PathLike[str], *, options: Mapping[str, Any] | None = None, threads: int | None = None,
                  **get: Any) -> None:
         self.name = name
         self.options = dict(options or {})
@@ -144,8 +147,9 @@ def assigned_cpus() -> int | None:
     return max(1, int(cpus)) if cpus else None
 
 
-def predict(dataset: ray.data.Dataset, name: str, *, batch_size: int = 32, concurrency: int | tuple[int, int] = 1,
-            num_cpus: float = 1, options: Mapping[str, Any] | None = None, **get: Any) -> ray.data.Dataset:
+def predict(dataset: ray.data.Dataset, name: str | os.PathLike[str], *, batch_size: int = 32,
+            concurrency: int | tuple[int, int] = 1, num_cpus: float = 1, options: Mapping[str, Any] | None = None,
+            **get: Any) -> ray.data.Dataset:
     """``dataset``'s images predicted by ``name``: a dataset of rows ``path``, the result's fields, ``error``.
 
     ``concurrency`` workers (or ``(min, max)`` for an autoscaling pool) each take
@@ -157,29 +161,32 @@ def predict(dataset: ray.data.Dataset, name: str, *, batch_size: int = 32, concu
     """
     import ray.data
 
-    low, high = _checked(name, batch_size, concurrency, options)
+    low, high = _checked(name, batch_size=batch_size, concurrency=concurrency, options=options, **get)
+    if onnxfile.is_file(name):  # the workers open it by its whole path, wherever they run
+        name = os.fspath(Path(name).resolve())
     return dataset.map_batches(Predictor, fn_constructor_args=(name,), fn_constructor_kwargs={"options": options, **get},
                                batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus,
                                compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high))
 
 
-def _checked(name: str, batch_size: int, concurrency: int | tuple[int, int], options: Mapping[str, Any] | None
-             ) -> tuple[int, int]:
-    """The pool's (min, max) size, once the name, the options and the counts are checked (:class:`ZooError`)."""
-    import zoo
+def _checked(name: str | os.PathLike[str], *, batch_size: int = 32, concurrency: int | tuple[int, int] = 1,
+             options: Mapping[str, Any] | None = None, num_cpus: float = 1, **get: Any) -> tuple[int, int]:
+    """The pool's (min, max) size, once the model (the name, the file or the entry, with :func:`zoo.get`'s arguments
+    ``get``), the options and the counts are checked (:class:`ZooError`); nothing is built."""
     from zoo._fields import check_count
+    from zoo.model import describe
     from zoo.registry import default_registry
     from zoo.tasks import accepted_options, merge_options
 
     check_count("batch_size", batch_size)
-    spec = zoo.get_spec(name)
+    spec = describe(name, **{key: value for key, value in get.items() if key not in RUNNING})[0]
     merge_options(spec, accepted_options(spec, default_registry().task(spec.task)), options or {})
     low, high = concurrency if isinstance(concurrency, tuple) else (concurrency, concurrency)
     check_count("concurrency", low)
     return low, high
 
 
-def predict_files(paths: Sequence[str], name: str, output: str | Path, *, address: str | None = None,
+def predict_files(paths: Sequence[str], name: str | os.PathLike[str], output: str | Path, *, address: str | None = None,
                   progress: Callable[[int], None] | None = None, **keywords: Any) -> tuple[int, int]:
     """Predict image files on Ray into one Parquet file at ``output``; returns the rows and the failed images.
 
@@ -194,7 +201,7 @@ def predict_files(paths: Sequence[str], name: str, output: str | Path, *, addres
     """
     import ray
 
-    _checked(name, keywords.get("batch_size", 32), keywords.get("concurrency", 1), keywords.get("options"))
+    _checked(name, **keywords)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False, configure_logging=False)

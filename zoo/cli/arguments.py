@@ -80,6 +80,15 @@ def weights_arguments(parser: argparse.ArgumentParser, *, precision: bool = True
         precision_argument(parser)
 
 
+def check_one_model(args: argparse.Namespace, names: Sequence[str], instead: str) -> None:
+    """:class:`UsageError` where ``--weights``, ``--sha256`` or ``--labels`` are given for other than one model."""
+    given = [flag for flag in ("weights", "sha256", "labels") if getattr(args, flag, None)]
+    if given and len(names) != 1:
+        raise UsageError(f"{', '.join('--' + flag for flag in given)} go{'es' * (len(given) == 1)} with one model, "
+                         f"and {len(names)} are selected ({', '.join(names[:5]) or 'none'}"
+                         f"{', ...' * (len(names) > 5)}); {instead}")
+
+
 def file_arguments(parser: argparse.ArgumentParser) -> None:
     """``--task`` and ``--preprocess``: what an ONNX file that does not describe itself does (with ``--labels``)."""
     group = parser.add_argument_group("an ONNX file without a description (none of its own, no model.toml beside it)")

@@ -10,9 +10,10 @@ from zoo import cache
 from zoo.cli.arguments import (
     Commands,
     build_options,
-    precision_argument,
+    check_one_model,
     selected_names,
     selection_arguments,
+    weights_arguments,
 )
 from zoo.cli.cache import selected_entries
 from zoo.cli.render import (
@@ -28,6 +29,7 @@ from zoo.registry import default_registry
 def cmd_pull(args: argparse.Namespace) -> int:
     registry = default_registry()
     names = selected_names(args, registry, "pull")
+    check_one_model(args, names, "pull them one at a time")
     from zoo.model import prepare
 
     failed: dict[str, str] = {}
@@ -65,13 +67,16 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
             raise CacheError(f"{entry.name}/{entry.key} is incomplete or damaged: 'zoo cache verify' checks it")
         chosen[entry.folder] = entry
     args.names = [name for name in args.names if name not in entries]
-    for name in selected_names(args, registry, "bundle") if args.names or not entries else ():
+    names = selected_names(args, registry, "bundle") if args.names or not entries else []
+    check_one_model(args, names, "export a bundle of each (or of their NAME/KEY entries, 'zoo cache list')")
+    build = build_options(args)
+    for name in names:
         spec = registry.get(name)
         for part in registry.parts(spec):
             current = [e for e in cache.entries(part.name, plugin=part.plugin) if e.ok and is_current(e, registry)
-                       and cache.precision_of(e.metadata) == args.precision]
-            if not current:  # nothing cached yet: pulled now, as 'zoo pull' would
-                _, converted = prepare(part, build_options(args))
+                       and cache.precision_of(e.metadata) == args.precision] if not build.chosen else []
+            if not current:  # nothing cached yet (or your weights: their entry alone), pulled now as 'zoo pull' would
+                _, converted = prepare(part, build)
                 current = [e for e in cache.entries(part.name) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
     total = sum(e.size for e in chosen.values())
@@ -122,7 +127,7 @@ def add_parsers(commands: Commands) -> None:
                 "exit status is 1 if any failed.")
     p.add_argument("names", nargs="*", metavar="NAME", help="model names or globs (default with --task/--plugin: all)")
     selection_arguments(p)
-    precision_argument(p)
+    weights_arguments(p)
 
     p = command("bundle", None, "move cached models to machines without internet, in one verified archive",
                 "Write cached models into one archive (a bundle), and add a bundle's models to this machine's cache. "
@@ -137,7 +142,7 @@ def add_parsers(commands: Commands) -> None:
     a.add_argument("names", nargs="*", metavar="NAME", help="model names or globs (default with --task/--plugin: all)")
     a.add_argument("-o", "--output", required=True, metavar="FILE", help="the bundle to write, e.g. models.zoo")
     selection_arguments(a)
-    precision_argument(a)
+    weights_arguments(a)
     a = bundle_action("import", cmd_bundle_import, "verify a bundle and add its entries to the cache")
     a.add_argument("bundle", metavar="FILE", help="a bundle written by 'zoo bundle export'")
     a = bundle_action("list", cmd_bundle_list, "list the entries of a bundle and the zoo version that made it")

@@ -9,9 +9,11 @@ from typing import Any
 
 from zoo.cli.arguments import (
     Commands,
+    check_one_model,
+    labels_of,
+    weights_arguments,
 )
 from zoo.errors import UsageError
-from zoo.registry import default_registry
 
 #: zoo serve's batching defaults, from bench/bench_serve.py (the README's "Serving" section): 1.08x the images per
 #: second at 16 clients on 2 cores, +3 ms for a request alone.
@@ -28,18 +30,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_count("--threads", args.threads, optional=True)
     if args.max_wait_ms < 0 or args.timeout <= 0 or args.body_timeout <= 0:
         raise UsageError("--max-wait-ms must be at least 0, and --timeout and --body-timeout more than 0")
-    if not args.names and not args.on_demand:
-        raise UsageError("name the models to serve (zoo serve resnet50 digits), or pass --on-demand")
-    registry = default_registry()
-    names = tuple(dict.fromkeys(registry.reference(registry.get(name)) for name in args.names))  # unknown fail here
+    if not args.names and not args.models and not args.on_demand:
+        raise UsageError("name the models to serve (zoo serve resnet50 digits), list them in --models FILE, or "
+                         "pass --on-demand")
     try:
         from zoo import serve
+        from zoo.serve.models import Served, from_text, from_toml
     except ImportError as error:
         raise UsageError(f"zoo serve needs the serve extra ({error.name} is missing): "
                          f"pip install 'onnx-zoo[serve]'") from None
+    models = [from_text(text, sha256=args.sha256) for text in args.names]
+    given = {key: value for key, value in (("weights", args.weights), ("labels", labels_of(args)),
+                                            ("sha256", args.sha256 if args.weights else None),
+                                            ("precision", args.precision if args.precision != "fp32" else None))
+             if value is not None}
+    check_one_model(args, args.names, "write NAME=WEIGHTS for each, or list them in --models FILE")
+    if given.keys() - {"precision"} and models[0].get:
+        raise UsageError(f"{args.names[0]!r} has its weights already; drop --weights")
+    if given:
+        models = [Served(m.name, m.model, {**given, **m.get}) for m in models]
+    models += from_toml(args.models) if args.models else []
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
         logging.getLogger("zoo").warning("serving on %s without --token: anyone who reaches it can use it", args.host)
-    settings = serve.Settings(models=names, on_demand=args.on_demand, max_batch_size=args.max_batch_size,
+    settings = serve.Settings(models=tuple(models), on_demand=args.on_demand, max_batch_size=args.max_batch_size,
                               max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body=args.max_body,
                               timeout=args.timeout, token=args.token, runtime=args.runtime, threads=args.threads,
                               body_timeout=args.body_timeout, max_receiving=args.max_receiving,
@@ -58,8 +71,14 @@ def add_parsers(commands: Commands) -> None:
                 "/openapi.json documents every endpoint. Models load in the background: /readyz answers 200 once "
                 "they are loaded. Concurrent requests for a model are batched up to --max-batch-size images or "
                 "--max-wait-ms. SIGTERM or Ctrl-C finishes the requests in flight, then stops.")
-    p.add_argument("names", nargs="*", metavar="NAME", help="models to load at start (any installed model with "
-                                                            "--on-demand)")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="models to load at start: NAME, NAME=WEIGHTS (your checkpoint, a file or a URL), NAME/KEY (a "
+                        "cache entry), FILE.onnx or ALIAS=FILE.onnx (any installed model with --on-demand)")
+    p.add_argument("--models", metavar="FILE.toml",
+                   help="models to load at start, a [models.NAME] table each with zoo.get's arguments: model (a "
+                        "name, NAME/KEY or an ONNX file; default NAME), weights, sha256, labels (a file), precision "
+                        "(paths relative to the file)")
+    weights_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--on-demand", action="store_true", help="also load any installed model on its first request")

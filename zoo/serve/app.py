@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -30,6 +31,8 @@ from zoo.registry import default_registry
 from zoo.results import jsonable
 from zoo.serve.admission import Busy, PixelBudget, Slots
 from zoo.serve.batcher import Batcher
+from zoo.serve.models import Served, from_text
+from zoo.spec import ModelSpec
 from zoo.tasks import merge_options, options_from_text
 
 log = logging.getLogger("zoo.serve")
@@ -42,7 +45,9 @@ OPENAPI = resources.files("zoo.serve") / "openapi.json"
 class Settings:
     """What ``zoo serve`` was asked for (see ``zoo serve --help``)."""
 
-    models: tuple[str, ...] = ()
+    #: The models loaded at start: :class:`~zoo.serve.models.Served`, or as ``zoo serve`` takes them
+    #: (``resnet50``, ``resnet50=ft.pth``, ``NAME/KEY``, ``model.onnx``, ``ALIAS=model.onnx``).
+    models: tuple[str | Served, ...] = ()
     on_demand: bool = False
     max_batch_size: int = 1
     max_wait_ms: float = 0.0
@@ -105,6 +110,16 @@ class Server:
         self.load = load
         self.stop = stop
         self.metrics = Metrics()
+        #: The models named at start, by the name their URLs use, and their specs as they will be built.
+        self.models: dict[str, Served] = {}
+        self.specs: dict[str, ModelSpec] = {}
+        for item in settings.models:
+            served, spec = _named(item if isinstance(item, Served) else from_text(item))
+            if served.name in self.models:
+                raise UsageError(f"two served models are called {served.name!r} ({self.models[served.name].model} "
+                                 f"and {served.model}); serve one under another name: ALIAS=FILE.onnx, or a "
+                                 f"[models.ALIAS] table with model = ...")
+            self.models[served.name], self.specs[served.name] = served, spec
         self.batchers: dict[str, Batcher] = {}
         self.loading: dict[str, asyncio.Task[Batcher]] = {}
         self.load_error: str | None = None
@@ -115,57 +130,73 @@ class Server:
 
     @property
     def ready(self) -> bool:
-        return all(name in self.batchers for name in self.settings.models)
+        return all(name in self.batchers for name in self.models)
 
     def served(self) -> list[str]:
-        return sorted(set(self.settings.models) | set(self.batchers))
+        return sorted(set(self.models) | set(self.batchers))
 
     async def load_all(self) -> None:
         """Load the models named at start, one after the other (each may export on first use: no time limit).
 
         With ``stop``, the first that fails stops the server, the reason in ``failure``; without it, the others
         are loaded and ``/readyz`` answers "failed"."""
-        for name in self.settings.models:
+        for served in self.models.values():
             try:
-                await self._loaded(name)
+                await self._loaded(served)
             except Exception as error:  # noqa: BLE001 - reported by /readyz, and by zoo serve's exit
-                self.load_error = f"{name}: {error}"
+                self.load_error = f"{served.name}: {error}"
                 if self.stop is None:
-                    log.error("cannot load model %s: %s", name, error)
+                    log.error("cannot load model %s: %s", served.name, error)
                     continue
-                log.error("cannot load model %s: stopping the server", name)  # the reason: zoo serve's last line
-                self.failure = _load_failure(name, error)
+                log.error("cannot load model %s: stopping the server", served.name)  # the reason: zoo serve's last line
+                self.failure = _load_failure(served.name, error)
                 self.stop()
                 return
 
-    async def batcher(self, name: str) -> Batcher:
-        """The batcher of model ``name``, loading it if it is served and not loaded yet."""
-        spec = zoo.get_spec(name)  # a name from a URL is looked up in the registry, never used as a path
-        name = default_registry().reference(spec)  # its own name, or PLUGIN:NAME where that is another's
-        if name in self.batchers:
-            return self.batchers[name]
-        if name not in self.settings.models and not self.settings.on_demand:
-            raise HTTPError(404, "NotServed", f"model {name!r} is installed but not served here; this server "
+    def find(self, name: str) -> Served:
+        """The served model that a URL's ``name`` names: one named at start, or with ``--on-demand`` any installed
+        model (looked up in the registry, never used as a path); 404 otherwise."""
+        if name in self.models:
+            return self.models[name]
+        reference = default_registry().reference(zoo.get_spec(name))  # its own name, or PLUGIN:NAME where contested
+        if reference in self.models:
+            return self.models[reference]
+        if not self.settings.on_demand:
+            raise HTTPError(404, "NotServed", f"model {reference!r} is installed but not served here; this server "
                             f"serves {', '.join(self.served()) or 'no model'} (start it with --on-demand to load "
                             f"any installed model)")
+        return Served(reference)
+
+    async def batcher(self, name: str) -> tuple[str, Batcher]:
+        """The served name and the batcher of model ``name`` (:meth:`find`), loading it if it is not loaded yet."""
+        served = self.find(name)
+        if served.name in self.batchers:
+            return served.name, self.batchers[served.name]
         try:
-            return await asyncio.wait_for(asyncio.shield(self._loaded(name)), self.settings.timeout)
+            return served.name, await asyncio.wait_for(asyncio.shield(self._loaded(served)), self.settings.timeout)
         except TimeoutError:
-            raise HTTPError(503, "Loading", f"model {name!r} is still loading (a first export can take minutes); "
-                            f"retry later", {"Retry-After": "10"}) from None
+            raise HTTPError(503, "Loading", f"model {served.name!r} is still loading (a first export can take "
+                            f"minutes); retry later", {"Retry-After": "10"}) from None
 
-    def _loaded(self, name: str) -> asyncio.Task[Batcher]:
-        """The task that loads model ``name`` (one per model at a time, however many ask)."""
-        if name not in self.loading:
-            self.loading[name] = asyncio.create_task(self._load(name))
-        return self.loading[name]
+    def spec(self, name: str) -> ModelSpec:
+        """The spec of a served model (as loaded, or as it will be) or of an installed one."""
+        if name in self.batchers:
+            return self.batchers[name].model.spec
+        return self.specs[name] if name in self.specs else zoo.get_spec(name)
 
-    async def _load(self, name: str) -> Batcher:
-        settings = self.settings
+    def _loaded(self, served: Served) -> asyncio.Task[Batcher]:
+        """The task that loads a served model (one per model at a time, however many ask)."""
+        if served.name not in self.loading:
+            self.loading[served.name] = asyncio.create_task(self._load(served))
+        return self.loading[served.name]
+
+    async def _load(self, served: Served) -> Batcher:
+        settings, name = self.settings, served.name
         start = time.perf_counter()
         try:
-            model = await run_in_threadpool(self.load, name, runtime=settings.runtime, threads=settings.threads,
-                                            batch_size=settings.max_batch_size)
+            model = await run_in_threadpool(self.load, served.model, runtime=settings.runtime,
+                                            threads=settings.threads, batch_size=settings.max_batch_size,
+                                            **served.get)
         finally:
             self.loading.pop(name, None)
         log.info("loaded %s (%s) in %.1f s", name, model.runtime, time.perf_counter() - start)
@@ -179,6 +210,19 @@ class Server:
     async def close(self) -> None:
         for batcher in self.batchers.values():
             await batcher.close()
+
+
+def _named(served: Served) -> tuple[Served, ModelSpec]:
+    """``served`` with the name its URLs use, and its spec as it will be built (nothing built: a file is hashed, a
+    name looked up). A registered model is served under its own name (PLUGIN:NAME where that is contested), an
+    entry ``NAME/KEY`` as NAME, an ONNX file under the name it describes itself with, unless an alias is given."""
+    from zoo.model import describe
+
+    spec = describe(served.model, **served.get)[0]
+    if served.name and served.name != served.model:
+        return served, spec
+    own = default_registry().reference(spec) if spec.name in default_registry() else spec.name
+    return dataclasses.replace(served, name=own), spec
 
 
 def _load_failure(name: str, error: Exception) -> ModelLoadError:
@@ -227,24 +271,39 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _summary(name: str) -> dict[str, Any]:
-    spec = zoo.get_spec(name)
-    return {"name": default_registry().reference(spec), "task": spec.task, "summary": spec.summary, "labels": len(spec.labels),
-            "plugin": spec.plugin}
+def _summary(server: Server, name: str) -> dict[str, Any]:
+    """A model's line in ``/v1/models``; a loaded one's ``weights`` (file and sha256: your checkpoint's, where it was
+    built from one) and ``parity`` (the export's figures against PyTorch)."""
+    spec = server.spec(name)
+    loaded = server.batchers[name].model.metadata if name in server.batchers else {}
+    return {"name": name, "task": spec.task, "summary": spec.summary, "labels": len(spec.labels),
+            "plugin": spec.plugin, "weights": loaded.get("weights"), "parity": loaded.get("parity")}
 
 
 async def list_models(request: Request) -> Response:
-    """``GET /v1/models``: the served models; ``?all=true``: every installed model (``served`` says which)."""
+    """``GET /v1/models``: the served models; ``?all=true``: every installed model too (``served`` says which)."""
     server: Server = request.app.state.server
     served = server.served()
-    names = zoo.list_models() if _flag(request, "all") else served
-    return JSONResponse({"models": [{**_summary(n), "served": n in served or server.settings.on_demand,
+    names = served + [n for n in zoo.list_models() if n not in served] if _flag(request, "all") else served
+    return JSONResponse({"models": [{**_summary(server, n), "served": n in served or server.settings.on_demand,
                                      "loaded": n in server.batchers} for n in names]})
 
 
 async def model_info(request: Request) -> Response:
-    """``GET /v1/models/{name}``: what ``zoo info NAME --json`` prints."""
-    return JSONResponse(zoo.info(request.path_params["name"]))
+    """``GET /v1/models/{name}``: what ``zoo info NAME --json`` prints; for a served model, with the arguments it is
+    served with (a loaded one: its own file and record)."""
+    from zoo.model import describe, info_of
+
+    server: Server = request.app.state.server
+    name = request.path_params["name"]
+    if name in server.batchers:
+        model = server.batchers[name].model
+        return JSONResponse(info_of(model.spec, model.converted, default_registry()))
+    if name not in server.models:
+        return JSONResponse(zoo.info(name))
+    served = server.models[name]
+    found = await run_in_threadpool(lambda: describe(served.model, **served.get))
+    return JSONResponse(info_of(*found, default_registry()))
 
 
 async def predict(request: Request) -> Response:
@@ -258,7 +317,7 @@ async def predict(request: Request) -> Response:
     server: Server = request.app.state.server
     settings = server.settings
     start = time.perf_counter()
-    batcher = await server.batcher(request.path_params["name"])
+    served, batcher = await server.batcher(request.path_params["name"])
     model = batcher.model
     annotate = _flag(request, "annotate") or _wants_png(request)
     texts = {k: v for k, v in request.query_params.items() if k != "annotate"}
@@ -274,13 +333,13 @@ async def predict(request: Request) -> Response:
                 result = await asyncio.wait_for(batcher.predict(image, options), settings.timeout)
             except TimeoutError:
                 raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
-            server.metrics.latency.labels(model.spec.name).observe(time.perf_counter() - start)
+            server.metrics.latency.labels(served).observe(time.perf_counter() - start)
             if annotate:  # drawn inside the budget: the drawing is a copy of the image
                 if not hasattr(result, "draw"):
                     raise HTTPError(406, "NotDrawable", f"the results of {model.spec.name} cannot be drawn; ask for "
                                     f"JSON")
                 return Response(await run_in_threadpool(_png, result, image), media_type="image/png")
-    return JSONResponse({"model": model.spec.name, "options": options, "result": jsonable(result),
+    return JSONResponse({"model": served, "options": options, "result": jsonable(result),
                          "ms": round((time.perf_counter() - start) * 1000, 1)})
 
 

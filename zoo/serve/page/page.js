@@ -53,9 +53,21 @@ function listModels() {
   return listing;
 }
 
+// The chosen model's summary; where it was built from your checkpoint, the file and its hash, and the export's
+// parity figures against PyTorch (a loaded model's).
 function describe() {
   const model = models.get($("model").value);
-  $("about").textContent = model ? model.summary : "";
+  const lines = model ? [model.summary] : [];
+  const weights = model && model.weights;
+  if (weights && weights.file && !weights.tag) {
+    lines.push(`weights: ${weights.file} (sha256 ${(weights.sha256 || "?").slice(0, 16)})`);
+  }
+  for (const [output, p] of Object.entries((model && model.parity) || {})) {
+    if (p.max_abs === null) continue;
+    const top1 = p.top1_agreement === null ? "" : `, top-1 agreement ${(p.top1_agreement * 100).toFixed(0)}%`;
+    lines.push(`parity with PyTorch, ${output}: max abs diff ${p.max_abs.toExponential(2)}${top1}`);
+  }
+  $("about").textContent = lines.join("\n");
 }
 
 function showBars(result) {
