@@ -422,10 +422,16 @@ def record_optimized(target: Path, saved: Path | None = None) -> None:
         _write_metadata(folder, metadata)
 
 
+def file_folder_of(sha256: str) -> Path:
+    """The cache folder of an ONNX file used in place whose sha256 is ``sha256`` (a file that changes gets another):
+    it holds the file's optimised graph (not created by this call)."""
+    return cache_root() / "files" / sha256[:KEY_LENGTH]
+
+
 def file_folder(path: Path, record: dict[str, Any]) -> Path | None:
-    """The cache folder of the ONNX file at ``path``, used in place, whose :func:`file_record` is ``record``: named
-    by its sha256 (a file that changes gets another), holding its optimised graph. None in a read-only cache."""
-    folder = cache_root() / "files" / record["sha256"][:KEY_LENGTH]
+    """:func:`file_folder_of` the ONNX file at ``path``, whose :func:`file_record` is ``record``, made and recording
+    where the file is (for ``prune``). None in a read-only cache."""
+    folder = file_folder_of(record["sha256"])
     try:
         make_dirs(folder)
         with locked(folder / METADATA_FILE, what=f"the metadata of {folder}"):

@@ -364,7 +364,8 @@ def info_of(spec: ModelSpec, built: Converted | None, registry: Registry) -> dic
     elif registered:
         data["cache"] = {"dir": str(cache.model_dir(spec.name)), "entries": [e.to_dict() for e in cache.entries(spec.name)]}
     else:
-        data["cache"] = {"dir": str(built.file_folder) if built.file_folder else None, "entries": []}  # type: ignore[union-attr]
+        sha256 = built.metadata["files"][built.path.name]["sha256"]  # type: ignore[union-attr]
+        data["cache"] = {"dir": str(cache.file_folder_of(sha256)), "entries": []}
     return data
 
 
@@ -379,7 +380,7 @@ def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: 
     spec = onnxfile.describe(path, record["sha256"], registry, task=task, preprocess=preprocess, labels=build.labels)
     metadata = {"name": spec.name, "source": "file", "path": str(path), "files": {path.name: record},
                 "weights": onnxmeta.read(path).get("weights")}
-    return spec, Converted(path=path, metadata=metadata, in_place=True, file_folder=cache.file_folder(path, record))
+    return spec, Converted(path=path, metadata=metadata, in_place=True)
 
 
 def _describe_entry(reference: str, build: BuildOptions, registry: Registry) -> tuple[ModelSpec, Converted]:
@@ -408,6 +409,9 @@ def _open_built(spec: ModelSpec, converted: Converted, registry: Registry, **ses
     """A file or an entry that :func:`describe` found: opened as it is (an entry under its reader lock, so that
     ``zoo cache rm`` waits until the session is open)."""
     _check_runs_on(spec, session["runtime"])
+    if converted.in_place:  # its optimised graph goes to its folder in the cache, made now
+        record = converted.metadata["files"][converted.path.name]
+        converted = dataclasses.replace(converted, file_folder=cache.file_folder(converted.path, record))
     with contextlib.nullcontext() if converted.in_place else cache.reading(converted.path.parent):
         if not converted.in_place and cache.read_entry(converted.path.parent) is None:
             raise CacheError(f"{spec.name} ({converted.path.parent}) was removed from the cache as it was being "

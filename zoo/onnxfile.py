@@ -49,6 +49,8 @@ def record(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     try:
         if not path.is_file():
             raise FileNotFoundError(2, "no such file" if not path.exists() else "not a file")
+        if path.stat().st_size == 0:
+            raise OSError(0, "it is empty")
         return path.resolve(), cache.file_record(path)
     except OSError as error:
         raise UsageError(f"ONNX file {os.fspath(path)!r} cannot be read ({error.strerror or error}); give the path "
@@ -61,10 +63,13 @@ def describe(path: Path, sha256: str, registry: Registry, *, task: str | None = 
     """The spec of the ONNX file at ``path`` (whose sha256 is ``sha256``), from the first that describes it: the
     file, ``model.toml`` beside it, or the arguments (see the module's docstring)."""
     artifact = Artifact(path.as_uri(), sha256, size=path.stat().st_size)
-    props = onnxmeta.read(path)
+    props = _properties(path)
     spec: ModelSpec | None = None
     if props.get("task") and props.get("preprocess"):
-        spec, source = _from_properties(props, artifact, registry), "its onnx-zoo metadata"
+        try:
+            spec, source = _from_properties(props, artifact, registry), "its onnx-zoo metadata"
+        except (AttributeError, KeyError, TypeError, ValueError) as error:  # SpecError (a ValueError) names the field
+            raise _damaged(path, error) from None
     elif (published := _published(sha256, registry)) is not None:
         spec = dataclasses.replace(published, onnx=artifact, weights=None, build=None)
         source = f"its sha256: it is the published file of {published.name}"
@@ -81,6 +86,23 @@ def describe(path: Path, sha256: str, registry: Registry, *, task: str | None = 
     if labels is not None and tuple(labels) != spec.labels:
         spec = dataclasses.replace(spec, labels=tuple(labels))
     return spec
+
+
+def _properties(path: Path) -> dict[str, Any]:
+    """The zoo's ``metadata_props`` of the file, or :class:`UsageError` for a file that is not an ONNX model."""
+    try:
+        return onnxmeta.read(path)
+    except ValueError as error:  # a value that is not JSON
+        raise _damaged(path, error) from None
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError, onnx's own errors
+        raise UsageError(f"{path} is not an ONNX model that can be read ({type(error).__name__}: "
+                         f"{str(error).strip().splitlines()[-1] if str(error).strip() else 'no detail'}); check that "
+                         f"it is the model itself, not a Git LFS pointer, an HTML page or a partial download") from None
+
+
+def _damaged(path: Path, error: Exception) -> SpecError:
+    return SpecError(getattr(error, "field", "metadata"), f"{path}'s onnx-zoo metadata_props cannot be used ({error}): "
+                                                          f"the file was changed after the zoo wrote it; export it again")
 
 
 def _from_properties(props: dict[str, Any], artifact: Artifact, registry: Registry) -> ModelSpec:
@@ -122,9 +144,10 @@ def _from_spec_file(path: Path, artifact: Artifact) -> ModelSpec:
     """The spec of ``model.toml`` beside the file: its one table, or the one whose ``onnx.file`` is this file."""
     spec_file = path.parent / SPEC_FILE
     tables = read_tables(spec_file)
-    mine = {name: table for name, table in tables.items()
-            if isinstance(table.get("onnx"), Mapping) and table["onnx"].get("file") == path.name}
-    if not mine and len(tables) == 1 and not isinstance(next(iter(tables.values())).get("onnx"), Mapping):
+    named = {name: (table.get("onnx") or {}).get("file") if isinstance(table.get("onnx"), Mapping) else None
+             for name, table in tables.items()}
+    mine = {name: tables[name] for name, file in named.items() if file == path.name}
+    if not mine and len(tables) == 1 and None in named.values():  # one table that names no file: this one's
         mine = tables
     if len(mine) != 1:
         raise SpecError("models", f"{spec_file} has {len(tables)} [models.NAME] tables and {len(mine)} of them "

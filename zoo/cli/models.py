@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import zoo
+from zoo import cache
 from zoo.cli.arguments import (
     Commands,
     build_options,
@@ -142,10 +143,13 @@ def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
     lines = [("file", f"{built.path} ({human_size(record['size'])}, sha256 {record['sha256']})")]
     weights = meta.get("weights") or {}
     if built.in_place:
-        if weights:
+        if weights.get("tag") == "random":
+            lines.append(("weights", "RANDOM, as the file's onnx-zoo metadata says"))
+        elif weights:
             lines.append(("weights", f"{weights.get('file') or weights.get('tag')} (sha256 {weights.get('sha256')}), "
                                      f"as the file's onnx-zoo metadata says"))
-        lines.append(("cache", f"used where it is; its optimised graph in {built.file_folder or '(none: read-only)'}"))
+        lines.append(("cache", f"used where it is; its optimised graph kept in "
+                               f"{cache.file_folder_of(record['sha256'])}"))
         return lines
     if weights.get("file") and not weights.get("tag"):
         lines.append(("built from", f"your {weights['file']} (sha256 {weights.get('sha256')}); no published metrics"))
