@@ -405,3 +405,26 @@ def test_30_01_info_on_a_file_writes_nothing_and_an_empty_file_is_refused(zoo_ca
     empty.touch()
     with pytest.raises(zoo.UsageError, match=r"empty\.onnx.*it is empty"):
         zoo.get(empty)
+
+
+def test_30_01_a_model_toml_beside_a_file_is_data_only(zoo_cache_dir, tmp_path):
+    path = export_plain(small_net(seed=6), tmp_path / "net.onnx")
+    write_description(tmp_path)
+    (tmp_path / "model.toml").write_text(MODEL_TOML.replace('labels = "labels.txt"\n',
+                                                            'labels = "labels.txt"\npostprocess = "evil.module:run"\n'))
+    with pytest.raises(zoo.SpecError, match="names code; a model.toml beside an ONNX file is data only"):
+        zoo.info(path)
+    assert not any(module == "evil" or module.startswith("evil.") for module in sys.modules)
+
+
+def test_30_01_a_file_with_external_data_runs_and_keeps_no_optimised_graph(zoo_cache_dir, tmp_path):
+    net = small_net(seed=7)
+    path = export_plain(net, tmp_path / "net.onnx")
+    proto = onnx.load(str(path))
+    onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="net.onnx.data",
+              size_threshold=0)
+    write_description(tmp_path)
+    model = zoo.get(path)
+    assert sorted(model.metadata["files"]) == ["net.onnx", "net.onnx.data"]  # both hashed: a change to either is seen
+    assert model.session.optimized is None and not (zoo_cache_dir / "files").exists()
+    check_against_torch(model, net)

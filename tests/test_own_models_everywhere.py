@@ -59,7 +59,7 @@ def expected(library: zoo.Model, made: dict[str, Path]) -> list[dict]:
 
 def test_30_02_a_checkpoint_served_by_name_answers_as_get_with_it_and_says_whose_weights(made, library):
     env = {"ZOO_CACHE_DIR": str(made["cache"])}
-    with serving(made["folder"], "resnet18", "--weights", str(made["weights"]), "--labels", str(made["labels"]),
+    with serving(made["folder"], f"resnet18={made['weights']}", "--labels", str(made["labels"]),
                  env=env) as server:
         answers = [server.post("/v1/models/resnet18/predict", p.read_bytes()).json() for p in made["photos"]]
         listed = server.get("/v1/models").json()["models"]
@@ -95,6 +95,9 @@ def test_30_02_a_models_file_serves_a_checkpoint_under_an_alias_and_a_file_and_t
             assert [a["result"] for a in answers] == expected(library, made), name
             assert {a["model"] for a in answers} == {name}
         listed = {m["name"]: m for m in server.get("/v1/models").json()["models"]}
+        as_path = server.get("/v1/models/pets.onnx")  # a URL's name is looked up, never opened as a file
+        assert as_path.status_code == 404 and as_path.json()["error"]["kind"] == "UnknownModelError", as_path.text
+        assert server.get("/v1/models/pets").json()["built"]["weights"]["file"] == "ft.pth"
         about = page_about(server.url, "pets") if shutil.which("chromium") else None
     assert sorted(listed) == ["digits", "file", "pets"]
     assert listed["pets"]["weights"]["file"] == "ft.pth" and listed["digits"]["weights"] is None
@@ -181,6 +184,7 @@ def test_30_02_the_models_file_and_names_say_what_is_wrong(tmp_path):
     assert from_text("resnet50=ft.pth", sha256="ab" * 32) == Served("resnet50", "resnet50",
                                                                      {"weights": "ft.pth", "sha256": "ab" * 32})
     assert from_text("det=runs/best.onnx") == Served("det", "runs/best.onnx")
+    assert from_text("runs/lr=0.1/best.onnx") == Served("", "runs/lr=0.1/best.onnx")
     assert from_text("runs/best.onnx") == Served("", "runs/best.onnx")
     with pytest.raises(UsageError, match="NAME=WEIGHTS"):
         from_text("=ft.pth")

@@ -438,15 +438,20 @@ def file_folder(path: Path, record: dict[str, Any]) -> Path | None:
             metadata = read_metadata(folder) if (folder / METADATA_FILE).exists() else {}
             if metadata.get("file") != str(path) or metadata.get("record", {}).get("sha256") != record["sha256"]:
                 _write_metadata(folder, {**metadata, "file": str(path), "record": record})
-    except (OSError, ValueError):  # NotWritableError is an OSError: the file runs, its graph is optimised each time
+    except (OSError, ValueError, AttributeError):  # AttributeError: metadata that is JSON but not a table  # NotWritableError is an OSError: the file runs, its graph is optimised each time
         return None
     return folder
+
+
+def file_folders() -> list[Path]:
+    """The folders of files used in place (:func:`file_folder`), sorted."""
+    return sorted(p for p in (cache_root() / "files").glob("*") if p.is_dir())
 
 
 def stale_file_folders() -> list[Path]:
     """The folders of files used in place (:func:`file_folder`) whose file is gone or has other contents."""
     found = []
-    for folder in sorted((cache_root() / "files").glob("*")):
+    for folder in file_folders():
         try:
             metadata = read_metadata(folder)
             stale = damage(Path(metadata["file"]), metadata["record"]) is not None
@@ -469,8 +474,9 @@ def _write_metadata(folder: Path, metadata: dict[str, Any]) -> None:
         temp.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def check_external_data(model_path: Path) -> list[str]:
-    """The external-data files a model refers to; :class:`CacheError` if one lies outside its folder.
+def check_external_data(model_path: Path, model: Any = None) -> list[str]:
+    """The external-data files a model refers to (``model``: its ``onnx.ModelProto``, if loaded already);
+    :class:`CacheError` if one lies outside its folder.
 
     ONNX stores the location of external tensors as a path relative to the model file;
     an absolute path or one that climbs out with ``..`` could make a runtime read (or a
@@ -479,7 +485,7 @@ def check_external_data(model_path: Path) -> list[str]:
     import onnx
     from onnx.external_data_helper import ExternalDataInfo
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = model if model is not None else onnx.load(str(model_path), load_external_data=False)
     locations = set()
     for tensor in _tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:

@@ -284,17 +284,16 @@ def open_model(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | N
     check_runtime(runtime, providers)  # before anything is fetched or exported
     registry = registry if registry is not None else default_registry()
     session = {"runtime": runtime, "providers": providers, "threads": threads, "batch_size": batch_size}
-    if onnxfile.is_file(name) or isinstance(name, str) and cache.ENTRY.fullmatch(name.strip()):
-        return _open_built(*describe(name, build, task=task, preprocess=preprocess, registry=registry),  # type: ignore[misc]
+    if onnxfile.is_file(name):
+        return _open_built(*_describe_file(name, build, registry, task=task, preprocess=preprocess),  # type: ignore[arg-type]
                            registry, **session)
-    if (task, preprocess) != (None, None):
-        raise UsageError(f"task and preprocess describe an ONNX file; {name!r} is a model, which has its own")
+    _check_no_description(name, task, preprocess)
+    if isinstance(name, str) and cache.ENTRY.fullmatch(name.strip()):
+        return _open_built(*_describe_entry(name.strip(), build, registry), registry, **session)
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
     _check_runs_on(spec, runtime)  # before anything is built
     if spec.is_pipeline:
-        if build.chosen:
-            raise UsageError(f"model {spec.name!r} is a pipeline of {', '.join(spec.requires)}; "
-                             f"{', '.join(build.chosen)} cannot apply to it (get each model to choose its own)")
+        check_pipeline_build(spec, build)
         parts = BuildOptions(simplify=build.simplify, precision=build.precision)
         models = {required: open_model(part, parts, runtime=runtime, providers=providers, threads=threads,
                                        batch_size=batch_size, registry=registry)
@@ -311,6 +310,20 @@ def open_model(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | N
                     spec.name)
     raise CacheError(f"{spec.name} was removed from the cache three times as it was being opened; stop the process "
                      f"that keeps removing it ('zoo cache rm', 'prune' or 'clear') and try again")
+
+
+def _check_no_description(name: object, task: str | None, preprocess: object) -> None:
+    if (task, preprocess) != (None, None):
+        shown = name.name if isinstance(name, ModelSpec) else name
+        raise UsageError(f"task and preprocess describe an ONNX file; {shown!r} is a model, which has its own")
+
+
+def check_pipeline_build(spec: ModelSpec, build: BuildOptions) -> None:
+    """:class:`UsageError` where weights, labels or an export's options are given for a pipeline (each of its
+    models has its own)."""
+    if spec.is_pipeline and build.chosen:
+        raise UsageError(f"model {spec.name!r} is a pipeline of {', '.join(spec.requires)}; "
+                         f"{', '.join(build.chosen)} cannot apply to it (give each of its models its own)")
 
 
 def _check_runs_on(spec: ModelSpec, runtime: str) -> None:
@@ -333,8 +346,7 @@ def describe(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | Non
     registry = registry if registry is not None else default_registry()
     if onnxfile.is_file(name):
         return _describe_file(name, build, registry, task=task, preprocess=preprocess)  # type: ignore[arg-type]
-    if (task, preprocess) != (None, None):
-        raise UsageError(f"task and preprocess describe an ONNX file; {name!r} is a model, which has its own")
+    _check_no_description(name, task, preprocess)
     if isinstance(name, str) and cache.ENTRY.fullmatch(name.strip()):
         return _describe_entry(name.strip(), build, registry)
     spec, source, how = _resolve(name, build, registry)
@@ -376,11 +388,11 @@ def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: 
     if chosen:
         raise UsageError(f"{os.fspath(name)!r} is an ONNX file, built already: {', '.join(chosen)} cannot apply to "
                          f"it (give a model's name to build one)")
-    path, record = onnxfile.record(name)
-    spec = onnxfile.describe(path, record["sha256"], registry, task=task, preprocess=preprocess, labels=build.labels)
-    metadata = {"name": spec.name, "source": "file", "path": str(path), "files": {path.name: record},
-                "weights": onnxmeta.read(path).get("weights")}
-    return spec, Converted(path=path, metadata=metadata, in_place=True)
+    file = onnxfile.read(name)
+    spec = onnxfile.describe(file, registry, task=task, preprocess=preprocess, labels=build.labels)
+    metadata = {"name": spec.name, "source": "file", "path": str(file.path), "files": file.files,
+                "weights": file.props.get("weights")}
+    return spec, Converted(path=file.path, metadata=metadata, in_place=True)
 
 
 def _describe_entry(reference: str, build: BuildOptions, registry: Registry) -> tuple[ModelSpec, Converted]:
@@ -392,11 +404,16 @@ def _describe_entry(reference: str, build: BuildOptions, registry: Registry) -> 
     assert match is not None
     spec = registry.get(match["name"])
     folder = cache.entry_dir(spec.name, match["key"].lower())
-    metadata = cache.read_entry(folder)
-    if metadata is None:
-        raise CacheError(f"{reference!r} is not in the cache (or is damaged); 'zoo cache list' shows the entries "
+    missing = CacheError(f"{reference!r} is not in the cache (or is damaged); 'zoo cache list' shows the entries "
                          f"there are")
-    labels = onnxmeta.read(folder / cache.MODEL_FILE).get("labels")
+    try:
+        with cache.reading(folder):  # `zoo cache rm` waits
+            metadata = cache.read_entry(folder)
+            if metadata is None:
+                raise missing
+            labels = onnxmeta.read(folder / cache.MODEL_FILE).get("labels")
+    except FileNotFoundError:  # removed meanwhile
+        raise missing from None
     if labels and tuple(labels) != spec.labels:  # a checkpoint fine-tuned for other classes
         spec = _with_labels(spec, labels)
     record = metadata.get("weights") or {}  # the user's checkpoint (no tag) or random weights: not the published
@@ -406,16 +423,18 @@ def _describe_entry(reference: str, build: BuildOptions, registry: Registry) -> 
 
 
 def _open_built(spec: ModelSpec, converted: Converted, registry: Registry, **session: Any) -> Model:
-    """A file or an entry that :func:`describe` found: opened as it is (an entry under its reader lock, so that
-    ``zoo cache rm`` waits until the session is open)."""
+    """A file or an entry that :func:`describe` found, opened as it is, under its folder's reader lock (``zoo cache
+    rm`` and ``prune`` wait until the session is open). A file's optimised graph goes to its folder in the cache,
+    made now where onnxruntime will keep one."""
     _check_runs_on(spec, session["runtime"])
-    if converted.in_place:  # its optimised graph goes to its folder in the cache, made now
-        record = converted.metadata["files"][converted.path.name]
-        converted = dataclasses.replace(converted, file_folder=cache.file_folder(converted.path, record))
-    with contextlib.nullcontext() if converted.in_place else cache.reading(converted.path.parent):
-        if not converted.in_place and cache.read_entry(converted.path.parent) is None:
-            raise CacheError(f"{spec.name} ({converted.path.parent}) was removed from the cache as it was being "
-                             f"opened; open it again")
+    files, path = converted.metadata["files"], converted.path
+    if converted.in_place and session["runtime"] == "onnxruntime" and list(files) == [path.name]:  # no external data
+        converted = dataclasses.replace(converted, file_folder=cache.file_folder(path, files[path.name]))
+    folder = converted.file_folder if converted.in_place else converted.path.parent
+    with cache.reading(folder) if folder is not None else contextlib.nullcontext():
+        if not converted.in_place and cache.read_entry(folder) is None:  # type: ignore[arg-type]
+            raise CacheError(f"{spec.name} ({folder}) was removed from the cache as it was being opened; open it "
+                             f"again")
         return Model(spec, converted, task=registry.task(spec.task), **session)
 
 
@@ -437,6 +456,7 @@ def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> 
     the weights to build it from, and how (:func:`zoo.convert.plan`'s keywords)."""
     weights, labels = build.weights, build.labels
     spec = name if isinstance(name, ModelSpec) else registry.get(name)
+    check_pipeline_build(spec, build)
     variant = _variant(registry, spec, weights)
     if variant is not None:
         spec, weights = variant, None

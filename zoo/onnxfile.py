@@ -20,16 +20,18 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from zoo import cache, onnxmeta
 from zoo._fields import NAME_PATTERN
-from zoo.errors import SpecError, UsageError
+from zoo.errors import SpecError, UsageError, ZooError
 from zoo.preprocess import Preprocess
-from zoo.runtime import graph_signature
+from zoo.runtime import signature
 from zoo.spec import Artifact, ModelSpec, callable_name
-from zoo.specfile import read_tables, spec_from_table
+from zoo.specfile import FUNCTIONS, read_tables, spec_from_table
 
 if TYPE_CHECKING:
     from zoo.registry import Registry
@@ -43,61 +45,82 @@ def is_file(name: object) -> bool:
     return isinstance(name, os.PathLike) or isinstance(name, str) and name.strip().lower().endswith(".onnx")
 
 
-def record(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    """The file's absolute path and its :func:`zoo.cache.file_record` (size, times and sha256: hashed now)."""
-    path = Path(path).expanduser()
+@dataclass(frozen=True)
+class OnnxFile:
+    """An ONNX file used where it is, read once: its records, its zoo metadata, its graph's inputs and outputs."""
+
+    #: The file, absolute.
+    path: Path
+    #: :func:`zoo.cache.file_record` (hashed) of the file and of each external-data file beside it, by name.
+    files: dict[str, dict[str, Any]]
+    #: The zoo's ``metadata_props`` (:func:`zoo.onnxmeta.read`), empty for a file it did not write.
+    props: dict[str, Any]
+    #: The graph's inputs (name -> shape) and output names.
+    inputs: dict[str, list[int | str | None]]
+    outputs: list[str]
+
+    @property
+    def sha256(self) -> str:
+        return self.files[self.path.name]["sha256"]
+
+
+def read(name: str | os.PathLike[str]) -> OnnxFile:
+    """The ONNX file at ``name``, hashed and parsed (once); :class:`UsageError` for a file that is missing, empty or
+    not an ONNX model, :class:`SpecError` for one whose zoo metadata is damaged."""
+    import onnx
+
+    text = os.fspath(name).strip()
     try:
+        path = Path(text).expanduser()
         if not path.is_file():
             raise FileNotFoundError(2, "no such file" if not path.exists() else "not a file")
         if path.stat().st_size == 0:
             raise OSError(0, "it is empty")
-        return path.resolve(), cache.file_record(path)
-    except OSError as error:
-        raise UsageError(f"ONNX file {os.fspath(path)!r} cannot be read ({error.strerror or error}); give the path "
-                         f"of an .onnx file, or a model's name ('zoo list' shows them)") from None
+        path = path.resolve()
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except (OSError, RuntimeError) as error:  # RuntimeError: ~user that does not exist
+        raise UsageError(f"ONNX file {text!r} cannot be read ({getattr(error, 'strerror', None) or error}); give the "
+                         f"path of an .onnx file, or a model's name ('zoo list' shows them)") from None
+    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError, onnx's own errors
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else "no detail"
+        raise UsageError(f"{path} is not an ONNX model that can be read ({type(error).__name__}: {detail}); check "
+                         f"that it is the model itself, not a Git LFS pointer, an HTML page or a partial "
+                         f"download") from None
+    try:
+        props = onnxmeta.decode(model)
+    except ValueError as error:  # a value that is not JSON
+        raise _damaged(path, error) from None
+    data = cache.check_external_data(path, model)  # beside it, or refused
+    files = {path.name: cache.file_record(path), **{d: cache.file_record(path.parent / d) for d in data}}
+    return OnnxFile(path, files, props, *signature(model.graph))
 
 
-def describe(path: Path, sha256: str, registry: Registry, *, task: str | None = None,
+def describe(file: OnnxFile, registry: Registry, *, task: str | None = None,
              preprocess: Preprocess | Mapping[str, Any] | None = None,
              labels: Sequence[str] | None = None) -> ModelSpec:
-    """The spec of the ONNX file at ``path`` (whose sha256 is ``sha256``), from the first that describes it: the
-    file, ``model.toml`` beside it, or the arguments (see the module's docstring)."""
-    artifact = Artifact(path.as_uri(), sha256, size=path.stat().st_size)
-    props = _properties(path)
+    """The spec of ``file``, from the first that describes it: the file, ``model.toml`` beside it, or the arguments
+    (see the module's docstring)."""
+    path = file.path
+    artifact = Artifact(path.as_uri(), file.sha256, size=file.files[path.name]["size"])
     spec: ModelSpec | None = None
-    if props.get("task") and props.get("preprocess"):
-        try:
-            spec, source = _from_properties(props, artifact, registry), "its onnx-zoo metadata"
-        except (AttributeError, KeyError, TypeError, ValueError) as error:  # SpecError (a ValueError) names the field
-            raise _damaged(path, error) from None
-    elif (published := _published(sha256, registry)) is not None:
+    if file.props.get("task") and file.props.get("preprocess"):
+        spec, source = _from_properties(file.props, artifact, registry), "its onnx-zoo metadata"
+    elif (published := _published(file.sha256, registry)) is not None:
         spec = dataclasses.replace(published, onnx=artifact, weights=None, build=None)
         source = f"its sha256: it is the published file of {published.name}"
     elif (path.parent / SPEC_FILE).is_file():
-        spec, source = _from_spec_file(path, artifact), str(path.parent / SPEC_FILE)
+        spec, source = _from_spec_file(file, artifact), str(path.parent / SPEC_FILE)
     if spec is not None and (task, preprocess) != (None, None):
         raise UsageError(f"{path} is described by {source}: a task and preprocessing apply only to an ONNX file "
                          f"without a description")
     if spec is None:
         if task is None or preprocess is None:
-            raise SpecError("file", _undescribed(path, task, preprocess), model=_name_of(path))
+            raise SpecError("file", _undescribed(file, task, preprocess), model=_name_of(path))
         spec = ModelSpec(name=_name_of(path), task=task, preprocess=preprocess, labels=tuple(labels or ()),
-                         onnx=artifact, outputs=tuple(graph_signature(path)[1]), summary=f"the ONNX file {path.name}")
+                         onnx=artifact, outputs=tuple(file.outputs), summary=f"the ONNX file {path.name}")
     if labels is not None and tuple(labels) != spec.labels:
         spec = dataclasses.replace(spec, labels=tuple(labels))
     return spec
-
-
-def _properties(path: Path) -> dict[str, Any]:
-    """The zoo's ``metadata_props`` of the file, or :class:`UsageError` for a file that is not an ONNX model."""
-    try:
-        return onnxmeta.read(path)
-    except ValueError as error:  # a value that is not JSON
-        raise _damaged(path, error) from None
-    except Exception as error:  # noqa: BLE001 - protobuf's DecodeError, onnx's own errors
-        raise UsageError(f"{path} is not an ONNX model that can be read ({type(error).__name__}: "
-                         f"{str(error).strip().splitlines()[-1] if str(error).strip() else 'no detail'}); check that "
-                         f"it is the model itself, not a Git LFS pointer, an HTML page or a partial download") from None
 
 
 def _damaged(path: Path, error: Exception) -> SpecError:
@@ -107,29 +130,36 @@ def _damaged(path: Path, error: Exception) -> SpecError:
 
 def _from_properties(props: dict[str, Any], artifact: Artifact, registry: Registry) -> ModelSpec:
     """The spec a file the zoo wrote carries (:mod:`zoo.onnxmeta`)."""
-    outputs = props.get("outputs") or {}
-    name, plugin = props.get("name", ""), props.get("plugin", "")
+    path = Path(artifact.filename)
+    name, plugin = props.get("name"), props.get("plugin", "")
+    try:
+        registered = registry.get(f"{plugin}:{name}" if plugin else name) if isinstance(name, str) else None
+    except (KeyError, ZooError):  # not installed here (or contested)
+        registered = None
     postprocess = None
     if props.get("postprocess"):  # the plugin's function, taken from the installed plugin only
-        reference = f"{plugin}:{name}" if plugin else name
-        registered = registry.get(reference) if reference in registry else None
         if registered is None or callable_name(registered.postprocess) != props["postprocess"]:
-            raise SpecError("postprocess", f"{artifact.filename} is {name!r}, whose results are made by "
-                                           f"{props['postprocess']} of the plugin {plugin or '?'}, which is not "
-                                           f"installed here (or has changed); install that plugin", model=name)
+            raise SpecError("postprocess", f"{path} is {name!r}, whose results are made by {props['postprocess']} of "
+                                           f"the plugin {plugin or '?'}, which is not installed here (or has "
+                                           f"changed); install that plugin", model=name)
         postprocess = registered.postprocess
-    weights = props.get("weights") or {}
-    made_from = ", random weights" if weights.get("tag") == "random" else f", {weights['file']}" if weights.get(
-        "file") else ""
-    return ModelSpec(
-        name=name, task=props["task"], preprocess=props["preprocess"], labels=tuple(props.get("labels") or ()),
-        summary=f"{name} from the ONNX file {artifact.filename}{made_from}",
-        license=props.get("license") or "unspecified",
-        homepage=props.get("homepage", ""), onnx=artifact, outputs=tuple(outputs.get("names") or ("output",)),
-        scores=outputs.get("scores", "logits"), decode=outputs.get("decode") or {},
-        rename_outputs=outputs.get("rename_outputs") or {}, inputs=outputs.get("inputs") or {},
-        batch_axis=outputs.get("batch_axis", True), options=props.get("options") or {},
-        unsupported=props.get("unsupported") or {}, postprocess=postprocess, plugin=plugin)
+    elif "plugin" not in props and registered is not None:  # written by an older zoo, which did not say
+        postprocess = registered.postprocess
+    try:
+        outputs = props.get("outputs") or {}
+        weights = props.get("weights") or {}
+        made_from = ", random weights" if weights.get("tag") == "random" else f", {weights['file']}" if weights.get(
+            "file") else ""
+        return ModelSpec(
+            name=name, task=props["task"], preprocess=props["preprocess"], labels=tuple(props.get("labels") or ()),
+            summary=f"{name} from the ONNX file {path}{made_from}", license=props.get("license") or "unspecified",
+            homepage=props.get("homepage", ""), onnx=artifact, outputs=tuple(outputs.get("names") or ("output",)),
+            scores=outputs.get("scores", "logits"), decode=outputs.get("decode") or {},
+            rename_outputs=outputs.get("rename_outputs") or {}, inputs=outputs.get("inputs") or {},
+            batch_axis=outputs.get("batch_axis", True), options=props.get("options") or {},
+            unsupported=props.get("unsupported") or {}, postprocess=postprocess, plugin=plugin)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # SpecError (a ValueError) names the field
+        raise _damaged(Path(unquote(urlsplit(artifact.url).path)), error) from None
 
 
 def _published(sha256: str, registry: Registry) -> ModelSpec | None:
@@ -140,13 +170,16 @@ def _published(sha256: str, registry: Registry) -> ModelSpec | None:
     return None
 
 
-def _from_spec_file(path: Path, artifact: Artifact) -> ModelSpec:
-    """The spec of ``model.toml`` beside the file: its one table, or the one whose ``onnx.file`` is this file."""
-    spec_file = path.parent / SPEC_FILE
+def _from_spec_file(file: OnnxFile, artifact: Artifact) -> ModelSpec:
+    """The spec of ``model.toml`` beside the file: its one table, or the one whose ``onnx.file`` is this file.
+
+    It is data only: a table naming code (``postprocess``, ``build``, ...) is refused, since nothing from a file's
+    folder is imported (a plugin registers its own functions, :func:`zoo.plugin.load_specs`)."""
+    path, spec_file = file.path, file.path.parent / SPEC_FILE
     tables = read_tables(spec_file)
     named = {name: (table.get("onnx") or {}).get("file") if isinstance(table.get("onnx"), Mapping) else None
              for name, table in tables.items()}
-    mine = {name: tables[name] for name, file in named.items() if file == path.name}
+    mine = {name: tables[name] for name, found in named.items() if found == path.name}
     if not mine and len(tables) == 1 and None in named.values():  # one table that names no file: this one's
         mine = tables
     if len(mine) != 1:
@@ -155,13 +188,18 @@ def _from_spec_file(path: Path, artifact: Artifact) -> ModelSpec:
                                   f"the table that describes it")
     (name, table), = mine.items()
     values = dict(table)
+    code = [key for key in FUNCTIONS if key in values]
+    if code:
+        raise SpecError(code[0], f"in {spec_file} names code; a {SPEC_FILE} beside an ONNX file is data only, and "
+                                 f"nothing in a file's folder is imported. Register the model from a plugin "
+                                 f"(zoo.plugin.load_specs) to give it functions", model=name)
     given = values.pop("onnx", None)
     if isinstance(given, Mapping) and given.get("sha256") and not artifact.sha256.startswith(
             str(given["sha256"]).lower().removeprefix("sha256:")):
         raise SpecError("onnx.sha256", f"in {spec_file} is {given['sha256']}, but {path.name} has the sha256 "
                                        f"{artifact.sha256}: the file has changed since the table was written; "
                                        f"update the table's sha256 (or remove it)", model=name)
-    values.setdefault("outputs", graph_signature(path)[1])
+    values.setdefault("outputs", file.outputs)
     values.setdefault("summary", f"{name}, the ONNX file {path.name} described by {SPEC_FILE}")
     try:
         return spec_from_table(name, {**values, "onnx": artifact.to_dict()}, spec_file.parent)
@@ -175,10 +213,10 @@ def _name_of(path: Path) -> str:
     return name if NAME_PATTERN.fullmatch(name) else "model"
 
 
-def _undescribed(path: Path, task: str | None, preprocess: object) -> str:
+def _undescribed(file: OnnxFile, task: str | None, preprocess: object) -> str:
     """What is missing to run a file that does not describe itself, and the smallest ``model.toml`` that would do."""
-    inputs, outputs = graph_signature(path)
-    shape = next(iter(inputs.values()), [])
+    path = file.path
+    shape = next(iter(file.inputs.values()), [])
     size = [d for d in shape[-2:] if isinstance(d, int) and d > 0] if len(shape) == 4 else []
     name = _name_of(path)
     missing = " and ".join(f"its {what}" for what, value in (("task", task), ("preprocessing", preprocess))
@@ -188,7 +226,7 @@ def _undescribed(path: Path, task: str | None, preprocess: object) -> str:
         f"[models.{name}]",
         'task = "image-classification"      # or object-detection, semantic-segmentation, ...',
         'labels = "labels.txt"              # class names, one a line',
-        f"outputs = {outputs}",
+        f"outputs = {file.outputs}",
         "",
         f"[models.{name}.preprocess]",
         resize,
@@ -198,5 +236,6 @@ def _undescribed(path: Path, task: str | None, preprocess: object) -> str:
     ])
     return (f"{path} has no onnx-zoo description (it was not written by the zoo) and no {SPEC_FILE} beside it, so "
             f"{missing} {'is' if ' and ' not in missing else 'are'} unknown. Write {path.parent / SPEC_FILE}, "
-            f"for example:\n\n{example}\n\nor give them: zoo predict --task TASK --preprocess "
-            f"'{{\"resize\": [224, 224], ...}}' --labels FILE (zoo.get(path, task=..., preprocess=..., labels=...))")
+            f"for example:\n\n{example}\n\nor give them with --task, --preprocess JSON and --labels FILE (zoo "
+            f"predict, zoo info), as task= and preprocess= in a zoo serve --models table, or as zoo.get(path, "
+            f"task=..., preprocess=..., labels=...)")

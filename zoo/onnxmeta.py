@@ -91,8 +91,13 @@ def read(path: Path) -> dict[str, Any]:
     """The zoo's ``metadata_props`` of the ONNX file at ``path``, decoded (JSON values parsed)."""
     import onnx
 
+    return decode(onnx.load(str(path), load_external_data=False))
+
+
+def decode(model: Any) -> dict[str, Any]:
+    """The zoo's ``metadata_props`` of a loaded ``onnx.ModelProto``, decoded; ValueError for a value that is not JSON."""
     found: dict[str, Any] = {}
-    for prop in onnx.load(str(path), load_external_data=False).metadata_props:
+    for prop in model.metadata_props:
         if prop.key.startswith(PREFIX):
             key = prop.key[len(PREFIX):]
             found[key] = json.loads(prop.value) if key in JSON_KEYS else prop.value

@@ -163,7 +163,7 @@ def predict(dataset: ray.data.Dataset, name: str | os.PathLike[str], *, batch_si
 
     low, high = _checked(name, batch_size=batch_size, concurrency=concurrency, options=options, **get)
     if onnxfile.is_file(name):  # the workers open it by its whole path, wherever they run
-        name = os.fspath(Path(name).resolve())
+        name = os.fspath(Path(os.fspath(name).strip()).expanduser().resolve())
     return dataset.map_batches(Predictor, fn_constructor_args=(name,), fn_constructor_kwargs={"options": options, **get},
                                batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus,
                                compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high))

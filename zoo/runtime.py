@@ -18,7 +18,7 @@ import platform
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -269,10 +269,14 @@ def graph_signature(path: Path) -> tuple[dict[str, list[int | str | None]], list
     """The inputs (name -> shape) and output names of an ONNX file, read without its weights."""
     import onnx
 
-    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    return signature(onnx.load(os.fspath(path), load_external_data=False).graph)
+
+
+def signature(graph: Any) -> tuple[dict[str, list[int | str | None]], list[str]]:
+    """:func:`graph_signature` of a loaded ``onnx.GraphProto``."""
     initializers = {t.name for t in graph.initializer}
 
-    def shape(value: onnx.ValueInfoProto) -> list[int | str | None]:
+    def shape(value: Any) -> list[int | str | None]:
         return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                 for d in value.type.tensor_type.shape.dim]
 

@@ -137,6 +137,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
             return 1
     freed = sum(cache.remove(e.folder) for e in cache.entries())
     freed += sum(cache.remove(p) for p in cache.downloads())
+    freed += sum(cache.remove(p) for p in cache.file_folders())  # optimised graphs of files used in place
     freed += sum(cache.remove(p, wait=False) for p in cache.staging_folders())  # an import running now is kept
     cache.remove_free_locks()
     print(f"freed {human_size(freed)} in {root}", file=sys.stderr)

@@ -104,7 +104,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                               for o in spec.outputs) + ("" if spec.batch_axis else ", one image at a time")),
         *([("decode", json.dumps(dict(spec.decode)))] if spec.decode else []),
         ("options", show_options(data["options"])),
-        *([] if in_place else _source_lines(spec, args.weights)),
+        *([] if in_place else _source_lines(spec, args.weights if not spec.metrics else None)),  # not a variant
         *[("not on", f"{runtime}: {why}") for runtime, why in spec.unsupported.items()],
     ]
     if spec.metrics:

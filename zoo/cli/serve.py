@@ -40,16 +40,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"zoo serve needs the serve extra ({error.name} is missing): "
                          f"pip install 'onnx-zoo[serve]'") from None
     models = [from_text(text, sha256=args.sha256) for text in args.names]
-    given = {key: value for key, value in (("weights", args.weights), ("labels", labels_of(args)),
-                                            ("sha256", args.sha256 if args.weights else None),
-                                            ("precision", args.precision if args.precision != "fp32" else None))
-             if value is not None}
     check_one_model(args, args.names, "write NAME=WEIGHTS for each, or list them in --models FILE")
-    if given.keys() - {"precision"} and models[0].get:
-        raise UsageError(f"{args.names[0]!r} has its weights already; drop --weights")
-    if given:
-        models = [Served(m.name, m.model, {**given, **m.get}) for m in models]
+    if args.sha256 and not args.weights and not any("weights" in m.get for m in models):
+        raise UsageError("--sha256 checks the weights of --weights or NAME=URL; give them too")
+    if args.weights and models[0].get.get("weights"):
+        raise UsageError(f"{args.names[0]!r} names its weights already; drop --weights")
+    one = {key: value for key, value in (("weights", args.weights), ("labels", labels_of(args)),
+                                          ("sha256", args.sha256 if args.weights else None)) if value is not None}
+    models = [Served(m.name, m.model, {**one, **m.get}) for m in models]  # one model at most, when one is given
     models += from_toml(args.models) if args.models else []
+    if args.precision != "fp32":  # every model named at start, unless its table says otherwise
+        models = [Served(m.name, m.model, {"precision": args.precision, **m.get}) for m in models]
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
         logging.getLogger("zoo").warning("serving on %s without --token: anyone who reaches it can use it", args.host)
     settings = serve.Settings(models=tuple(models), on_demand=args.on_demand, max_batch_size=args.max_batch_size,

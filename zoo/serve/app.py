@@ -221,8 +221,8 @@ def _named(served: Served) -> tuple[Served, ModelSpec]:
     spec = describe(served.model, **served.get)[0]
     if served.name and served.name != served.model:
         return served, spec
-    own = default_registry().reference(spec) if spec.name in default_registry() else spec.name
-    return dataclasses.replace(served, name=own), spec
+    own = spec.name if spec.onnx is not None and spec.onnx.url.startswith("file:") and not spec.weights else None
+    return dataclasses.replace(served, name=own or default_registry().reference(spec)), spec
 
 
 def _load_failure(name: str, error: Exception) -> ModelLoadError:
@@ -276,8 +276,9 @@ def _summary(server: Server, name: str) -> dict[str, Any]:
     built from one) and ``parity`` (the export's figures against PyTorch)."""
     spec = server.spec(name)
     loaded = server.batchers[name].model.metadata if name in server.batchers else {}
+    weights = {k: v for k, v in loaded["weights"].items() if k != "location"} if loaded.get("weights") else None
     return {"name": name, "task": spec.task, "summary": spec.summary, "labels": len(spec.labels),
-            "plugin": spec.plugin, "weights": loaded.get("weights"), "parity": loaded.get("parity")}
+            "plugin": spec.plugin, "weights": weights, "parity": loaded.get("parity")}
 
 
 async def list_models(request: Request) -> Response:
@@ -296,12 +297,12 @@ async def model_info(request: Request) -> Response:
 
     server: Server = request.app.state.server
     name = request.path_params["name"]
+    if name not in server.models and name not in server.batchers:  # a name from a URL: the registry's, never a path
+        name = default_registry().reference(zoo.get_spec(name))
     if name in server.batchers:
         model = server.batchers[name].model
         return JSONResponse(info_of(model.spec, model.converted, default_registry()))
-    if name not in server.models:
-        return JSONResponse(zoo.info(name))
-    served = server.models[name]
+    served = server.models.get(name, Served(name))
     found = await run_in_threadpool(lambda: describe(served.model, **served.get))
     return JSONResponse(info_of(*found, default_registry()))
 
@@ -317,7 +318,7 @@ async def predict(request: Request) -> Response:
     server: Server = request.app.state.server
     settings = server.settings
     start = time.perf_counter()
-    served, batcher = await server.batcher(request.path_params["name"])
+    served_as, batcher = await server.batcher(request.path_params["name"])
     model = batcher.model
     annotate = _flag(request, "annotate") or _wants_png(request)
     texts = {k: v for k, v in request.query_params.items() if k != "annotate"}
@@ -333,13 +334,13 @@ async def predict(request: Request) -> Response:
                 result = await asyncio.wait_for(batcher.predict(image, options), settings.timeout)
             except TimeoutError:
                 raise HTTPError(504, "Timeout", f"the prediction took longer than {settings.timeout:g} s") from None
-            server.metrics.latency.labels(served).observe(time.perf_counter() - start)
+            server.metrics.latency.labels(served_as).observe(time.perf_counter() - start)
             if annotate:  # drawn inside the budget: the drawing is a copy of the image
                 if not hasattr(result, "draw"):
                     raise HTTPError(406, "NotDrawable", f"the results of {model.spec.name} cannot be drawn; ask for "
                                     f"JSON")
                 return Response(await run_in_threadpool(_png, result, image), media_type="image/png")
-    return JSONResponse({"model": served, "options": options, "result": jsonable(result),
+    return JSONResponse({"model": served_as, "options": options, "result": jsonable(result),
                          "ms": round((time.perf_counter() - start) * 1000, 1)})
 
 

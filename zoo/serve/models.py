@@ -31,6 +31,7 @@ from typing import Any
 
 from zoo._fields import NAME_PATTERN
 from zoo.errors import UsageError
+from zoo.onnxfile import is_file
 
 #: The arguments of :func:`zoo.get` a served model may set (those that choose what it is, not how it runs).
 GET_ARGUMENTS = ("weights", "sha256", "labels", "precision", "opset", "exporter", "task", "preprocess")
@@ -58,11 +59,13 @@ def from_text(text: str, *, sha256: str | None = None) -> Served:
     """A model as ``zoo serve`` takes it (see the module's docstring); ``sha256`` checks its ``=WEIGHTS``."""
     name, equals, value = text.strip().partition("=")
     name, value = name.strip(), value.strip()
+    if is_file(text) and (not equals or "/" in name or os.sep in name):  # a file, whose path may hold a '='
+        return Served(name="", model=text.strip())
     if equals and not (name and value):
         raise UsageError(f"{text!r}: write NAME=WEIGHTS (a checkpoint for the model NAME) or ALIAS=FILE.onnx")
     if not equals:
-        return Served(name="", model=name) if _is_file(name) else Served(name=name)
-    if _is_file(value):
+        return Served(name=name)
+    if is_file(value):
         _check_alias(name, text)
         return Served(name=name, model=value)
     return Served(name=name, get={"weights": value, **({"sha256": sha256} if sha256 else {})})
@@ -82,8 +85,7 @@ def from_toml(path: str | os.PathLike[str]) -> list[Served]:
         raise UsageError(f"--models {os.fspath(path)!r} has no [models.NAME] table (one per served model)")
     found = []
     for name, table in tables.items():
-        values = {key: _relative(value, path.parent) if key in ("model", "weights", "labels") else value
-                  for key, value in table.items()}
+        values = {key: _relative(key, value, path.parent) for key, value in table.items()}
         if isinstance(values.get("labels"), str):
             from zoo.model import read_labels
 
@@ -98,18 +100,19 @@ def from_toml(path: str | os.PathLike[str]) -> list[Served]:
     return found
 
 
-def _is_file(text: str) -> bool:
-    return text.lower().endswith(".onnx")
-
-
 def _check_alias(name: str, where: str) -> None:
     if not NAME_PATTERN.fullmatch(name):
         raise UsageError(f"{where}: {name!r} cannot name a served model (lowercase letters, digits and . _ - between "
                          f"them)")
 
 
-def _relative(value: Any, base: Path) -> Any:
-    """``value`` as a path relative to ``base`` where it names a file there (a tag, a URL or a model's name stays)."""
-    if isinstance(value, str) and "://" not in value and (base / value).exists():
-        return str(base / value)
+def _relative(key: str, value: Any, base: Path) -> Any:
+    """A table's ``value`` for ``key``, a path resolved against ``base``: ``labels``, an ONNX file as ``model``, and
+    ``weights`` that name a file there or a path (a tag, a variant's name or a URL stays as it is)."""
+    if not isinstance(value, str) or "://" in value:
+        return value
+    path = Path(value).expanduser()
+    if key == "labels" or key == "model" and is_file(value) or key == "weights" and (
+            "/" in value or os.sep in value or (base / path).exists()):
+        return str(base / path)
     return value
