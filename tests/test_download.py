@@ -219,3 +219,92 @@ def test_a_wrong_file_without_content_length_is_still_a_checksum_error(server, w
     with pytest.raises(ChecksumError, match="sha256 is"):
         download.fetch(artifact, policy=FAST)
     assert len(server.requests) <= FAST.attempts and not leftovers()
+
+
+# -- issue 31, item 2: files inside archives -------------------------------------------------------
+
+
+def archive_of(files: dict[str, bytes], kind: str) -> bytes:
+    """A wheel-like zip, or a gzip-compressed tar, holding ``files`` by path."""
+    import io
+    import tarfile
+    import zipfile
+
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for name, data in files.items():
+                zipped.writestr(name, data)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tarred:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tarred.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def members(server: FileServer, kind: str, name: str) -> tuple[dict[str, bytes], list[Artifact]]:
+    """Three files in one archive served by ``server``, and an artifact for each."""
+    files = {f"pkg/data/{stage}.pt": os.urandom(2000 + i) for i, stage in enumerate(("pnet", "rnet", "onet"))}
+    data = archive_of(files, kind)
+    url = server.add(name, data)
+    digest = hashlib.sha256(data).hexdigest()
+    return files, [Artifact(url, digest, len(data), member=path, member_sha256=hashlib.sha256(body).hexdigest())
+                   for path, body in files.items()]
+
+
+@pytest.mark.parametrize(("kind", "name"), [("zip", "pkg-2.6.0-py3-none-any.whl"), ("tar", "pkg-1.0.tar.gz")])
+def test_31_02_members_of_one_archive_download_it_once_and_are_verified(zoo_cache_dir, kind, name):
+    with FileServer() as server:
+        files, artifacts = members(server, kind, name)
+        paths = [download.fetch(a, progress=False) for a in artifacts]
+        again = [download.fetch(a, progress=False) for a in artifacts]
+        assert len([r for r in server.requests if r["path"].endswith(name)]) == 1  # the archive, once
+    assert paths == again and [p.read_bytes() for p in paths] == list(files.values())
+    assert [p.name for p in paths] == [f"{a.member_sha256}-{a.filename}" for a in artifacts]
+    assert (zoo_cache_dir / "downloads" / f"{artifacts[0].sha256}-{name}").is_file()  # the archive, kept by its hash
+    paths[1].unlink()  # a member removed, or damaged: extracted again from the archive, offline
+    paths[2].write_bytes(b"damaged")
+    os.environ["ZOO_OFFLINE"] = "1"
+    try:
+        assert [download.fetch(a, progress=False).read_bytes() for a in artifacts] == list(files.values())
+    finally:
+        del os.environ["ZOO_OFFLINE"]
+
+
+def test_31_02_a_member_that_is_missing_or_not_the_one_named_is_refused_and_leaves_nothing(zoo_cache_dir):
+    import dataclasses
+
+    with FileServer() as server:
+        files, artifacts = members(server, "zip", "pkg-1.0-py3-none-any.whl")
+        wrong = dataclasses.replace(artifacts[0], member_sha256="ab" * 32)
+        with pytest.raises(ChecksumError, match=r"pnet\.pt: sha256 is .* expected abab"):
+            download.fetch(wrong, progress=False)
+        missing = dataclasses.replace(artifacts[0], member="pkg/data/nothing.pt")
+        with pytest.raises(DownloadError, match=r"has no file 'pkg/data/nothing\.pt'"):
+            download.fetch(missing, progress=False)
+    left = sorted(p.name for p in (zoo_cache_dir / "downloads").iterdir())
+    assert left == [f"{artifacts[0].sha256}-pkg-1.0-py3-none-any.whl"], left  # the verified archive alone
+
+
+def test_31_02_an_archive_that_is_not_cached_offline_names_it(zoo_cache_dir, monkeypatch):
+    artifact = Artifact("https://example.invalid/pkg-1.0-py3-none-any.whl", "ab" * 32, member="pkg/x.onnx",
+                        member_sha256="cd" * 32)
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=r"pkg-1\.0-py3-none-any\.whl is not in the cache"):
+        download.fetch(artifact, progress=False)
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"member": "x.pt"}, "member_sha256"), ({"member_sha256": "ab" * 32}, "goes with member"),
+    ({"member": "../x.pt", "member_sha256": "ab" * 32}, "relative path"),
+    ({"member": "/x.pt", "member_sha256": "ab" * 32}, "relative path"),
+])
+def test_31_02_a_member_is_named_with_its_sha256_and_a_relative_path(fields, says):
+    from zoo.errors import SpecError
+
+    with pytest.raises(SpecError, match=says):
+        Artifact("https://host/pkg.whl", "ab" * 32, **fields)
+    table = {"url": "https://host/pkg.whl", "sha256": "ab" * 32, "member": "pkg/x.pt", "member_sha256": "cd" * 32}
+    assert Artifact.from_dict(table).to_dict() == {**table, "size": None}

@@ -173,7 +173,7 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
         except UsageError:  # the model's task no longer allows int8
             return False
     if source.get("kind") == "prebuilt":
-        return spec is None or (spec.onnx is not None and spec.onnx.sha256 == source.get("sha256"))
+        return spec is None or (spec.onnx is not None and spec.onnx.file_sha256 == source.get("sha256"))
     if source.get("versions") != library_versions(source.get("exporter", "")):
         return False
     if spec is None or spec.name != entry.name:
@@ -210,7 +210,7 @@ def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = Tru
             raise ExportError(f"model {spec.name!r} ships only a prebuilt ONNX file and cannot be exported "
                               f"with another opset or exporter")
     if spec.onnx is not None and prebuilt and own_weights:
-        return key_inputs(spec, {"kind": "prebuilt", "sha256": spec.onnx.sha256}, plugin_version)
+        return key_inputs(spec, {"kind": "prebuilt", "sha256": spec.onnx.file_sha256}, plugin_version)
     exporter = exporter or export.DEFAULT_EXPORTER
     if exporter not in export.EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}; choose one of {', '.join(export.EXPORTERS)}")
@@ -294,7 +294,7 @@ def _weights_sha256(weights: WeightsSource) -> str | None:
     if weights == RANDOM:
         return RANDOM
     if isinstance(weights, Artifact):
-        return weights.sha256
+        return weights.file_sha256
     return cache.sha256_of(weights) if isinstance(weights, Path) else None
 
 
@@ -329,7 +329,7 @@ def _build(spec: ModelSpec, weights: WeightsSource, folder: Path, inputs: dict[s
                       "source_entry": float32.path.parent.name, "int8": report}
         elif source["kind"] == "prebuilt":
             _fetch_prebuilt(spec, model_path)
-            record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.sha256}}  # type: ignore[union-attr]
+            record: dict[str, Any] = {"onnx": {"file": spec.onnx.filename, "sha256": spec.onnx.file_sha256}}  # type: ignore[union-attr]
         else:
             record = {"weights": weights_record(spec, weights, source["weights_sha256"]),
                       **_export(spec, weights, model_path, source, task)}

@@ -69,14 +69,15 @@ def source_url(artifact: Artifact) -> str:
 
 
 def verify(path: Path, artifact: Artifact) -> None:
-    """Raise :class:`ChecksumError` unless ``path`` has the artifact's size and sha256 (or prefix)."""
+    """Raise :class:`ChecksumError` unless ``path`` has the artifact's size and sha256 (or prefix): a member's own
+    sha256, for a file inside an archive."""
     size = path.stat().st_size
-    if artifact.size is not None and size != artifact.size:
+    if artifact.size is not None and artifact.member is None and size != artifact.size:
         raise ChecksumError(f"{artifact.filename}: expected {artifact.size} bytes, got {size} ({path})")
     actual = cache.sha256_of(path)
-    if not actual.startswith(artifact.sha256):
+    if not actual.startswith(artifact.file_sha256):
         raise ChecksumError(
-            f"{artifact.filename}: sha256 is {actual}, expected {artifact.sha256}"
+            f"{artifact.filename}: sha256 is {actual}, expected {artifact.file_sha256}"
             f"{'...' if not artifact.is_full_hash else ''}; the file is corrupt or not the one the spec names"
         )
 
@@ -95,9 +96,10 @@ def fetched(artifact: Artifact, *, policy: Policy | None = None, progress: bool 
     """Like :func:`fetch`, holding the file's lock while the ``with`` block uses it.
 
     ``zoo cache prune --downloads`` skips a locked file, so weights being exported from
-    are never deleted under the export.
+    are never deleted under the export. A member of an archive is extracted from the archive,
+    fetched first (or found in ``downloads/``), and kept beside it under its own hash.
     """
-    dest = cache.download_path(artifact.filename, artifact.sha256)
+    dest = cache.download_path(artifact.filename, artifact.file_sha256)
     cache.make_dirs(dest.parent)
     with cache.locked(dest, what=artifact.filename):
         if dest.exists():
@@ -107,6 +109,13 @@ def fetched(artifact: Artifact, *, policy: Policy | None = None, progress: bool 
                 log.warning("cached file is damaged, fetching it again: %s", error)
                 dest.unlink()
         if dest.exists():
+            yield dest
+            return
+        if artifact.archive is not None:
+            part = dest.with_name(dest.name + ".part")
+            with fetched(artifact.archive, policy=policy, progress=progress) as archive:
+                _extract(archive, artifact, part)
+            _commit(part, artifact, dest)
             yield dest
             return
         url = source_url(artifact)
@@ -121,13 +130,46 @@ def fetched(artifact: Artifact, *, policy: Policy | None = None, progress: bool 
             _copy_local(Path(unquote(parts.path)), part)
         else:
             _download(url, part, policy or Policy(), _show_progress(progress), artifact, dest)
-        try:
-            verify(part, artifact)
-        except ChecksumError:
-            part.unlink(missing_ok=True)
-            raise
-        os.replace(part, dest)
+        _commit(part, artifact, dest)
         yield dest
+
+
+def _commit(part: Path, artifact: Artifact, dest: Path) -> None:
+    """Move the fetched ``part`` to ``dest`` once it verifies; a file that does not is deleted, and the error says so."""
+    try:
+        verify(part, artifact)
+    except ChecksumError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+
+
+def _extract(archive: Path, artifact: Artifact, part: Path) -> None:
+    """Write the artifact's member of the (verified) ``archive`` to ``part``: a wheel or zip, or a tar (compressed
+    or not); :class:`DownloadError` naming the member where the archive has none such or cannot be read."""
+    import tarfile
+    import zipfile
+
+    member = artifact.member
+    assert member is not None
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zipped, zipped.open(member) as source, open(part, "wb") as target:
+                shutil.copyfileobj(source, target)
+            return
+        with tarfile.open(archive) as tarred:
+            source = tarred.extractfile(member)
+            if source is None:
+                raise KeyError(member)
+            with source, open(part, "wb") as target:
+                shutil.copyfileobj(source, target)
+    except KeyError:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{artifact.archive_name} has no file {member!r}; check the artifact's member (the "
+                            f"archive's sha256 matched, so the spec names another path)") from None
+    except (OSError, tarfile.TarError, zipfile.BadZipFile) as error:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{member!r} cannot be read from {artifact.archive_name} ({error})") from None
 
 
 def _show_progress(progress: bool | None) -> bool:

