@@ -15,6 +15,7 @@ except ImportError:
 from PIL import Image
 
 import zoo
+from zoo.errors import SpecError
 from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from zoo.testing import randomize
 
@@ -156,3 +157,54 @@ def test_resize_equals_pillow_to_the_bit_on_noise(kernel):
 
 
 _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+# -- issue 31, item 3: what the contract could not say ---------------------------------------------
+
+
+@pytest.mark.parametrize("position", ["top-left", "center"])
+def test_31_03_pad_resize_pads_to_a_square_then_resizes_and_maps_points_back_exactly(position):
+    image = np.random.default_rng(0).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    pre = Preprocess(resize="pad-resize", size=(320, 320), pad_value=114, pad_position=position, antialias=False,
+                     scale=1.0)
+    tensor, geometry = pre.transform(image)
+    top = 100 if position == "center" else 0
+    square = np.full((500, 500, 3), 114, np.uint8)
+    square[top:top + 300] = image
+    want = cv2.resize(square, (320, 320), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1).astype(np.float32)
+    np.testing.assert_array_equal(tensor, want)
+    assert geometry.input == (320, 320) and geometry.scale == (0.64, 0.64) and geometry.offset == (top * 0.64, 0)
+    corners = np.array([[0.0, 0.0], [500.0, 300.0], [123.4, 56.7]])  # x, y in the original
+    in_input = corners * 0.64 + [0, top * 0.64]
+    np.testing.assert_allclose(geometry.to_original_points(in_input), corners, atol=1e-4)  # no rounding of a side
+    with pytest.raises(SpecError, match="pad_normalized"):
+        Preprocess(resize="pad-resize", size=(320, 320), pad_normalized=True)
+
+
+def test_31_03_a_fixed_height_gives_a_width_from_the_aspect_ratio_padded_on_the_right():
+    pre = Preprocess(resize="height", size=(48, 320), antialias=False, scale=1 / 127.5, mean=(1.0,),
+                     pad_normalized=True, pad_value=0.0, batching="pad")
+    assert pre.input_size == (48, None) and pre.dynamic
+    narrow = np.full((30, 100, 3), 255, np.uint8)  # 48 * 100 / 30 = 160 wide, padded to 320
+    wide = np.full((20, 300, 3), 255, np.uint8)  # 48 * 300 / 20 = 720 wide
+    odd = np.full((47, 101, 3), 255, np.uint8)  # 48 * 101 / 47 = 103.1: rounded up to 104
+    batch, geometries = pre.batch([narrow, wide, odd])
+    assert batch.shape == (3, 3, 48, 720)
+    assert (batch[0, :, :, :160] == 1).all() and (batch[0, :, :, 160:] == 0).all()  # padded on the right
+    assert (batch[2, :, :, :104] == 1).all() and (batch[2, :, :, 104:] == 0).all()
+    alone, geometry = pre.transform(narrow)
+    assert alone.shape == (3, 48, 320) and geometry.scale == (48 / 30, 160 / 100)
+    assert [g.input for g in geometries] == [(48, 720)] * 3
+
+
+def test_31_03_a_declared_minimum_size_refuses_smaller_images_and_check_model_respects_it():
+    from zoo.errors import ZooInputError
+    from zoo.testing import _respecting, sample_images
+
+    pre = Preprocess(min_size=12)
+    assert pre.min_size == (12, 12) and "min_size" in pre.to_dict() and "min_size" not in Preprocess().to_dict()
+    with pytest.raises(ZooInputError, match=r"10x8 pixels.*at least 12x12"):
+        pre.transform(np.zeros((8, 10, 3), np.uint8))
+    assert pre.transform(np.zeros((12, 12, 3), np.uint8))[0].shape == (3, 12, 12)
+    samples = _respecting(Preprocess(min_size=40), sample_images())
+    assert all(min(image.shape[:2]) >= 40 for image in samples.values())

@@ -15,6 +15,11 @@ The steps run in this order:
    * ``"letterbox"``: one factor that makes the image fit inside ``size``
      (``[height, width]``), sides rounded, the rest padded with ``pad_value``, the image
      centred or at the top left (``pad_position``), as YOLO exporters do;
+   * ``"pad-resize"``: the other way round, as NudeNet and several YOLO exporters do: the
+     image padded to a square (its longer side) with the pixel ``pad_value``, centred or at
+     the top left, then that square resized to ``size`` (``[height, width]``);
+   * ``"height"``: the height to ``size[0]`` and the width from the aspect ratio, rounded up
+     (text recognisers), the tensor padded on the right to at least ``size[1]`` wide;
    * ``"longer"`` / ``"shorter"``: limit a side to ``size`` (an integer): the longer side
      is shrunk to at most ``size``, or the shorter side enlarged to at least ``size``;
      then each side is rounded to a multiple of ``multiple`` (at least one multiple), as
@@ -37,8 +42,12 @@ The steps run in this order:
    ``pad_value`` itself in the tensor;
 5. ``layout``: ``NCHW`` or ``NHWC``, with a leading batch axis.
 
-The input size (:attr:`Preprocess.input_size`) is fixed by a crop, an exact resize or a
-letterbox; otherwise it is **dynamic** (``None`` per free side) and ``batching`` says
+``min_size`` (``[height, width]``, or an integer for both) is the smallest image the model
+takes after the resize (a network whose strides need 12 pixels): a smaller one is refused
+with :class:`~zoo.errors.ZooInputError` saying so.
+
+The input size (:attr:`Preprocess.input_size`) is fixed by a crop, an exact resize, a
+letterbox or a pad-resize; otherwise it is **dynamic** (``None`` per free side) and ``batching`` says
 how a batch of images of different sizes is run: ``"single"`` (one image at a time, the
 default) or ``"pad"`` (padded at the bottom and right to the largest, the padding
 recorded in each image's :class:`~zoo.geometry.Geometry`).
@@ -49,6 +58,7 @@ model coordinates back to the original pixels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,7 +73,7 @@ from zoo._fields import (
     from_mapping,
     set_field,
 )
-from zoo.errors import SpecError
+from zoo.errors import SpecError, ZooInputError
 from zoo.geometry import Geometry
 
 if TYPE_CHECKING:
@@ -74,7 +84,9 @@ CHANNELS = ("RGB", "BGR", "GRAY")
 LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32",)
 #: The resize modes named by a string (an integer or a pair are the others).
-RESIZE_MODES = ("cover", "letterbox", "longer", "shorter")
+RESIZE_MODES = ("cover", "letterbox", "pad-resize", "height", "longer", "shorter")
+#: The resize modes whose ``size`` is a ``[height, width]``.
+SIZED = ("letterbox", "pad-resize", "height")
 PAD_POSITIONS = ("center", "top-left")
 BATCHING = ("single", "pad")
 _CV2_FLAGS = {"nearest": "INTER_NEAREST_EXACT", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "area": "INTER_AREA"}
@@ -90,7 +102,8 @@ class Preprocess:
 
     resize: int | tuple[int, int] | str | None = None
     crop: tuple[int, int] | None = None
-    #: The target of ``letterbox`` (``[height, width]``) or the limit of ``longer``/``shorter`` (an integer).
+    #: The target of ``letterbox``/``pad-resize`` and ``height``'s height and least width (``[height, width]``),
+    #: or the limit of ``longer``/``shorter`` (an integer).
     size: int | tuple[int, int] | None = None
     #: Each side of a dynamic input is made a multiple of this (by the resize, or by padding).
     multiple: int = 1
@@ -109,6 +122,8 @@ class Preprocess:
     pad_position: str = "center"
     #: How images of different sizes are batched when the size is dynamic: ``single`` or ``pad``.
     batching: str = "single"
+    #: The smallest resized image the model takes (``[height, width]``, or an integer for both); None: any.
+    min_size: int | tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self._check_geometry()
@@ -142,20 +157,25 @@ class Preprocess:
             set_field(self, "resize", check_size("resize", resize))
         if resize == "cover" and crop is None:
             raise SpecError("resize", "'cover' scales the image to cover the crop: give a crop too")
-        if resize in ("letterbox", "longer", "shorter"):
+        if self.min_size is not None:
+            set_field(self, "min_size", check_size("min_size", self.min_size))
+        if resize in (*SIZED, "longer", "shorter"):
             if crop is not None:
                 raise SpecError("crop", f"does not go with resize {resize!r}, which sets the size itself")
-            if resize == "letterbox":
+            if resize in SIZED:
                 if size is None:
-                    raise SpecError("size", "is needed by resize 'letterbox': give the [height, width] to fit inside")
+                    raise SpecError("size", f"is needed by resize {resize!r}: give the [height, width]")
                 set_field(self, "size", check_size("size", size))
+                if resize == "pad-resize" and self.pad_normalized:
+                    raise SpecError("pad_normalized", "does not go with 'pad-resize', whose padding is resized with "
+                                                      "the image: give pad_value as a pixel value")
             elif isinstance(size, bool) or not isinstance(size, int):
                 raise SpecError("size", f"must be the integer that resize {resize!r} limits the side to, got {size!r}")
             else:
                 check_int("size", size)
         elif size is not None:
-            raise SpecError("size", "is used only by resize 'letterbox', 'longer' or 'shorter'")
-        fixed = crop is not None or isinstance(self.resize, tuple) or resize == "letterbox"
+            raise SpecError("size", f"is used only by resize {', '.join(repr(m) for m in RESIZE_MODES[1:])}")
+        fixed = crop is not None or isinstance(self.resize, tuple) or resize in ("letterbox", "pad-resize")
         if self.multiple != 1 and fixed:
             raise SpecError("multiple", "applies to a dynamic size only; this crop, exact resize or letterbox fixes it")
 
@@ -171,9 +191,12 @@ class Preprocess:
             return self.crop
         if isinstance(self.resize, tuple):
             return self.resize
-        if self.resize == "letterbox":
+        if self.resize in ("letterbox", "pad-resize"):
             assert isinstance(self.size, tuple)
             return self.size
+        if self.resize == "height":
+            assert isinstance(self.size, tuple)
+            return (self.size[0], None)
         return (None, None)
 
     @property
@@ -201,7 +224,7 @@ class Preprocess:
         """
         import numpy as np
 
-        placed = [self._place(self._channels(image)) for image in images]
+        placed = [self._checked(self._place(self._channels(image))) for image in images]
         height = max((p[2].input[0] for p in placed), default=1)
         width = max((p[2].input[1] for p in placed), default=1)
         c = self.num_channels
@@ -226,6 +249,18 @@ class Preprocess:
                 np.subtract(pixels[:, :, k], offset[k], out=batch[i, k, rows, cols], dtype=np.float32)
                 batch[i, k, rows, cols] *= factor[k]
         return batch, geometries
+
+    def _checked(self, placed: tuple[np.ndarray, tuple[int, int], Geometry]) -> tuple[
+            np.ndarray, tuple[int, int], Geometry]:
+        """``placed``, unless its resized image is smaller than :attr:`min_size` (:class:`ZooInputError`)."""
+        if self.min_size is not None:
+            pixels, geometry = placed[0], placed[2]
+            if pixels.shape[0] < self.min_size[0] or pixels.shape[1] < self.min_size[1]:
+                height, width = geometry.original
+                raise ZooInputError(f"the image is {width}x{height} pixels, {pixels.shape[1]}x{pixels.shape[0]} once "
+                                    f"resized; this model takes images of at least {self.min_size[1]}x"
+                                    f"{self.min_size[0]} (width x height)")
+        return placed
 
     def transform(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """One RGB ``uint8`` image's tensor (no batch axis) and its :class:`~zoo.geometry.Geometry`."""
@@ -259,6 +294,14 @@ class Preprocess:
         if self.resize == "cover":
             kept, (top, left), size = _cover(pixels, self.input_size, _CV2_FLAGS[self.interpolation])
             return kept, (0, 0), _geometry((height, width), size, self.crop, (-top, -left))
+        if self.resize == "pad-resize":
+            return self._pad_resize(pixels)
+        if self.resize == "height":
+            assert isinstance(self.size, tuple)
+            size = (self.size[0], max(1, math.ceil(self.size[0] * width / height)))
+            outer = (size[0], max(size[1], self.size[1]))
+            return self._resize(pixels, size, (0, size[0]), (0, size[1])), (0, 0), _geometry(
+                (height, width), size, outer, (0, 0))
         if self.resize in ("letterbox", "longer", "shorter"):
             size = self._fitted_size(height, width)
             kept = self._resize(pixels, size, (0, size[0]), (0, size[1]))
@@ -284,6 +327,20 @@ class Preprocess:
         cols = (max(left, 0), min(left + cw, size[1]))
         kept = self._resize(pixels, size, rows, cols)
         return kept, (rows[0] - top, cols[0] - left), _geometry((height, width), size, self.crop, (-top, -left))
+
+    def _pad_resize(self, pixels: np.ndarray) -> tuple[np.ndarray, tuple[int, int], Geometry]:
+        """The image padded to a square with the pixel ``pad_value``, then resized to ``size``."""
+        import numpy as np
+
+        assert isinstance(self.size, tuple)
+        height, width = pixels.shape[:2]
+        side = max(height, width)
+        top, left = ((side - height) // 2, (side - width) // 2) if self.pad_position == "center" else (0, 0)
+        square = np.full((side, side, pixels.shape[2]), np.clip(round(self.pad_value), 0, 255), pixels.dtype)
+        square[top:top + height, left:left + width] = pixels
+        fy, fx = self.size[0] / side, self.size[1] / side
+        geometry = Geometry(original=(height, width), input=self.size, scale=(fy, fx), offset=(top * fy, left * fx))
+        return self._resize(square, self.size, (0, self.size[0]), (0, self.size[1])), (0, 0), geometry
 
     def _fitted_size(self, height: int, width: int) -> tuple[int, int]:
         """The resized ``(height, width)`` of a ``letterbox``, ``longer`` or ``shorter`` resize."""
@@ -319,6 +376,8 @@ class Preprocess:
     def to_dict(self) -> dict[str, Any]:
         """A JSON- and TOML-ready dict; :meth:`from_dict` reads it back."""
         data = asdict(self)
+        if data["min_size"] is None:  # left out when unset: the dicts (and the keys hashed from them) stay as they were
+            del data["min_size"]
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)

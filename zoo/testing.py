@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zoo.errors import SpecError
+from zoo.errors import SpecError, ZooInputError
 from zoo.plugins import PluginManager
+from zoo.preprocess import Preprocess
 from zoo.registry import Registry, reset_default_registry
 from zoo.spec import Artifact, ModelSpec
 
@@ -271,6 +272,7 @@ def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None
         results = _check_predictions(loaded, samples, where, options or {})
         return Conformance(name=spec.name, source="pipeline", path=None, input_shape=(), results=results, parts=parts)
     pre = spec.preprocess
+    samples = _respecting(pre, samples)
     _check_preprocessing(spec, samples, where)
     try:
         loaded = get(spec, weights=weights, sha256=sha256)  # checks the ONNX file's inputs and outputs against the spec
@@ -285,6 +287,22 @@ def check_model(model: str | ModelSpec, *, weights: str | Path | Artifact | None
     verdict = _check_opencv(loaded, samples) if opencv else "not tried"
     return Conformance(name=spec.name, source=source, path=loaded.path, input_shape=tuple(pre.input_shape),
                        parity=loaded.metadata.get("parity", {}), results=results, opencv=verdict)
+
+
+def _respecting(pre: Preprocess, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The samples, each smaller than the model's declared ``min_size`` enlarged (doubled until it is not)."""
+    import cv2
+
+    found = {}
+    for label, image in samples.items():
+        for _ in range(10):
+            try:
+                pre.transform(image)
+                break
+            except ZooInputError:
+                image = cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+        found[label] = image
+    return found
 
 
 def _check_preprocessing(spec: ModelSpec, samples: dict[str, np.ndarray], where: str) -> None:
