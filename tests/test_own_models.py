@@ -428,3 +428,15 @@ def test_30_01_a_file_with_external_data_runs_and_keeps_no_optimised_graph(zoo_c
     assert sorted(model.metadata["files"]) == ["net.onnx", "net.onnx.data"]  # both hashed: a change to either is seen
     assert model.session.optimized is None and not (zoo_cache_dir / "files").exists()
     check_against_torch(model, net)
+
+
+def test_31_03_run_checks_a_batch_against_the_graphs_own_sizes_where_the_spec_allows_any(zoo_cache_dir, tmp_path):
+    net = small_net(seed=8)
+    path = tmp_path / "fixed.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(path), input_names=["pixels"], output_names=["scores"],
+                      dynamic_axes={"pixels": {0: "batch"}}, opset_version=17, dynamo=False)  # 32x32 fixed
+    model = zoo.get(path, task="image-classification", preprocess={"scale": 1 / 255}, labels=CLASSES)  # any size
+    assert model.spec.preprocess.input_size == (None, None)
+    with pytest.raises(zoo.ZooInputError, match=r"shape \(N, 3, 32, 32\).*got \(2, 3, 40, 32\)"):
+        model.run(np.zeros((2, 3, 40, 32), np.float32))
+    assert model.run(np.zeros((2, 3, 32, 32), np.float32))["scores"].shape == (2, len(CLASSES))

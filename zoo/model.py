@@ -77,9 +77,9 @@ class Model:
             feeds = {next(iter(inputs)): "image"}
         name = next(n for n, source in feeds.items() if source == "image")
         shape, want = inputs[name], [None, *spec.preprocess.input_shape]
-        mismatch = len(shape) != len(want) or any(
-            isinstance(have, int) and (wanted is None and i > 0 or wanted is not None and have != wanted)
-            for i, (have, wanted) in enumerate(zip(shape, want)))
+        mismatch = len(shape) != len(want) or any(  # a size the spec leaves free may be fixed by the graph: run checks
+            isinstance(have, int) and have > 0 and wanted is not None and have != wanted
+            for have, wanted in zip(shape, want))
         if mismatch:
             show = ["N" if i == 0 else "?" if d is None else d for i, d in enumerate(want)]
             problem = (f"makes inputs of shape {show}{' (?: any size)' * ('?' in show)}, but the ONNX file's input "
@@ -116,11 +116,15 @@ class Model:
         """
         batch = np.asarray(batch)
         want = self.spec.preprocess.input_shape
+        image_input = next(name for name, source in self.feeds.items() if source == "image")
+        graph = self.session.inputs[image_input][1:]  # where the spec allows any size, the graph may fix one
+        want = tuple(w if w is not None or not isinstance(g, int) or g <= 0 else g
+                     for w, g in zip(want, [*graph, *[None] * len(want)]))
         if batch.ndim != len(want) + 1 or not len(batch) or any(
                 w is not None and have != w for have, w in zip(batch.shape[1:], want)):
             shape = ", ".join("?" if w is None else str(w) for w in want)
             raise ZooInputError(f"model {self.spec.name!r} takes input batches of shape (N, {shape}) with N >= 1, "
-                                f"got {batch.shape}; Model.preprocess(images) makes them")
+                                f"got {batch.shape}; Model.preprocess(images) (or transform) makes them")
         return self.session.run(input_feeds(self.feeds, batch, geometries, self.session.input_types,
                                             model=self.spec.name))
 
