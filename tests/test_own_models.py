@@ -440,3 +440,22 @@ def test_31_03_run_checks_a_batch_against_the_graphs_own_sizes_where_the_spec_al
     with pytest.raises(zoo.ZooInputError, match=r"shape \(N, 3, 32, 32\).*got \(2, 3, 40, 32\)"):
         model.run(np.zeros((2, 3, 40, 32), np.float32))
     assert model.run(np.zeros((2, 3, 32, 32), np.float32))["scores"].shape == (2, len(CLASSES))
+
+
+def test_31_03_labels_from_the_files_metadata_are_read_when_the_model_is_opened(zoo_cache_dir, tmp_path):
+    path = export_plain(small_net(seed=9), tmp_path / "net.onnx")
+    proto = onnx.load(str(path))
+    proto.metadata_props.add(key="classes", value="\n".join(CLASSES))
+    onnx.save(proto, str(path))
+    spec = zoo.ModelSpec(name="listed", task="image-classification", preprocess=zoo.Preprocess(resize=(32, 32)),
+                         onnx=zoo.Artifact(path.as_uri(), sha256(path)), outputs=("scores",),
+                         labels_from="metadata:classes")
+    assert spec.labels == () and spec.to_dict()["labels_from"] == "metadata:classes"  # nothing read yet
+    model = zoo.get(spec)
+    assert model.spec.labels == CLASSES and model.predict(photos()[0]).label in CLASSES
+    with pytest.raises(zoo.SpecError, match="does not have"):
+        zoo.get(zoo.ModelSpec(name="unlisted", task="image-classification", preprocess=zoo.Preprocess(resize=(32, 32)),
+                              onnx=zoo.Artifact(path.as_uri(), sha256(path)), outputs=("scores",),
+                              labels_from="metadata:nothing"))
+    with pytest.raises(zoo.SpecError, match="metadata:KEY"):
+        dataclasses.replace(spec, labels_from="file:labels.txt")

@@ -44,6 +44,9 @@ class Model:
                  task: Task | None = None) -> None:
         check_count("batch_size", batch_size)
         check_count("threads", threads, optional=True)
+        if spec.labels_from is not None:  # the file carries them: read now that it is here
+            labels = onnxmeta.labels(converted.path, spec.labels_from.removeprefix("metadata:"))
+            spec = dataclasses.replace(spec, labels=labels, labels_from=None)
         self.spec = spec
         #: The model's task (None for a task no plugin registered: predict returns raw outputs).
         self.task = task

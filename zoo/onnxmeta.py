@@ -34,6 +34,7 @@ from typing import Any
 from zoo import cache
 from zoo._files import replacing
 from zoo._version import __version__
+from zoo.errors import SpecError
 from zoo.spec import ModelSpec, callable_name
 
 PREFIX = "zoo."
@@ -92,6 +93,17 @@ def read(path: Path) -> dict[str, Any]:
     import onnx
 
     return decode(onnx.load(str(path), load_external_data=False))
+
+
+def labels(path: Path, key: str) -> tuple[str, ...]:
+    """The labels that the ONNX file at ``path`` keeps in its ``metadata_props`` value ``key``, one a line;
+    :class:`~zoo.errors.SpecError` if it has none."""
+    import onnx
+
+    for prop in onnx.load(str(path), load_external_data=False).metadata_props:
+        if prop.key == key:
+            return tuple(prop.value.splitlines())
+    raise SpecError("labels_from", f"names metadata key {key!r}, which {path.name} does not have")
 
 
 def decode(model: Any) -> dict[str, Any]:

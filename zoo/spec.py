@@ -253,6 +253,10 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     #: Class names, index by class id (empty if the task has none).
     labels: tuple[str, ...] = ()
+    #: Where the labels are, when the model file carries them: ``"metadata:KEY"``, the ONNX file's
+    #: ``metadata_props`` value ``KEY``, one label a line (a recogniser's character dictionary); read when the
+    #: model is opened, so that registering the spec fetches nothing.
+    labels_from: str | None = None
     #: PyTorch weights that ``build`` loads (None: the user must supply them).
     weights: Artifact | None = None
     #: A prebuilt ONNX file; used instead of exporting when present.
@@ -333,6 +337,13 @@ class ModelSpec:
             check_name("aliases", alias)
         set_field(self, "aliases", aliases)
         set_field(self, "labels", check_strings("labels", self.labels))
+        if self.labels_from is not None:
+            key = check_str("labels_from", self.labels_from, empty=False).removeprefix("metadata:")
+            if not self.labels_from.startswith("metadata:") or not key:
+                raise SpecError("labels_from", f"must be 'metadata:KEY' (a key of the ONNX file's metadata_props), "
+                                               f"got {self.labels_from!r}")
+            if self.labels:
+                raise SpecError("labels_from", "goes without labels: the labels are read from the file")
         for name in ("weights", "onnx"):
             value = getattr(self, name)
             if isinstance(value, Mapping):
@@ -453,6 +464,7 @@ class ModelSpec:
             "aliases": list(self.aliases),
             "preprocess": self.preprocess.to_dict() if self.preprocess else None,
             "num_labels": len(self.labels),
+            "labels_from": self.labels_from,
             "weights": self.weights.to_dict() if self.weights else None,
             "onnx": self.onnx.to_dict() if self.onnx else None,
             "build": callable_name(self.build),
