@@ -521,3 +521,24 @@ def test_29_results_render_themselves_and_detections_filter_like_supervisions():
     assert Regression(34.25, 32.0, 37.5, "years").summary() == "34.2 years [32.0, 37.5]"
     for result in (found, top, Regression(1, 0, 2)):
         assert isinstance(result, zoo.Result)
+
+
+@pytest.mark.parametrize("position", ["top-left", "center"])
+def test_31_03_a_raw_head_decodes_exactly_after_a_pad_resize_letterbox(position):
+    """NudeNet's letterbox (pad a 481x641 image to a 641 square, resize to 320): the decoded boxes are the reference
+    decoding's, unpadded and unscaled with the square's own factor (not the side's rounded one)."""
+    rng = np.random.default_rng(1)
+    predictions = np.concatenate([rng.uniform(0, 320, (2100, 2)), rng.uniform(5, 100, (2100, 2)),
+                                  rng.random((2100, 4)) ** 6], axis=1).T.astype(np.float32)[None]
+    pre = Preprocess(resize="pad-resize", size=(320, 320), pad_position=position)
+    _, geometry = pre.transform(np.zeros((481, 641, 3), np.uint8))
+    spec = make_spec(task="object-detection", labels=("a", "b", "c", "d"), preprocess=pre,
+                     decode={"boxes": "cxcywh", "transpose": True})
+    task = registry_with().task("object-detection")
+    (result,) = run_postprocess(spec, task, {"output": predictions}, [geometry],
+                                accepted_options(spec, task) | {"max_detections": 300})
+    boxes, best, classes = yolo_reference(predictions[0], 0.25, 0.5, 300)
+    factor, top = 320 / 641, (80 if position == "center" else 0)
+    expected = np.clip((boxes / factor) - [0, top, 0, top], 0, [641, 481, 641, 481])
+    assert len(result) > 10 and np.array_equal(result.class_ids, classes)
+    np.testing.assert_allclose(result.boxes, expected, atol=2e-3)
