@@ -59,6 +59,12 @@ def preprocess_lines(pre: Any) -> list[tuple[str, str]]:
     elif pre.resize == "letterbox":
         resize = (f"letterbox: fit inside {pre.size[0]}x{pre.size[1]}, padded with {pre.pad_value:g}"
                   f"{' (after normalisation)' if pre.pad_normalized else ''}, image at the {pre.pad_position}")
+    elif pre.resize == "pad-resize":
+        resize = (f"padded to a square with {pre.pad_value:g} (image at the {pre.pad_position}), then resized to "
+                  f"{pre.size[0]}x{pre.size[1]}")
+    elif pre.resize == "height":
+        resize = (f"height {pre.size[0]}, width from the aspect ratio rounded up, padded on the right to at least "
+                  f"{pre.size[1]}")
     elif pre.resize in ("longer", "shorter"):
         limit = "at most" if pre.resize == "longer" else "at least"
         resize = f"{pre.resize} side {limit} {pre.size}, each side rounded to a multiple of {pre.multiple}"
@@ -69,7 +75,11 @@ def preprocess_lines(pre: Any) -> list[tuple[str, str]]:
     shape = "x".join("?" if d is None else str(d) for d in pre.input_shape)
     lines = [("input", f"{pre.layout} {pre.dtype} {shape}, {pre.channels}"
                        + (f" (any size; batched: {pre.batching})" if pre.dynamic else "")),
-             ("resize", f"{resize}, {pre.interpolation}{' with antialias' if pre.antialias else ''}")]
+             ("resize", resize if pre.resize is None else
+              f"{resize}, {pre.interpolation}{' with antialias' if pre.antialias else ''}")]
+    if pre.min_size is not None:
+        lines.append(("at least", f"{pre.min_size[1]}x{pre.min_size[0]} once resized (width x height); smaller is "
+                                  f"refused"))
     lines.append(("crop", "none" if pre.crop is None else f"centre {pre.crop[0]}x{pre.crop[1]}"))
     return lines
 
