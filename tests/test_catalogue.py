@@ -32,7 +32,8 @@ def test_registry_toml_is_exactly_what_the_script_writes():
 
 def test_every_first_party_plugin_is_listed():
     plugins = update_catalogue.first_party_plugins()
-    assert plugins == {"digits": "zoo-digits", "ssrnet": "zoo-ssrnet", "torchvision": "zoo-torchvision"}
+    assert plugins == {"digits": "zoo-digits", "ssrnet": "zoo-ssrnet", "torchvision": "zoo-torchvision", "faces": "zoo-faces",
+                       "ocr": "zoo-ocr"}
 
 
 def test_the_wheel_carries_the_top_level_registry_toml_and_every_module(tmp_path):

@@ -60,6 +60,7 @@ def test_letterbox_boxes_come_back_in_original_pixels(size, position):
     ("longer", 960, (300, 500), (288, 512)),   # never enlarged, only rounded
     ("shorter", 736, (300, 500), (736, 1216)),  # enlarged to at least 736
     ("shorter", 736, (1000, 900), (992, 896)),  # never shrunk
+    ("shorter", 736, (130, 263), (736, 1472)),  # 263 * 736 / 130 = 1489.0: truncated, then rounded, as PaddleOCR
 ])
 def test_limit_side_rounds_each_side_to_the_multiple(mode, size, image, expected):
     pre = Preprocess(resize=mode, size=size, multiple=32, antialias=False)

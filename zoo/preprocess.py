@@ -22,8 +22,8 @@ The steps run in this order:
      (text recognisers), the tensor padded on the right to at least ``size[1]`` wide;
    * ``"longer"`` / ``"shorter"``: limit a side to ``size`` (an integer): the longer side
      is shrunk to at most ``size``, or the shorter side enlarged to at least ``size``;
-     then each side is rounded to a multiple of ``multiple`` (at least one multiple), as
-     PaddleOCR's text detector does; the result has a size of its own per image;
+     then each side, truncated to whole pixels, is rounded to a multiple of ``multiple`` (at
+     least one multiple), as PaddleOCR's text detector does; the result has a size of its own per image;
    * nothing: the image keeps its size (models that resize inside their graph, fully
      convolutional networks); each side is padded at the bottom and right up to a
      multiple of ``multiple``.
@@ -353,8 +353,8 @@ class Preprocess:
             factor = min(1.0, self.size / max(height, width))
         else:
             factor = max(1.0, self.size / min(height, width))
-        m = self.multiple
-        return (max(m, round(height * factor / m) * m), max(m, round(width * factor / m) * m))
+        m = self.multiple  # each side truncated, then rounded to the multiple, as PaddleOCR does
+        return (max(m, round(int(height * factor) / m) * m), max(m, round(int(width * factor) / m) * m))
 
     def _resize(self, pixels: np.ndarray, size: tuple[int, int], rows: tuple[int, int],
                 cols: tuple[int, int]) -> np.ndarray:

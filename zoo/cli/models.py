@@ -99,7 +99,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("homepage", spec.homepage or "-"),
         *preprocess_lines(spec.preprocess),
         ("normalise", f"(pixel * {spec.preprocess.scale:.6g} - mean {list(spec.preprocess.mean)}) / std {list(spec.preprocess.std)}"),
-        ("labels", str(len(spec.labels))),
+        ("labels", f"from the file's metadata ({spec.labels_from})" if spec.labels_from else str(len(spec.labels))),
         ("outputs", ", ".join(f"{o} (as {spec.rename_outputs[o]})" if o in spec.rename_outputs else o
                               for o in spec.outputs) + ("" if spec.batch_axis else ", one image at a time")),
         *([("decode", json.dumps(dict(spec.decode)))] if spec.decode else []),
