@@ -101,7 +101,8 @@ from zoo.convert import make_key, plan
 from zoo.registry import default_registry
 registry = default_registry()
 infos = registry.plugin_manager.infos
-print(json.dumps({s.name: make_key(plan(s, s.weights, plugin_version=infos[s.plugin].version)) for s in registry}))
+print(json.dumps({s.name: make_key(plan(s, s.weights, plugin_version=infos[s.plugin].version)) for s in registry
+                  if not s.is_pipeline}))  # a pipeline has no file of its own: its models have the keys
 """
 
 
@@ -110,7 +111,7 @@ def test_2_every_registered_spec_has_the_same_key_in_two_fresh_processes():
     assert first.returncode == 0, first.stderr
     keys = json.loads(first.stdout)
     assert keys == json.loads(second.stdout)
-    assert set(keys) == {spec.name for spec in default_registry()} and "digits" in keys
+    assert set(keys) == {spec.name for spec in default_registry() if not spec.is_pipeline} and "digits" in keys
 
 
 def test_2_extra_must_be_json_and_partial_or_object_builds_have_stable_names():
