@@ -458,4 +458,4 @@ def test_31_03_labels_from_the_files_metadata_are_read_when_the_model_is_opened(
                               onnx=zoo.Artifact(path.as_uri(), sha256(path)), outputs=("scores",),
                               labels_from="metadata:nothing"))
     with pytest.raises(zoo.SpecError, match="metadata:KEY"):
-        dataclasses.replace(spec, labels_from="file:labels.txt")
+        dataclasses.replace(spec, labels_from="labels.txt")

@@ -72,3 +72,30 @@ def test_29_errors_name_the_file_the_model_and_the_field(tmp_path, change, says)
         load_specs(path)
     if "TOML" not in says:
         assert "[models.my-digits]" in str(raised.value) and str(path) in str(raised.value)
+
+
+def test_31_03_labels_from_a_file_are_read_when_the_spec_is_looked_up_not_when_it_is_registered(tmp_path):
+    from conftest import registry_with
+
+    from zoo.specfile import labels_file
+
+    (tmp_path / "classes.txt").write_text("cat\ndog\n\nbird\n")
+    (tmp_path / "specs.toml").write_text('[models.lazy]\ntask = "image-classification"\nlabels_from = "file:classes.txt"'
+                                         '\npreprocess = { resize = [8, 8] }\nonnx = { file = "m.onnx", sha256 = "'
+                                         + "ab" * 32 + '" }\n')
+    (spec,) = load_specs(tmp_path / "specs.toml")
+    assert spec.labels == () and spec.labels_from == f"file:{tmp_path / 'classes.txt'}"
+
+    class Plugin:
+        @zoo.hookimpl
+        def zoo_register_models(self, register):
+            register(spec)
+
+    (tmp_path / "classes.txt").rename(tmp_path / "moved.txt")  # registering reads nothing
+    labels_file.cache_clear()
+    registry = registry_with(lazy=Plugin())
+    with pytest.raises(zoo.SpecError, match="classes.txt, which cannot be read"):
+        registry.get("lazy")
+    (tmp_path / "moved.txt").rename(tmp_path / "classes.txt")
+    labels_file.cache_clear()
+    assert registry.get("lazy").labels == ("cat", "dog", "bird") and registry.get("lazy").labels_from is None

@@ -22,6 +22,7 @@ from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
 from zoo.runtime import Session, check_runtime, input_feeds, open_session
 from zoo.spec import Artifact, ModelSpec
+from zoo.specfile import labels_file
 from zoo.tasks import (
     Task,
     accepted_options,
@@ -44,8 +45,9 @@ class Model:
                  task: Task | None = None) -> None:
         check_count("batch_size", batch_size)
         check_count("threads", threads, optional=True)
-        if spec.labels_from is not None:  # the file carries them: read now that it is here
-            labels = onnxmeta.labels(converted.path, spec.labels_from.removeprefix("metadata:"))
+        if spec.labels_from is not None:  # read now that they are needed (the model file's: now that it is here)
+            kind, _, where = spec.labels_from.partition(":")
+            labels = onnxmeta.labels(converted.path, where) if kind == "metadata" else labels_file(where)
             spec = dataclasses.replace(spec, labels=labels, labels_from=None)
         self.spec = spec
         #: The model's task (None for a task no plugin registered: predict returns raw outputs).

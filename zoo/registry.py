@@ -16,6 +16,7 @@ qualified names). Every other model of both plugins stays registered, and each p
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import fnmatch
 import importlib.metadata
@@ -36,6 +37,7 @@ from zoo.errors import (
 )
 from zoo.plugins import PluginManager, Selection
 from zoo.spec import ModelSpec
+from zoo.specfile import labels_file
 from zoo.tasks import Task, accepted_options
 
 _DIGITS = re.compile(r"(\d+)")
@@ -253,10 +255,10 @@ class Registry:
             found = self._qualified(key)
             if found is None:
                 raise UnknownModelError(name, difflib.get_close_matches(key, self._specs, n=3, cutoff=0.6))
-            return found
+            return _with_labels_file(found)
         owner = self._owner(key)
         if owner is not None:
-            return self._specs[owner]
+            return _with_labels_file(self._specs[owner])
         entry = load_catalogue().get(key)
         if entry is not None:
             raise PluginNotInstalledError(name, entry.distribution, installed=_is_installed(entry.distribution))
@@ -339,7 +341,8 @@ class Registry:
         """The models ``spec`` is made of: those a pipeline requires (aliases resolved), else ``spec`` itself."""
         if not spec.is_pipeline:
             return [spec]  # a name the pipeline's own plugin registers is its own, whoever has the bare name
-        return [self._qualified(f"{spec.plugin}{QUALIFIER}{name}".lower()) or self.get(name) for name in spec.requires]
+        return [_with_labels_file(self._qualified(f"{spec.plugin}{QUALIFIER}{name}".lower()) or self.get(name))
+                for name in spec.requires]
 
     def variants(self, name: str) -> list[str]:
         """Every weights variant of the architecture of ``name`` that its plugin registers, default first."""
@@ -404,3 +407,11 @@ def reset_default_registry() -> None:
     global _default
     with _lock:
         _default = None
+
+
+def _with_labels_file(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with the labels of its ``labels_from = "file:PATH"`` read (each file once), as it is looked up."""
+    if spec.labels_from is None or not spec.labels_from.startswith("file:"):
+        return spec
+    return dataclasses.replace(spec, labels=labels_file(spec.labels_from[5:]), labels_from=None)
+

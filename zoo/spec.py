@@ -253,9 +253,10 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     #: Class names, index by class id (empty if the task has none).
     labels: tuple[str, ...] = ()
-    #: Where the labels are, when the model file carries them: ``"metadata:KEY"``, the ONNX file's
-    #: ``metadata_props`` value ``KEY``, one label a line (a recogniser's character dictionary); read when the
-    #: model is opened, so that registering the spec fetches nothing.
+    #: Where the labels are, read when they are needed, so that registering stays cheap: ``"metadata:KEY"``, the
+    #: ONNX file's ``metadata_props`` value ``KEY``, one label a line (a recogniser's character dictionary), read
+    #: when the model is opened; ``"file:PATH"``, a text file of the plugin, one label a line, read when the spec
+    #: is looked up (``zoo.get_spec``, ``zoo.get``; once per file).
     labels_from: str | None = None
     #: PyTorch weights that ``build`` loads (None: the user must supply them).
     weights: Artifact | None = None
@@ -338,10 +339,10 @@ class ModelSpec:
         set_field(self, "aliases", aliases)
         set_field(self, "labels", check_strings("labels", self.labels))
         if self.labels_from is not None:
-            key = check_str("labels_from", self.labels_from, empty=False).removeprefix("metadata:")
-            if not self.labels_from.startswith("metadata:") or not key:
-                raise SpecError("labels_from", f"must be 'metadata:KEY' (a key of the ONNX file's metadata_props), "
-                                               f"got {self.labels_from!r}")
+            kind, _, where = check_str("labels_from", self.labels_from, empty=False).partition(":")
+            if kind not in ("metadata", "file") or not where:
+                raise SpecError("labels_from", f"must be 'metadata:KEY' (a key of the ONNX file's metadata_props) or "
+                                               f"'file:PATH' (a text file, one label a line), got {self.labels_from!r}")
             if self.labels:
                 raise SpecError("labels_from", "goes without labels: the labels are read from the file")
         for name in ("weights", "onnx"):

@@ -25,6 +25,7 @@ is a :class:`~zoo.errors.SpecError` naming the file, the model and the field.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import tomllib
@@ -78,7 +79,9 @@ def spec_from_table(name: str, table: Mapping[str, Any], base: Path) -> ModelSpe
     if isinstance(values.get("preprocess"), Mapping):
         values["preprocess"] = Preprocess.from_dict(values["preprocess"])
     if isinstance(values.get("labels"), str):
-        values["labels"] = _labels(base / values["labels"])
+        values["labels"] = labels_file(base / values["labels"])
+    if isinstance(values.get("labels_from"), str) and values["labels_from"].startswith("file:"):
+        values["labels_from"] = f"file:{(base / values['labels_from'][5:]).resolve()}"  # read when looked up
     for key in ARTIFACTS:
         if isinstance(values.get(key), Mapping):
             values[key] = _artifact(values[key], base, key)
@@ -97,11 +100,13 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def _labels(path: Path) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=64)
+def labels_file(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The labels in a text file, one a line (blank lines and surrounding spaces ignored); each file read once."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise SpecError("labels", f"names the file {path}, which cannot be read "
+        raise SpecError("labels", f"names the file {os.fspath(path)}, which cannot be read "
                                   f"({getattr(error, 'strerror', None) or error})") from None
     return tuple(line.strip() for line in lines if line.strip())
 
