@@ -55,15 +55,17 @@ def test_letterbox_boxes_come_back_in_original_pixels(size, position):
         assert np.allclose(tensor[:, -1, :], 114 / 255)
 
 
-@pytest.mark.parametrize(("mode", "size", "image", "expected"), [
-    ("longer", 960, (1200, 700), (960, 576)),  # shrunk: longer side 960, each side a multiple of 32
-    ("longer", 960, (300, 500), (288, 512)),   # never enlarged, only rounded
-    ("shorter", 736, (300, 500), (736, 1216)),  # enlarged to at least 736
-    ("shorter", 736, (1000, 900), (992, 896)),  # never shrunk
-    ("shorter", 736, (130, 263), (736, 1472)),  # 263 * 736 / 130 = 1489.0: truncated, then rounded, as PaddleOCR
+@pytest.mark.parametrize(("mode", "size", "image", "expected", "multiple"), [
+    ("longer", 960, (1200, 700), (960, 576), 32),  # shrunk: longer side 960, each side a multiple of 32
+    ("longer", 960, (300, 500), (288, 512), 32),   # never enlarged, only rounded
+    ("shorter", 736, (300, 500), (736, 1216), 32),  # enlarged to at least 736
+    ("shorter", 736, (1000, 900), (992, 896), 32),  # never shrunk
+    ("shorter", 736, (130, 263), (736, 1472), 32),  # 263 * 736 / 130 = 1489.0: truncated, then rounded, as PaddleOCR
+    ("shorter", 320, (77, 100), (320, 415), 1),  # 77 * (320 / 77) is 319.99999999999994: still 320
+    ("longer", 320, (100, 581), (55, 320), 1),
 ])
-def test_limit_side_rounds_each_side_to_the_multiple(mode, size, image, expected):
-    pre = Preprocess(resize=mode, size=size, multiple=32, antialias=False)
+def test_limit_side_rounds_each_side_to_the_multiple(mode, size, image, expected, multiple):
+    pre = Preprocess(resize=mode, size=size, multiple=multiple, antialias=False)
     tensor, geometry = pre.transform(scene(*image, []))
     assert tensor.shape[1:] == expected and geometry.input == expected
     assert geometry.scale == pytest.approx((expected[0] / image[0], expected[1] / image[1]))

@@ -206,5 +206,7 @@ def test_31_03_a_declared_minimum_size_refuses_smaller_images_and_check_model_re
     with pytest.raises(ZooInputError, match=r"10x8 pixels.*at least 12x12"):
         pre.transform(np.zeros((8, 10, 3), np.uint8))
     assert pre.transform(np.zeros((12, 12, 3), np.uint8))[0].shape == (3, 12, 12)
+    with pytest.raises(SpecError, match=r"min_size.*larger than the \[24, 24\] input"):
+        Preprocess(resize=(24, 24), min_size=32)
     samples = _respecting(Preprocess(min_size=40), sample_images())
     assert all(min(image.shape[:2]) >= 40 for image in samples.values())

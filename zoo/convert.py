@@ -306,7 +306,8 @@ def weights_record(spec: ModelSpec, weights: WeightsSource, sha256: str | None) 
         return {"tag": RANDOM, "file": None, "location": None, "sha256": None}
     if isinstance(weights, Artifact):
         tag = (spec.tag or "default") if weights == spec.weights else None
-        return {"tag": tag, "file": weights.filename, "location": weights.url, "sha256": sha256}
+        found = {"tag": tag, "file": weights.filename, "location": weights.url, "sha256": sha256}
+        return {**found, "member": weights.member} if weights.member else found  # location: the archive's
     return {"tag": None, "file": weights.name, "location": str(weights), "sha256": sha256}
 
 

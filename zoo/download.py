@@ -14,7 +14,8 @@
 * ``ZOO_OFFLINE=1``: no network call at all; a cached file is used, a missing one raises
   :class:`~zoo.errors.OfflineError` naming the setting.
 * ``ZOO_MIRROR=https://host/path/``: fetch every http(s) artifact from that base URL
-  instead, by file name (for users behind firewalls).
+  instead, by file name (for users behind firewalls); for a file inside an archive, the
+  mirror holds the archive, under the archive's name.
 * TLS verification stays on; a progress bar is drawn when stderr is a terminal.
 """
 
@@ -149,6 +150,7 @@ def _extract(archive: Path, artifact: Artifact, part: Path) -> None:
     or not); :class:`DownloadError` naming the member where the archive has none such or cannot be read."""
     import tarfile
     import zipfile
+    import zlib
 
     member = artifact.member
     assert member is not None
@@ -167,7 +169,8 @@ def _extract(archive: Path, artifact: Artifact, part: Path) -> None:
         part.unlink(missing_ok=True)
         raise DownloadError(f"{artifact.archive_name} has no file {member!r}; check the artifact's member (the "
                             f"archive's sha256 matched, so the spec names another path)") from None
-    except (OSError, tarfile.TarError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, RuntimeError, NotImplementedError, zlib.error, tarfile.TarError,
+            zipfile.BadZipFile) as error:  # RuntimeError: an encrypted member; NotImplementedError: its compression
         part.unlink(missing_ok=True)
         raise DownloadError(f"{member!r} cannot be read from {artifact.archive_name} ({error})") from None
 

@@ -22,7 +22,7 @@ from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
 from zoo.runtime import Session, check_runtime, input_feeds, open_session
 from zoo.spec import Artifact, ModelSpec
-from zoo.specfile import labels_file
+from zoo.specfile import labels_file, labels_loaded
 from zoo.tasks import (
     Task,
     accepted_options,
@@ -123,13 +123,15 @@ class Model:
         want = self.spec.preprocess.input_shape
         image_input = next(name for name, source in self.feeds.items() if source == "image")
         graph = self.session.inputs[image_input][1:]  # where the spec allows any size, the graph may fix one
-        want = tuple(w if w is not None or not isinstance(g, int) or g <= 0 else g
-                     for w, g in zip(want, [*graph, *[None] * len(want)]))
-        if batch.ndim != len(want) + 1 or not len(batch) or any(
-                w is not None and have != w for have, w in zip(batch.shape[1:], want)):
-            shape = ", ".join("?" if w is None else str(w) for w in want)
+        fixed = tuple(w if w is not None or not isinstance(g, int) or g <= 0 else g
+                      for w, g in zip(want, [*graph, *[None] * len(want)]))
+        if batch.ndim != len(fixed) + 1 or not len(batch) or any(
+                w is not None and have != w for have, w in zip(batch.shape[1:], fixed)):
+            shape = ", ".join("?" if w is None else str(w) for w in fixed)
+            how = ("; the ONNX file fixes sizes the spec's preprocessing leaves free: feed it tensors of that size "
+                   "(a pipeline's crops)" if fixed != want else "; Model.preprocess(images) makes them")
             raise ZooInputError(f"model {self.spec.name!r} takes input batches of shape (N, {shape}) with N >= 1, "
-                                f"got {batch.shape}; Model.preprocess(images) (or transform) makes them")
+                                f"got {batch.shape}{how}")
         return self.session.run(input_feeds(self.feeds, batch, geometries, self.session.input_types,
                                             model=self.spec.name))
 
@@ -464,7 +466,7 @@ def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> 
     """The spec of ``name`` as ``build`` makes it (a weights variant's, or its own with your weights and labels),
     the weights to build it from, and how (:func:`zoo.convert.plan`'s keywords)."""
     weights, labels = build.weights, build.labels
-    spec = name if isinstance(name, ModelSpec) else registry.get(name)
+    spec = labels_loaded(name) if isinstance(name, ModelSpec) else registry.get(name)
     check_pipeline_build(spec, build)
     variant = _variant(registry, spec, weights)
     if variant is not None:
@@ -477,7 +479,7 @@ def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> 
                                  source.filename if isinstance(source, Artifact) else Path(str(source)).name)
     prebuilt = build.opset is None and build.exporter is None
     if labels is not None:
-        prebuilt = prebuilt and len(labels) == len(spec.labels)  # a prebuilt file has the spec's classes
+        prebuilt = prebuilt and (spec.labels_from is not None or len(labels) == len(spec.labels))  # its classes
         spec = _with_labels(spec, labels)
     info = registry.plugin_manager.infos.get(spec.plugin)
     return spec, source, {"prebuilt": prebuilt, "exporter": build.exporter, "opset": build.opset,
@@ -497,10 +499,10 @@ def _with_labels(spec: ModelSpec, labels: Sequence[str]) -> ModelSpec:
     """``spec`` predicting ``labels`` instead of its own (a model fine-tuned for other classes)."""
     if isinstance(labels, str) or not labels or not all(isinstance(label, str) and label for label in labels):
         raise UsageError(f"labels must be a non-empty list of class names, got {labels!r}")
-    if spec.build is None and len(labels) != len(spec.labels):
+    if spec.build is None and spec.labels_from is None and len(labels) != len(spec.labels):
         raise UsageError(f"model {spec.name!r} is a prebuilt file with {len(spec.labels)} classes; it cannot "
                          f"predict {len(labels)} labels")
-    return dataclasses.replace(spec, labels=tuple(labels))
+    return dataclasses.replace(spec, labels=tuple(labels), labels_from=None)
 
 
 def read_labels(path: str | os.PathLike[str]) -> list[str]:

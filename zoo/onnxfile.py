@@ -119,7 +119,7 @@ def describe(file: OnnxFile, registry: Registry, *, task: str | None = None,
         spec = ModelSpec(name=_name_of(path), task=task, preprocess=preprocess, labels=tuple(labels or ()),
                          onnx=artifact, outputs=tuple(file.outputs), summary=f"the ONNX file {path.name}")
     if labels is not None and tuple(labels) != spec.labels:
-        spec = dataclasses.replace(spec, labels=tuple(labels))
+        spec = dataclasses.replace(spec, labels=tuple(labels), labels_from=None)
     return spec
 
 

@@ -176,6 +176,11 @@ class Preprocess:
         elif size is not None:
             raise SpecError("size", f"is used only by resize {', '.join(repr(m) for m in RESIZE_MODES[1:])}")
         fixed = crop is not None or isinstance(self.resize, tuple) or resize in ("letterbox", "pad-resize")
+        if fixed and self.min_size is not None:
+            size = self.input_size
+            if self.min_size[0] > size[0] or self.min_size[1] > size[1]:  # type: ignore[operator]
+                raise SpecError("min_size", f"is {list(self.min_size)}, larger than the {list(size)} input this "
+                                            f"preprocessing always makes")
         if self.multiple != 1 and fixed:
             raise SpecError("multiple", "applies to a dynamic size only; this crop, exact resize or letterbox fixes it")
 
@@ -353,8 +358,8 @@ class Preprocess:
             factor = min(1.0, self.size / max(height, width))
         else:
             factor = max(1.0, self.size / min(height, width))
-        m = self.multiple  # each side truncated, then rounded to the multiple, as PaddleOCR does
-        return (max(m, round(int(height * factor) / m) * m), max(m, round(int(width * factor) / m) * m))
+        m = self.multiple  # each side truncated (float noise aside), then rounded to the multiple, as PaddleOCR does
+        return (max(m, round(int(height * factor + 1e-6) / m) * m), max(m, round(int(width * factor + 1e-6) / m) * m))
 
     def _resize(self, pixels: np.ndarray, size: tuple[int, int], rows: tuple[int, int],
                 cols: tuple[int, int]) -> np.ndarray:

@@ -16,7 +16,6 @@ qualified names). Every other model of both plugins stays registered, and each p
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import fnmatch
 import importlib.metadata
@@ -37,7 +36,7 @@ from zoo.errors import (
 )
 from zoo.plugins import PluginManager, Selection
 from zoo.spec import ModelSpec
-from zoo.specfile import labels_file
+from zoo.specfile import labels_loaded
 from zoo.tasks import Task, accepted_options
 
 _DIGITS = re.compile(r"(\d+)")
@@ -255,10 +254,10 @@ class Registry:
             found = self._qualified(key)
             if found is None:
                 raise UnknownModelError(name, difflib.get_close_matches(key, self._specs, n=3, cutoff=0.6))
-            return _with_labels_file(found)
+            return labels_loaded(found)
         owner = self._owner(key)
         if owner is not None:
-            return _with_labels_file(self._specs[owner])
+            return labels_loaded(self._specs[owner])
         entry = load_catalogue().get(key)
         if entry is not None:
             raise PluginNotInstalledError(name, entry.distribution, installed=_is_installed(entry.distribution))
@@ -341,7 +340,7 @@ class Registry:
         """The models ``spec`` is made of: those a pipeline requires (aliases resolved), else ``spec`` itself."""
         if not spec.is_pipeline:
             return [spec]  # a name the pipeline's own plugin registers is its own, whoever has the bare name
-        return [_with_labels_file(self._qualified(f"{spec.plugin}{QUALIFIER}{name}".lower()) or self.get(name))
+        return [labels_loaded(self._qualified(f"{spec.plugin}{QUALIFIER}{name}".lower()) or self.get(name))
                 for name in spec.requires]
 
     def variants(self, name: str) -> list[str]:
@@ -407,11 +406,4 @@ def reset_default_registry() -> None:
     global _default
     with _lock:
         _default = None
-
-
-def _with_labels_file(spec: ModelSpec) -> ModelSpec:
-    """``spec`` with the labels of its ``labels_from = "file:PATH"`` read (each file once), as it is looked up."""
-    if spec.labels_from is None or not spec.labels_from.startswith("file:"):
-        return spec
-    return dataclasses.replace(spec, labels=labels_file(spec.labels_from[5:]), labels_from=None)
 

@@ -343,6 +343,9 @@ class ModelSpec:
             if kind not in ("metadata", "file") or not where:
                 raise SpecError("labels_from", f"must be 'metadata:KEY' (a key of the ONNX file's metadata_props) or "
                                                f"'file:PATH' (a text file, one label a line), got {self.labels_from!r}")
+            if kind == "file" and not Path(where).is_absolute():
+                raise SpecError("labels_from", f"names {where!r}: give the file's whole path (Path(__file__).parent / "
+                                               f"...; a spec file's relative paths are made whole for you)")
             if self.labels:
                 raise SpecError("labels_from", "goes without labels: the labels are read from the file")
         for name in ("weights", "onnx"):

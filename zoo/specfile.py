@@ -25,6 +25,7 @@ is a :class:`~zoo.errors.SpecError` naming the file, the model and the field.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import os
@@ -98,6 +99,17 @@ def _tuples(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _tuples(item) for key, item in value.items()}
     return value
+
+
+def labels_loaded(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with the labels of its ``labels_from = "file:PATH"`` read (each file once), as it is looked up."""
+    if spec.labels_from is None or not spec.labels_from.startswith("file:"):
+        return spec
+    try:
+        labels = labels_file(spec.labels_from[5:])
+    except SpecError as error:
+        raise SpecError("labels_from", error.problem, model=spec.name, plugin=spec.plugin) from None
+    return dataclasses.replace(spec, labels=labels, labels_from=None)
 
 
 @functools.lru_cache(maxsize=64)

@@ -293,9 +293,11 @@ def _respecting(pre: Preprocess, samples: dict[str, np.ndarray]) -> dict[str, np
     """The samples, each smaller than the model's declared ``min_size`` enlarged (doubled until it is not)."""
     import cv2
 
+    if pre.min_size is None:
+        return samples
     found = {}
     for label, image in samples.items():
-        for _ in range(10):
+        for _ in range(5):  # at most 32 times larger
             try:
                 pre.transform(image)
                 break
