@@ -166,6 +166,9 @@ class Preprocess:
                 if size is None:
                     raise SpecError("size", f"is needed by resize {resize!r}: give the [height, width]")
                 set_field(self, "size", check_size("size", size))
+                if resize == "height" and self.multiple != 1:
+                    raise SpecError("multiple", "does not go with resize 'height', whose width follows the aspect "
+                                                "ratio (the tensor is padded to at least size[1])")
                 if resize == "pad-resize" and self.pad_normalized:
                     raise SpecError("pad_normalized", "does not go with 'pad-resize', whose padding is resized with "
                                                       "the image: give pad_value as a pixel value")

@@ -78,8 +78,7 @@ def preprocess_lines(pre: Any) -> list[tuple[str, str]]:
              ("resize", resize if pre.resize is None else
               f"{resize}, {pre.interpolation}{' with antialias' if pre.antialias else ''}")]
     if pre.min_size is not None:
-        lines.append(("at least", f"{pre.min_size[1]}x{pre.min_size[0]} once resized (width x height); smaller is "
-                                  f"refused"))
+        lines.append(("at least", f"{pre.min_size[0]}x{pre.min_size[1]} once resized; smaller is refused"))
     lines.append(("crop", "none" if pre.crop is None else f"centre {pre.crop[0]}x{pre.crop[1]}"))
     return lines
 
