@@ -213,3 +213,13 @@ def test_parquet_columns_that_only_failed_images_left_untyped_take_their_type_la
     with pytest.raises(RuntimeError):
         zoo.ray.write_parquet(broken(), tmp_path / "never.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]  # no half-written file
+
+
+def test_30_02_zoo_predict_ray_gives_the_workers_a_local_checkpoint_by_its_whole_path(tmp_path, monkeypatch):
+    from zoo.cli.predict import _whole
+
+    (tmp_path / "ft.pth").write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    assert _whole("ft.pth") == str(tmp_path / "ft.pth")  # Ray's workers run in folders of their own
+    assert _whole("imagenet1k_v1") == "imagenet1k_v1" and _whole("https://host/ft.pth") == "https://host/ft.pth"
+    assert _whole(None) is None

@@ -218,13 +218,19 @@ def _predict_on_ray(args: argparse.Namespace, options: dict[str, Any]) -> int:
     with progress(0 if any("://" in p for p in paths) else len(paths), args) as bar:  # a URI: a folder, size unknown
         rows, failed = zoo.ray.predict_files(
             paths, args.name, output, address=args.ray or None, progress=bar.update,
-            batch_size=args.batch_size, concurrency=args.workers, options=options, weights=args.weights,
+            batch_size=args.batch_size, concurrency=args.workers, options=options, weights=_whole(args.weights),
             sha256=args.sha256, labels=labels_of(args), precision=args.precision, providers=args.providers,
             threads=args.threads, **described(args))
     if not args.quiet:
         print(f"zoo: {rows} row(s) written to {output}" + (f", {failed} of them errors" if failed else ""),
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def _whole(weights: str | None) -> str | None:
+    """``--weights`` as Ray's workers must see it: a local file by its whole path (they do not share our folder); a
+    tag or a URL as it is."""
+    return str(Path(weights).expanduser().resolve()) if weights and Path(weights).expanduser().is_file() else weights
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
