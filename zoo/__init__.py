@@ -147,12 +147,11 @@ def info(name: str | os.PathLike[str], *, weights: str | os.PathLike[str] | Arti
     ``get`` describes it, by ``task``, ``preprocess`` and ``labels`` where it does not describe itself). With
     ``weights`` (your checkpoint) the spec is the model's with them: the published metrics are not in it.
     """
-    from zoo.convert import BuildOptions
     from zoo.model import describe, info_of
 
     registry = default_registry()
-    build = BuildOptions(weights=weights, sha256=sha256, labels=labels)
-    return info_of(*describe(name, build, task=task, preprocess=preprocess, registry=registry), registry)
+    return info_of(*describe(name, weights=weights, sha256=sha256, labels=labels, task=task, preprocess=preprocess,
+                             registry=registry), registry)
 
 
 def list_plugins() -> list[PluginInfo]:

@@ -395,10 +395,7 @@ def info_of(spec: ModelSpec, built: Converted | None, registry: Registry) -> dic
 def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: Registry, *, task: str | None,
                    preprocess: Preprocess | Mapping[str, Any] | None) -> tuple[ModelSpec, Converted]:
     """An ONNX file used where it is: hashed now, described by itself, ``model.toml`` or the arguments."""
-    chosen = [option for option in build.chosen if option != "labels"] + ["precision"] * (build.precision != "fp32")
-    if chosen:
-        raise UsageError(f"{os.fspath(name)!r} is an ONNX file, built already: {', '.join(chosen)} cannot apply to "
-                         f"it (give a model's name to build one)")
+    _check_built_already(f"{os.fspath(name)!r} is an ONNX file", build, labels=True)  # labels describe a file
     file = onnxfile.read(name)
     spec = onnxfile.describe(file, registry, task=task, preprocess=preprocess, labels=build.labels)
     metadata = {"name": spec.name, "source": "file", "path": str(file.path), "files": file.files,
@@ -406,11 +403,18 @@ def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: 
     return spec, Converted(path=file.path, metadata=metadata, in_place=True)
 
 
+def _check_built_already(what: str, build: BuildOptions, *, labels: bool) -> None:
+    """:class:`UsageError` where ``build`` chooses how to build a model that is built already (a file, an entry);
+    ``labels``: whether labels may still be given."""
+    chosen = [o for o in build.chosen if not (labels and o == "labels")] + ["precision"] * (build.precision != "fp32")
+    if chosen:
+        raise UsageError(f"{what}, built already: {', '.join(chosen)} cannot apply to it (give a model's name to "
+                         f"build one)")
+
+
 def _describe_entry(reference: str, build: BuildOptions, registry: Registry) -> tuple[ModelSpec, Converted]:
     """The cache entry ``NAME/KEY``, as it was built; its classes are those its file records."""
-    if build.chosen or build.precision != "fp32":
-        raise UsageError(f"{reference!r} is one cache entry, built already: {', '.join(build.chosen) or 'precision'} "
-                         f"cannot apply to it (give the model's name to build another)")
+    _check_built_already(f"{reference!r} is one cache entry", build, labels=False)
     match = cache.ENTRY.fullmatch(reference)
     assert match is not None
     spec = registry.get(match["name"])

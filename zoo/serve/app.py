@@ -153,19 +153,23 @@ class Server:
                 self.stop()
                 return
 
-    def find(self, name: str) -> Served:
-        """The served model that a URL's ``name`` names: one named at start, or with ``--on-demand`` any installed
-        model (looked up in the registry, never used as a path); 404 otherwise."""
+    def lookup(self, name: str) -> Served:
+        """The model that a URL's ``name`` names: one named at start, else the installed model (looked up in the
+        registry, never used as a path; its own name, or PLUGIN:NAME where that is contested)."""
         if name in self.models:
             return self.models[name]
-        reference = default_registry().reference(zoo.get_spec(name))  # its own name, or PLUGIN:NAME where contested
-        if reference in self.models:
-            return self.models[reference]
-        if not self.settings.on_demand:
-            raise HTTPError(404, "NotServed", f"model {reference!r} is installed but not served here; this server "
+        reference = default_registry().reference(zoo.get_spec(name))
+        return self.models.get(reference, Served(reference))
+
+    def find(self, name: str) -> Served:
+        """The served model that a URL's ``name`` names (:meth:`lookup`): one named at start, or with ``--on-demand``
+        any installed model; 404 otherwise."""
+        served = self.lookup(name)
+        if served.name not in self.models and not self.settings.on_demand:
+            raise HTTPError(404, "NotServed", f"model {served.name!r} is installed but not served here; this server "
                             f"serves {', '.join(self.served()) or 'no model'} (start it with --on-demand to load "
                             f"any installed model)")
-        return Served(reference)
+        return served
 
     async def batcher(self, name: str) -> tuple[str, Batcher]:
         """The served name and the batcher of model ``name`` (:meth:`find`), loading it if it is not loaded yet."""
@@ -296,13 +300,10 @@ async def model_info(request: Request) -> Response:
     from zoo.model import describe, info_of
 
     server: Server = request.app.state.server
-    name = request.path_params["name"]
-    if name not in server.models and name not in server.batchers:  # a name from a URL: the registry's, never a path
-        name = default_registry().reference(zoo.get_spec(name))
-    if name in server.batchers:
-        model = server.batchers[name].model
+    served = server.lookup(request.path_params["name"])
+    if served.name in server.batchers:
+        model = server.batchers[served.name].model
         return JSONResponse(info_of(model.spec, model.converted, default_registry()))
-    served = server.models.get(name, Served(name))
     found = await run_in_threadpool(lambda: describe(served.model, **served.get))
     return JSONResponse(info_of(*found, default_registry()))
 
