@@ -100,7 +100,7 @@ def test_prune_dry_run_then_prune(capsys):
 
 
 @pytest.mark.parametrize(("name", "error"), [("../x", "is not a model name"), ("/etc", "is not a model name"),
-                                             ("a/b", "is not a cache key")])
+                                             ("a/b/c", "is not a model name"), ("a/b", "has nothing in the cache")])
 def test_cache_rm_refuses_paths(name, error, capsys):
     assert main(["cache", "rm", name]) == 1
     assert error in capsys.readouterr().err

@@ -36,7 +36,9 @@ def test_arch_and_tag_split_the_name():
     [
         ({"name": "Tiny"}, "name"),
         ({"name": "../etc"}, "name"),
-        ({"name": "a/b"}, "name"),
+        ({"name": "a/b/c"}, "name"),
+        ({"name": "a//b"}, "name"),
+        ({"name": "a/../b"}, "name"),
         ({"name": "/abs"}, "name"),
         ({"name": ""}, "name"),
         ({"name": "x" * 101}, "name"),

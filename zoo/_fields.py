@@ -16,16 +16,19 @@ T = TypeVar("T")
 #: A model name: lowercase letters and digits in words joined by one of ``._-``. ``ARCH.TAG``
 #: names a weights variant of ``ARCH``. The pattern keeps names safe as file names.
 NAME_PATTERN = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+#: A model's name: a name, or a Hub name ``OWNER/NAME`` (``timm/resnet50.a1_in1k``), one ``/`` at most.
+MODEL_NAME_PATTERN = re.compile(rf"(?:{NAME_PATTERN.pattern}/)?{NAME_PATTERN.pattern}")
 TASK_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 HEX_PATTERN = re.compile(r"[0-9a-f]{8,64}")
 
 
 def check_name(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or len(value) > 100:
+    """A model name (:data:`MODEL_NAME_PATTERN`), at most 100 characters."""
+    if not isinstance(value, str) or not MODEL_NAME_PATTERN.fullmatch(value) or len(value) > 100:
         raise SpecError(
             field,
-            f"must be lowercase letters and digits joined by '.', '_' or '-' (at most 100 "
-            f"characters), got {value!r}",
+            f"must be lowercase letters and digits joined by '.', '_' or '-', with one '/' at most after an "
+            f"owner's name (at most 100 characters), got {value!r}",
         )
     return value
 

@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from zoo import cache
-from zoo._fields import NAME_PATTERN
+from zoo._fields import MODEL_NAME_PATTERN
 from zoo._files import replacing
 from zoo._version import __version__, installed_versions
 from zoo.errors import CacheError, ZooError
@@ -304,7 +304,7 @@ def _check_manifest(manifest: Any, bundle: Path) -> dict[str, Any]:
         if not isinstance(entry, dict):
             raise bad(f"has {entry!r} as entries[{index}], where an object (name, key, files) belongs")
         name, key, files = entry.get("name"), entry.get("key"), entry.get("files")
-        if not (isinstance(name, str) and NAME_PATTERN.fullmatch(name)):
+        if not (isinstance(name, str) and MODEL_NAME_PATTERN.fullmatch(name)):
             raise bad(f"names a model {name!r}, which is not a model name")
         if not (isinstance(key, str) and len(key) == cache.KEY_LENGTH and all(c in "0123456789abcdef" for c in key)):
             raise bad(f"gives {name} the key {key!r}, which is not a cache key")

@@ -56,7 +56,7 @@ from filelock import FileLock, Timeout
 from platformdirs import user_cache_path
 
 from zoo import settings
-from zoo._fields import NAME_PATTERN
+from zoo._fields import MODEL_NAME_PATTERN
 from zoo._files import TEMP_PREFIX, replacing
 from zoo.errors import CacheError, CacheLockTimeout, NotWritableError
 
@@ -70,7 +70,10 @@ METADATA_FILE = "metadata.json"
 OPTIMIZED_PREFIX = "optimized-"
 KEY_LENGTH = 16
 #: ``NAME/KEY``: one entry, as ``zoo cache list`` prints it (``resnet18/97fcef0812ab34cd``).
-ENTRY = re.compile(rf"(?P<name>[^/\s]+)/(?P<key>[0-9a-fA-F]{{{KEY_LENGTH}}})")
+ENTRY = re.compile(rf"(?P<name>[^/\s]+(?:/[^/\s]+)?)/(?P<key>[0-9a-fA-F]{{{KEY_LENGTH}}})")
+#: What stands for the ``/`` of a Hub name (``timm/resnet50.a1_in1k``) in its folder's name, as in
+#: huggingface_hub's cache: a model name never has two separators in a row.
+NAMESPACE_SEPARATOR = "--"
 
 
 def cache_root() -> Path:
@@ -89,10 +92,10 @@ def model_dir(name: str) -> Path:
     Raises :class:`~zoo.errors.CacheError` for a name that is not a model name (``..``,
     ``/``, an absolute path), so that no caller can reach outside the cache.
     """
-    if not isinstance(name, str) or len(name) > 100 or not NAME_PATTERN.fullmatch(name):
-        raise CacheError(f"{name!r} is not a model name (lowercase letters, digits and . _ - between them); "
-                         f"'zoo cache list' shows the cached models")
-    return cache_root() / "models" / name
+    if not isinstance(name, str) or len(name) > 100 or not MODEL_NAME_PATTERN.fullmatch(name):
+        raise CacheError(f"{name!r} is not a model name (lowercase letters, digits and . _ - between them, one / "
+                         f"after an owner); 'zoo cache list' shows the cached models")
+    return cache_root() / "models" / name.replace("/", NAMESPACE_SEPARATOR)
 
 
 def not_writable(path: Path, error: OSError) -> NotWritableError:
@@ -304,7 +307,7 @@ def check_entry(folder: Path, metadata: dict[str, Any]) -> None:
     """:class:`CacheError` unless the entry in ``folder`` is what its metadata says: its folder's name is the key of
     its key inputs, and its model refers to no external data outside the folder (:func:`check_external_data`)."""
     key = key_of(metadata.get("key_inputs", {}))
-    if folder.name != key or metadata.get("name") != folder.parent.name:
+    if folder.name != key or folder.parent.name != str(metadata.get("name")).replace("/", NAMESPACE_SEPARATOR):
         raise CacheError(f"entry {folder.parent.name}/{folder.name} holds the build of "
                          f"{metadata.get('name')!r} with key {key}: it is not the entry its name says")
     check_external_data(folder / MODEL_FILE)
@@ -590,7 +593,8 @@ def entries(name: str | None = None, *, full: bool = False, plugin: str | None =
     found = []
     for model in folders:
         for folder in sorted(p for p in model.glob("*") if p.is_dir()):
-            found.append(Entry(name=model.name, key=folder.name, folder=folder, size=folder_size(folder),
+            found.append(Entry(name=model.name.replace(NAMESPACE_SEPARATOR, "/"), key=folder.name, folder=folder,
+                               size=folder_size(folder),
                                metadata=read_entry(folder, full=full)))
     return [e for e in found if plugin is None or e.plugin in (None, plugin)]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 
@@ -58,14 +57,16 @@ def selected_entries(names: Sequence[str], *, full: bool = False) -> list[cache.
     selected: list[cache.Entry] = []
     registry = default_registry()
     for argument in names:
-        name, _, key = argument.strip().partition("/")
+        match = cache.ENTRY.fullmatch(argument.strip())
+        name, key = (match["name"], match["key"]) if match else (argument.strip(), "")
+        head, _, tail = name.rpartition("/")
+        if not match and head in registry and name not in registry:
+            raise CacheError(f"{tail!r} is not a cache key ({cache.KEY_LENGTH} hex digits), in {argument!r}")
         if name in registry:  # an installed model: its own plugin's builds (or a pipeline's models')
             found = [e for part in registry.parts(registry.get(name))
                      for e in cache.entries(part.name, full=full, plugin=part.plugin)]
         else:  # a model whose plugin is gone (a name that is no model's name, a path, is refused here)
             found = cache.entries(name.strip().lower(), full=full)
-        if key and not re.fullmatch(f"[0-9a-fA-F]{{{cache.KEY_LENGTH}}}", key):
-            raise CacheError(f"{key!r} is not a cache key ({cache.KEY_LENGTH} hex digits), in {argument!r}")
         found = [e for e in found if not key or e.key == key.lower()]
         if not found:
             raise CacheError(f"{argument!r} has nothing in the cache; 'zoo cache list' shows what has (NAME or "

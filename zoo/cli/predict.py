@@ -248,8 +248,11 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--option takes KEY=VALUE (e.g. --option score_threshold=0.3), got {item!r}")
         texts[key.strip()] = text
     if texts:
+        from zoo import cache
+
         registry = default_registry()
-        spec = registry.get(args.name.partition("/")[0])  # NAME/KEY: an entry of NAME
+        match = cache.ENTRY.fullmatch(args.name.strip())
+        spec = registry.get(match["name"] if match else args.name)  # NAME/KEY: an entry of NAME
         options.update(options_from_text(spec, accepted_options(spec, registry.task(spec.task)), texts))
     return options
 

@@ -456,8 +456,8 @@ def error_response(error: Exception) -> JSONResponse:
 
 
 PUBLIC = ("/", "/favicon.ico", "/healthz", "/readyz", "/openapi.json")  # and /static/: no token needed
-ENDPOINTS = ((re.compile(r"/v1/models/[^/]+/predict"), "/v1/models/{name}/predict"),
-             (re.compile(r"/v1/models/[^/]+"), "/v1/models/{name}"), (re.compile(r"/static/.*"), "/static"))
+ENDPOINTS = ((re.compile(r"/v1/models/[^/]+(?:/[^/]+)?/predict"), "/v1/models/{name}/predict"),
+             (re.compile(r"/v1/models/[^/]+(?:/[^/]+)?"), "/v1/models/{name}"), (re.compile(r"/static/.*"), "/static"))
 
 
 def _endpoint(path: str) -> str:
@@ -538,8 +538,8 @@ def create_app(settings: Settings, load: Callable[..., Any] = zoo.get, stop: Cal
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/models", list_models),
-        Route("/v1/models/{name}", model_info),
-        Route("/v1/models/{name}/predict", predict, methods=["POST"]),
+        Route("/v1/models/{name:path}/predict", predict, methods=["POST"]),  # a Hub name has a '/'
+        Route("/v1/models/{name:path}", model_info),
         Mount("/static", StaticFiles(directory=str(PAGE)), name="static"),
     ]
     handlers: dict[Any, Any] = {Exception: _handle, HTTPError: _handle, ZooError: _handle, Busy: _handle,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo._fields import NAME_PATTERN
+from zoo._fields import MODEL_NAME_PATTERN
 from zoo.errors import UsageError
 from zoo.onnxfile import is_file
 
@@ -101,7 +101,7 @@ def from_toml(path: str | os.PathLike[str]) -> list[Served]:
 
 
 def _check_alias(name: str, where: str) -> None:
-    if not NAME_PATTERN.fullmatch(name):
+    if not MODEL_NAME_PATTERN.fullmatch(name):
         raise UsageError(f"{where}: {name!r} cannot name a served model (lowercase letters, digits and . _ - between "
                          f"them)")
 
