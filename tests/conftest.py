@@ -22,8 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Each test gets its own cache directory and a registry rebuilt from its environment."""
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    for var in ("ZOO_LOAD_PLUGINS", "ZOO_DISABLE_PLUGIN_AUTOLOAD", "ZOO_OFFLINE"):
+    for var in ("ZOO_LOAD_PLUGINS", "ZOO_DISABLE_PLUGIN_AUTOLOAD", "ZOO_OFFLINE", "HF_ENDPOINT", "HF_HUB_OFFLINE",
+                "HF_TOKEN"):
         monkeypatch.delenv(var, raising=False)
+    hf_cache = tmp_path_factory.mktemp("hf") / "hub"  # huggingface_hub's cache, its own for each test
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_cache))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    if "huggingface_hub.constants" in sys.modules:  # it reads its settings when imported
+        monkeypatch.setattr(sys.modules["huggingface_hub.constants"], "HF_HUB_CACHE", str(hf_cache))
     reset_default_registry()
     yield
     reset_default_registry()

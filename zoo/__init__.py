@@ -42,13 +42,13 @@ from zoo.hookspecs import hookimpl
 from zoo.plugins import PluginInfo
 from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from zoo.registry import default_registry
-from zoo.spec import Artifact, ModelSpec
+from zoo.spec import Artifact, HubFile, ModelSpec
 from zoo.tasks import Result, Task
 
 if TYPE_CHECKING:
     from zoo.geometry import Geometry
     from zoo.model import Model, Pipeline, get
-    from zoo.results import Classification, Detection, Detections, Prediction, Regression, Segmentation
+    from zoo.results import Classification, Detection, Detections, Embedding, Prediction, Regression, Segmentation
     from zoo.weights import load_state_dict, load_weights
 
 
@@ -57,6 +57,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Artifact",
+    "HubFile",
     "CacheError",
     "CacheLockTimeout",
     "ChecksumError",
@@ -64,6 +65,7 @@ __all__ = [
     "Detection",
     "Detections",
     "DownloadError",
+    "Embedding",
     "AmbiguousModelError",
     "DuplicateModelError",
     "ExportError",
@@ -102,7 +104,7 @@ __all__ = [
 _LAZY = {"get": "zoo.model", "Model": "zoo.model", "Pipeline": "zoo.model", "load_state_dict": "zoo.weights",
          "load_weights": "zoo.weights", "Geometry": "zoo.geometry",
          **{name: "zoo.results" for name in ("Classification", "Prediction", "Regression", "Detection", "Detections",
-                                             "Segmentation")}}
+                                             "Segmentation", "Embedding")}}
 
 
 def __getattr__(name: str) -> Any:

@@ -41,7 +41,7 @@ from zoo import cache, onnxmeta, quantize
 from zoo._log import notice
 from zoo._version import __version__, installed_versions
 from zoo.errors import AmbiguousModelError, DownloadError, ExportError, NotWritableError, UsageError, WeightsError
-from zoo.spec import Artifact, ModelSpec, callable_name
+from zoo.spec import Artifact, HubFile, ModelSpec, callable_name
 from zoo.weights import RANDOM, WeightsSource
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ def plan(spec: ModelSpec, weights: WeightsSource = None, *, prebuilt: bool = Tru
                       plugin_version=plugin_version)
         return {**source, "precision": precision_inputs}
 
-    own_weights = weights is None or weights == spec.weights
+    own_weights = weights is None or is_own(spec, weights)
     if spec.build is None:
         if not own_weights:
             raise WeightsError(f"model {spec.name!r} ships a prebuilt ONNX file and has no build function, so it "
@@ -290,9 +290,18 @@ def _touched(folder: Path, metadata: dict[str, Any]) -> bool:
         return True
 
 
+def is_own(spec: ModelSpec, weights: WeightsSource) -> bool:
+    """Whether ``weights`` are the spec's published ones (a Hub file pinned to a commit still is)."""
+    return weights == spec.weights or (isinstance(weights, HubFile) and weights.same_file(spec.weights))
+
+
 def _weights_sha256(weights: WeightsSource) -> str | None:
     if weights == RANDOM:
         return RANDOM
+    if isinstance(weights, HubFile):
+        if weights.sha256 is None or len(weights.sha256) != 64:
+            raise WeightsError(f"{weights.url} must be pinned to its sha256 before it is planned (zoo.hub.pin)")
+        return weights.sha256
     if isinstance(weights, Artifact):
         return weights.file_sha256
     return cache.sha256_of(weights) if isinstance(weights, Path) else None
@@ -304,8 +313,12 @@ def weights_record(spec: ModelSpec, weights: WeightsSource, sha256: str | None) 
         return None
     if weights == RANDOM:
         return {"tag": RANDOM, "file": None, "location": None, "sha256": None}
+    tag = (spec.tag or "default") if is_own(spec, weights) else None
+    if isinstance(weights, HubFile):  # the revision asked for, and the commit it was at
+        return {"tag": tag, "file": weights.filename, "location": weights.url, "sha256": sha256,
+                "hub": {"repo": weights.repo, "filename": weights.filename, "revision": weights.revision,
+                        "commit": weights.commit}}
     if isinstance(weights, Artifact):
-        tag = (spec.tag or "default") if weights == spec.weights else None
         found = {"tag": tag, "file": weights.filename, "location": weights.url, "sha256": sha256}
         return {**found, "member": weights.member} if weights.member else found  # location: the archive's
     return {"tag": None, "file": weights.name, "location": str(weights), "sha256": sha256}
@@ -386,10 +399,11 @@ def _fetch_prebuilt(spec: ModelSpec, model_path: Path) -> None:
 
 def _export(spec: ModelSpec, weights: WeightsSource, model_path: Path, source: dict[str, Any],
             task: Task | None) -> dict[str, Any]:
-    from zoo import export
+    from zoo import export, hub
     from zoo.download import fetched
 
-    with fetched(weights) if isinstance(weights, Artifact) else contextlib.nullcontext(weights) as local:
+    with (fetched(weights) if isinstance(weights, Artifact) else hub.fetched(weights) if isinstance(weights, HubFile)
+          else contextlib.nullcontext(weights)) as local:
         report = export.export(spec, None if local == RANDOM else local, model_path, exporter=source["exporter"],
                                opset=source["opset"], simplify=source["simplify"], photo=sample_photo(),
                                random_weights=local == RANDOM, task=task)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo import cache, images, onnxfile, onnxmeta
+from zoo import cache, hub, images, onnxfile, onnxmeta
 from zoo import weights as weights_module
 from zoo._fields import check_count
 from zoo.convert import BuildOptions, Converted, convert, exported_elsewhere, make_key, plan
@@ -21,7 +21,7 @@ from zoo.geometry import Geometry
 from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
 from zoo.runtime import Session, check_runtime, input_feeds, open_session
-from zoo.spec import Artifact, ModelSpec
+from zoo.spec import Artifact, HubFile, ModelSpec
 from zoo.specfile import labels_file, labels_loaded
 from zoo.tasks import (
     Task,
@@ -480,7 +480,10 @@ def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> 
     source = weights_module.resolve(weights, build.sha256, default=spec.weights, variants=variants)
     if source is not None and source != spec.weights:
         spec = _with_own_weights(spec, source if source == weights_module.RANDOM else
+                                 source.url if isinstance(source, HubFile) else
                                  source.filename if isinstance(source, Artifact) else Path(str(source)).name)
+    if isinstance(source, HubFile):
+        source = hub.pin(source, spec.name)
     prebuilt = build.opset is None and build.exporter is None
     if labels is not None:
         prebuilt = prebuilt and (spec.labels_from is not None or len(labels) == len(spec.labels))  # its classes

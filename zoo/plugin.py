@@ -24,11 +24,12 @@ from zoo.errors import SpecError, WeightsError, ZooError, ZooInputError
 from zoo.geometry import Geometry
 from zoo.hookspecs import hookimpl
 from zoo.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from zoo.spec import Artifact, BuildFn, CalibrationFn, ModelSpec, Photos, PipelineFn, PostprocessFn
+from zoo.spec import Artifact, BuildFn, CalibrationFn, HubFile, ModelSpec, Photos, PipelineFn, PostprocessFn
 from zoo.specfile import load_specs
 from zoo.tasks import Result, Task
 from zoo.tasks.classification import Classification, Prediction
 from zoo.tasks.detection import Decode, Detection, Detections
+from zoo.tasks.embedding import Embedding
 from zoo.tasks.regression import Regression
 from zoo.tasks.segmentation import Segmentation
 from zoo.weights import load_state_dict, load_weights
@@ -51,12 +52,14 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Artifact",
+    "HubFile",
     "BuildFn",
     "CalibrationFn",
     "Classification",
     "Decode",
     "Detection",
     "Detections",
+    "Embedding",
     "Geometry",
     "ModelSpec",
     "Photos",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +180,64 @@ class Artifact:
         return from_mapping(cls, data, field)
 
 
+#: A repository on the Hugging Face Hub: ``owner/name``.
+HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}")
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A file in a repository on the Hugging Face Hub, fetched through ``huggingface_hub`` (:mod:`zoo.hub`).
+
+    huggingface_hub's cache (``HF_HOME``), mirror (``HF_ENDPOINT``), offline mode (``HF_HUB_OFFLINE``) and
+    token (``HF_TOKEN``, ``hf auth login``, for gated repositories) apply. ``revision`` is a branch, a tag or
+    a commit. Before a build, the zoo pins the file (:func:`zoo.hub.pin`): ``commit`` is the commit the
+    revision is at and ``sha256`` the Hub's digest of the file (its LFS object id), which the download is
+    verified against; a ``sha256`` given here must match it.
+    """
+
+    repo: str
+    filename: str = "model.safetensors"
+    revision: str = "main"
+    sha256: str | None = None
+    size: int | None = None
+    #: The commit ``revision`` was at when the file was pinned (None: not pinned yet).
+    commit: str | None = None
+
+    def __post_init__(self) -> None:
+        if not HUB_REPO.fullmatch(check_str("repo", self.repo)) or ".." in self.repo:
+            raise SpecError("repo", f"must be a Hub repository, owner/name, got {self.repo!r}")
+        filename = check_str("filename", self.filename, empty=False)
+        if filename.startswith("/") or "\\" in filename or ".." in filename.split("/"):
+            raise SpecError("filename", f"must be a relative path in the repository, got {filename!r}")
+        check_str("revision", self.revision, empty=False)
+        if self.sha256 is not None:
+            set_field(self, "sha256", _digest("sha256", self.sha256))
+        if self.size is not None:
+            check_int("size", self.size)
+
+    @property
+    def file_sha256(self) -> str | None:
+        """The file's sha256, once known (given, or pinned)."""
+        return self.sha256
+
+    @property
+    def url(self) -> str:
+        """Where the file is, as the Hub's web pages name it (``hf://`` is huggingface_hub's own scheme)."""
+        return f"hf://{self.repo}/{self.filename}@{self.commit or self.revision}"
+
+    def same_file(self, other: object) -> bool:
+        """Whether ``other`` names the same file of the same repository (pinned or not)."""
+        return isinstance(other, HubFile) and (other.repo, other.filename) == (self.repo, self.filename)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repo": self.repo, "filename": self.filename, "revision": self.revision, "sha256": self.sha256,
+                "size": self.size, "commit": self.commit}
+
+    @classmethod
+    def from_dict(cls, data: Any, field: str = "hub file") -> HubFile:
+        return from_mapping(cls, data, field)
+
+
 #: What a classifier's output holds: ``logits`` (a softmax turns them into probabilities) or
 #: ``probabilities`` (used as they are).
 SCORES = ("logits", "probabilities")
@@ -258,8 +317,9 @@ class ModelSpec:
     #: when the model is opened; ``"file:PATH"``, a text file of the plugin, one label a line, read when the spec
     #: is looked up (``zoo.get_spec``, ``zoo.get``; once per file).
     labels_from: str | None = None
-    #: PyTorch weights that ``build`` loads (None: the user must supply them).
-    weights: Artifact | None = None
+    #: PyTorch weights that ``build`` loads: a file at a URL, or one on the Hugging Face Hub (None: the user must
+    #: supply them).
+    weights: Artifact | HubFile | None = None
     #: A prebuilt ONNX file; used instead of exporting when present.
     onnx: Artifact | None = None
     #: ``build(spec, weights_path) -> torch.nn.Module``; imports torch inside, never at module level.
@@ -351,9 +411,13 @@ class ModelSpec:
         for name in ("weights", "onnx"):
             value = getattr(self, name)
             if isinstance(value, Mapping):
-                set_field(self, name, Artifact.from_dict(value, name))
+                kind = HubFile if name == "weights" and "repo" in value else Artifact
+                set_field(self, name, kind.from_dict(value, name))
+            elif name == "weights" and isinstance(value, HubFile):
+                pass
             elif value is not None and not isinstance(value, Artifact):
-                raise SpecError(name, f"must be an Artifact, a table or None, got {type(value).__name__}")
+                raise SpecError(name, f"must be an Artifact{', a HubFile' if name == 'weights' else ''}, a table or "
+                                      f"None, got {type(value).__name__}")
         for name in ("build", "postprocess", "run", "calibration"):
             value = getattr(self, name)
             if value is not None and not callable(value):

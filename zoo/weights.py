@@ -6,7 +6,7 @@
 * a local file (``str`` or :class:`os.PathLike`): a PyTorch checkpoint or ``.safetensors``;
 * an ``https://``, ``http://`` or ``file://`` URL, with its ``sha256`` (a download without
   a hash could be anything);
-* an :class:`~zoo.spec.Artifact`.
+* an :class:`~zoo.spec.Artifact`, or a :class:`~zoo.spec.HubFile` on the Hugging Face Hub.
 
 :func:`load_state_dict` is what a plugin's ``build`` calls on the file it is given:
 ``torch.load(weights_only=True)``, with no fallback to full unpickling (a checkpoint that
@@ -32,12 +32,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from zoo.errors import SpecError, WeightsError
-from zoo.spec import URL_SCHEMES, Artifact
+from zoo.spec import URL_SCHEMES, Artifact, HubFile
 
 #: ``weights="random"``: the model's random initialisation, asked for explicitly (never a default).
 RANDOM = "random"
 #: What ``weights=`` resolves to: a file to fetch, a local file, random initialisation, or nothing.
-WeightsSource = Artifact | Path | str | None
+WeightsSource = Artifact | HubFile | Path | str | None
 #: Plain data classes that training scripts save beside the weights, allowed besides torch's own: torch's
 #: weights-only unpickler makes one with ``cls.__new__`` and fills its ``__dict__``, calling none of its code.
 #: torchvision's reference scripts save their arguments (``"args"``) as an ``argparse.Namespace``.
@@ -46,8 +46,8 @@ PLAIN_CLASSES: tuple[type, ...] = (argparse.Namespace,)
 _ALLOWING = threading.Lock()
 
 
-def resolve(weights: str | os.PathLike[str] | Artifact | None, sha256: str | None = None,
-            default: Artifact | None = None, variants: Sequence[str] = ()) -> WeightsSource:
+def resolve(weights: str | os.PathLike[str] | Artifact | HubFile | None, sha256: str | None = None,
+            default: Artifact | HubFile | None = None, variants: Sequence[str] = ()) -> WeightsSource:
     """Turn the ``weights=`` argument of :func:`zoo.get` into an artifact, a local path or :data:`RANDOM`.
 
     ``variants`` (the model's weights variants) are named when ``weights`` is neither one
@@ -57,7 +57,7 @@ def resolve(weights: str | os.PathLike[str] | Artifact | None, sha256: str | Non
         if sha256 is not None:
             raise WeightsError("sha256= checks weights given with weights=; it means nothing on its own")
         return default if weights is None else RANDOM
-    if isinstance(weights, Artifact):
+    if isinstance(weights, Artifact | HubFile):
         return weights
     if isinstance(weights, str) and urlsplit(weights).scheme in URL_SCHEMES:
         if not sha256:

@@ -133,8 +133,11 @@ def _source_lines(spec: zoo.ModelSpec, weights: str | None) -> list[tuple[str, s
     ]
 
 
-def shown(artifact: zoo.Artifact) -> str:
-    """Where a file comes from, and its sha256: ``URL (sha256 HEX)``, or ``MEMBER (sha256 HEX) in URL``."""
+def shown(artifact: zoo.Artifact | zoo.HubFile) -> str:
+    """Where a file comes from, and its sha256: ``URL (sha256 HEX)``, or ``MEMBER (sha256 HEX) in URL``; a Hub
+    file's sha256 is the one its revision has when it is fetched."""
+    if isinstance(artifact, zoo.HubFile):
+        return f"{artifact.url} on the Hugging Face Hub (sha256 {artifact.sha256 or 'as the Hub gives it'})"
     if artifact.member:
         return f"{artifact.member} (sha256 {artifact.member_sha256}) in {artifact.url} (sha256 {artifact.sha256})"
     return f"{artifact.url} (sha256 {artifact.sha256})"
