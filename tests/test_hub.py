@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hubserver import HubServer
+from tinymodels import LABELS, make_net, tiny_spec
 
 import zoo
-from tests.hubserver import HubServer
-from tests.tinymodels import LABELS, make_net, tiny_spec
 from zoo import cache
 from zoo.convert import sample_photo
 from zoo.errors import ChecksumError, OfflineError, WeightsError

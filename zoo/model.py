@@ -21,7 +21,7 @@ from zoo.geometry import Geometry
 from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
 from zoo.runtime import Session, check_runtime, input_feeds, open_session
-from zoo.spec import Artifact, HubFile, ModelSpec
+from zoo.spec import RUNTIMES, Artifact, HubFile, ModelSpec
 from zoo.specfile import labels_file, labels_loaded
 from zoo.tasks import (
     Task,
@@ -339,8 +339,10 @@ def check_pipeline_build(spec: ModelSpec, build: BuildOptions) -> None:
 
 def _check_runs_on(spec: ModelSpec, runtime: str) -> None:
     if runtime in spec.unsupported:
-        raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; "
-                         f"use runtime='onnxruntime' (--runtime onnxruntime)")
+        others = [other for other in RUNTIMES if other != runtime and other not in spec.unsupported]
+        advice = (f"use runtime={others[0]!r} (--runtime {others[0]})" if others else
+                  "no runtime the zoo has runs it as the network does")
+        raise UsageError(f"model {spec.name!r} does not run on {runtime}: {spec.unsupported[runtime]}; {advice}")
 
 
 def describe(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None = None, *,

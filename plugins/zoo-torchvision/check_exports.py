@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,14 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zoo_torchvision
 
-from zoo import export, testing
-from zoo.convert import sample_inputs, sample_photo
-from zoo.errors import ExportError
-from zoo.registry import default_registry
-from zoo.runtime import OnnxRuntimeSession, OpenCvSession
+from zoo import export, exportcheck, testing
+from zoo.convert import sample_inputs
 from zoo.spec import ModelSpec
 
 HERE = Path(__file__).resolve().parent
@@ -75,68 +69,11 @@ def randomized(spec: ModelSpec) -> ModelSpec:
     return dataclasses.replace(spec, build=build)
 
 
-def _median_ms(run: Any, batch: np.ndarray, budget_s: float = 5.0, repeats: int = 5) -> float:
-    run(batch)  # warm-up
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < repeats and (not times or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        run(batch)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
-
-
 def check(name: str, workdir: Path, samples: int = 2) -> dict[str, Any]:
     """Export ``name`` with random weights into ``workdir`` and return its row of results."""
     spec = next(s for s in zoo_torchvision.load_specs() if s.name == name)
-    photo = sample_photo()
-    tensor, geometry = spec.preprocess.transform(photo)
-    row: dict[str, Any] = {"model": name, "task": spec.task, "input": [int(d) for d in tensor.shape],
-                           "params_m": round(spec.metrics["params"] / 1e6, 1), "gflops": spec.metrics["gflops"]}
-    path = workdir / f"{name}.onnx"
-    batch = {"input": tensor[None]}  # the photo: in the export's parity inputs, then timed and run in OpenCV
-    start = time.perf_counter()
-    print("stage: export", flush=True)
-    try:
-        report = export.export(randomized(spec), None, path, samples=samples, photo=photo, random_weights=True,
-                               task=default_registry().task(spec.task))
-    except Exception as error:  # noqa: BLE001 - the row records why
-        row.update(exported=False, error=f"{type(error).__name__}: {error}"[:500])
-        return row
-    parity = report.parity[spec.outputs[0]]
-    row.update(exported=True, export_s=round(time.perf_counter() - start, 1), simplified=report.simplified,
-               simplify_note=report.simplify_note, max_abs=parity.max_abs, max_rel=parity.max_rel,
-               top1=parity.top1_agreement, parity_note=parity.note,
-               size_mb=round(sum(f.stat().st_size for f in workdir.iterdir()) / 1e6, 1))
-    print("stage: onnxruntime", flush=True)
-    ort = OnnxRuntimeSession(path, providers=["CPUExecutionProvider"])
-    reference = ort.run(batch)
-    row["ort_ms"] = round(_median_ms(ort.run, batch), 1)
-    print("partial: " + json.dumps(row), flush=True)  # what a crash in OpenCV must not lose
-    try:
-        got = OpenCvSession(path, spec.outputs).run(batch)
-        missing = [n for n in spec.outputs if n not in got]
-        if missing:
-            raise RuntimeError(f"no output {missing}")
-    except Exception as error:  # noqa: BLE001 - the row records why
-        lines = [line.strip(" >") for line in str(error).strip().splitlines() if line.strip(" >")]
-        row.update(opencv="fails", opencv_error=f"{type(error).__name__}: {' '.join(lines[-3:])}"[:300])
-        return row
-    if spec.task == "image-classification":
-        got_logits, logits = got["logits"], reference["logits"]
-        diff, scale = export.differences(got_logits, logits)
-        row.update(opencv="agrees" if export.within_tolerance(got_logits, logits, spec) else "differs",
-                   opencv_max_rel=float((diff / scale).max()),
-                   opencv_top1=bool((got_logits.argmax(1) == logits.argmax(1)).all()))
-        return row
-    try:
-        export.results_agree(spec, default_registry().task(spec.task), [reference[n] for n in spec.outputs],
-                             [got[n] for n in spec.outputs], [geometry])
-    except ExportError as error:
-        row.update(opencv="differs", opencv_error=str(error.__cause__)[:300])  # the comparison's own words
-    else:
-        row.update(opencv="agrees")
-    return row
+    return exportcheck.check(randomized(spec), workdir, samples=samples,
+                             row={"params_m": round(spec.metrics["params"] / 1e6, 1), "gflops": spec.metrics["gflops"]})
 
 
 def table(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
@@ -186,50 +123,6 @@ def _markdown(header: str, rows: list[dict[str, Any]], second: dict[str, str],
     return "\n".join(lines)
 
 
-def unsupported(rows: list[dict[str, Any]], variants: dict[str, list[str]]) -> str:
-    """``runtimes.toml``: the models OpenCV DNN crashes on, cannot run or gets wrong, for every variant of their graph."""
-    lines = ["# Written by check_exports.py --runtimes from its results (exports.jsonl); do not edit by hand.",
-             "# Runtimes known not to run a model, and what happens: zoo.get refuses them before building.",
-             "[opencv]"]
-    latest = {row["model"]: row for row in rows}  # a model checked again: its last row
-    for row in sorted(latest.values(), key=lambda r: r["model"]):
-        if row.get("opencv") == "crashes":
-            why = "OpenCV DNN crashes the process on this graph (" + row["opencv_error"].split(":")[0] + ")"
-        elif row.get("opencv") == "fails":
-            why = "OpenCV DNN cannot run this graph (" + row["opencv_error"] + ")"
-        elif row.get("opencv") == "differs":  # wrong answers are worse than none
-            detail = row.get("opencv_error") or f"largest difference {row.get('opencv_max_rel', 0):.1e} of the scale"
-            why = f"OpenCV DNN runs this graph but its results differ from onnxruntime's ({detail})"
-        else:
-            continue
-        lines += [f"{json.dumps(name)} = {json.dumps(why)}" for name in variants.get(row["model"], [row["model"]])]
-    return "\n".join(lines) + "\n"
-
-
-def load(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def check_in_child(name: str) -> dict[str, Any]:
-    """:func:`check` in a fresh interpreter, so that a crash (an abort in a native library) is one row."""
-    command = [sys.executable, "-W", "ignore", __file__, "--one", name]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    tail = " ".join(done.stderr.strip().splitlines()[-2:])[-300:]
-    partial = [line for line in lines if line.startswith("partial: ")]
-    if partial:  # exported and timed; OpenCV took the process down
-        row = json.loads(partial[-1].removeprefix("partial: "))
-        row.update(opencv="crashes", opencv_error=f"process died ({done.returncode}): {tail}")
-        return row
-    stage = next((line for line in reversed(lines) if line.startswith("stage:")), "stage: start")
-    return {"model": name, "exported": False, "input": [], "error": f"process died ({done.returncode}) in "
-            f"{stage.removeprefix('stage: ')}: {tail}"}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="models to check (default: one per distinct graph, all 105)")
@@ -246,26 +139,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     variants = representatives()
     if args.runtimes:
-        (HERE / "zoo_torchvision" / "runtimes.toml").write_text(unsupported(load(args.results), variants),
-                                                                 encoding="utf-8")
+        text = exportcheck.unsupported(exportcheck.load(args.results), variants,
+                                       "check_exports.py --runtimes from its results (exports.jsonl)")
+        (HERE / "zoo_torchvision" / "runtimes.toml").write_text(text, encoding="utf-8")
         return 0
     if args.table:
-        rows = load(args.results)
+        rows = exportcheck.load(args.results)
         tasks = {s.name: s.task for s in zoo_torchvision.load_specs() if s.task != "image-classification"}
         print(table(rows, {n: v for n, v in variants.items() if n not in tasks}))
         print()
         print(task_table(rows, {n: tasks[n] for n in variants if n in tasks}))
         return 0
-    done = set() if args.again else {row["model"] for row in load(args.results)}
+    done = set() if args.again else {row["model"] for row in exportcheck.load(args.results)}
     todo = [n for n in (args.names or variants) if n not in done]
     failures = 0
     for i, name in enumerate(todo, 1):
         t0 = time.perf_counter()
-        row = check_in_child(name)
+        row = exportcheck.check_in_child(__file__, name)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         failures += not row["exported"] or row.get("opencv") != "agrees"
-        with args.results.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(row) + "\n")
+        exportcheck.append(args.results, row)
         status = "ok" if row["exported"] else "FAILED " + row["error"][:200]
         print(f"[{i}/{len(todo)}] {name}: {status}, opencv {row.get('opencv', '-')}, {row['seconds']} s",
               flush=True)
