@@ -81,6 +81,15 @@ class Saturation(torch.nn.Module):
         return (100 * (high - low) / high.clamp(min=1e-6)).mean((1, 2))[:, None]
 
 
+class ColourLayout(torch.nn.Module):
+    """Image embedding: the mean colour of each cell of a 4x4 grid, less mid-grey (``embedding``, 48 values), and
+    the grid itself (``features``, (3, 4, 4): ``pool="avg"`` gives the image's mean colour)."""
+
+    def forward(self, x):
+        cells = torch.nn.functional.avg_pool2d(x, (16, 24)) - 0.5  # the 64x96 input in 4x4 cells
+        return cells.flatten(1), cells
+
+
 def scene() -> np.ndarray:
     """A light, slightly noisy 240x360 RGB picture with a red disc, a green triangle and a blue rectangle."""
     rng = np.random.default_rng(0)
@@ -112,6 +121,9 @@ def specs() -> dict[str, zoo.ModelSpec]:
         "semantic-segmentation": zoo.ModelSpec(name="colour-map", task="semantic-segmentation",
                                                labels=("background", *SHAPES), preprocess=dynamic,
                                                build=lambda s, w: ColourMap().eval(), outputs=("logits",)),
+        "image-embedding": zoo.ModelSpec(name="colour-layout", task="image-embedding",
+                                         preprocess=zoo.Preprocess(resize=(64, 96)),
+                                         build=lambda s, w: ColourLayout().eval(), outputs=("embedding", "features")),
     }
 
 

@@ -28,7 +28,7 @@ def test_list_json_is_machine_readable():
     result = run_zoo("list", "resnet*", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows][:3] == ["resnet18", "resnet34", "resnet50"]
+    assert [r["name"] for r in rows][:4] == ["resnet18", "resnet18-embedding", "resnet34", "resnet34-embedding"]
     assert all(r["installed"] and r["plugin"] == "torchvision" for r in rows)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from zoo.hookspecs import hookimpl
-from zoo.tasks import Task, classification, detection, regression, segmentation
+from zoo.tasks import Task, classification, detection, embedding, regression, segmentation
 
 
 @hookimpl
@@ -23,3 +23,6 @@ def zoo_register_tasks(register: Callable[[Task], None]) -> None:
                   summary="a class per pixel", compare=segmentation.compare))
     register(Task("regression", regression.Regression, regression.postprocess,
                   summary="a value per image, with an interval where the plugin computes one"))
+    register(Task("image-embedding", embedding.Embedding, embedding.postprocess, options=embedding.OPTIONS,
+                  summary="a vector per image, to compare images by similarity", compare=embedding.compare,
+                  check_decode=embedding.check_decode))

@@ -89,8 +89,8 @@ def zoo_register_tasks(register: Callable[[Task], None]) -> None:
     it gets its default postprocessing, options, parity comparison and ``decode`` check.
     ``register`` raises :class:`zoo.DuplicateModelError` when the task's name is taken
     (the built-in tasks are ``image-classification``, ``object-detection``,
-    ``instance-segmentation``, ``keypoint-detection``, ``semantic-segmentation`` and
-    ``regression``). Tasks are registered before any model, so a plugin may register a
+    ``instance-segmentation``, ``keypoint-detection``, ``semantic-segmentation``,
+    ``regression`` and ``image-embedding``). Tasks are registered before any model, so a plugin may register a
     task and models of it.
 
     Example::

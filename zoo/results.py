@@ -7,10 +7,11 @@ from typing import Any
 
 from zoo.tasks.classification import Classification, Prediction, classify, softmax
 from zoo.tasks.detection import Detection, Detections
+from zoo.tasks.embedding import Embedding
 from zoo.tasks.regression import Regression
 from zoo.tasks.segmentation import Segmentation
 
-__all__ = ["Classification", "Detection", "Detections", "Prediction", "Regression", "Segmentation", "classify",
+__all__ = ["Classification", "Detection", "Detections", "Embedding", "Prediction", "Regression", "Segmentation", "classify",
            "jsonable", "softmax"]
 
 

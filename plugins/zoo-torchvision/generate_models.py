@@ -46,6 +46,25 @@ def builder_kwargs(arch: str, weights: torchvision.models.WeightsEnum) -> dict[s
     return {}
 
 
+def embedding_dim(arch: str, kwargs: dict[str, object], crop: int) -> int:
+    """How many values the classifier's last layer takes: the length of its embedding variant's vector.
+
+    Found by running the headless model (:func:`zoo_torchvision.graphs.without_classifier`) on
+    the meta device: no memory, no computation. RegNet's constructor computes its widths with
+    tensors, which the meta device cannot hold: it is built on the CPU and moved there.
+    """
+    import torch
+    from zoo_torchvision.graphs import without_classifier
+
+    device = "cpu" if arch.startswith("regnet") else "meta"
+    with torch.device(device):
+        model = torchvision.models.get_model(arch, weights=None, **kwargs)
+    model = without_classifier(model.to("meta").eval())
+    with torch.no_grad():
+        (dim,) = model(torch.zeros(1, 3, crop, crop, device="meta")).shape[1:]
+    return int(dim)
+
+
 def detection_task(arch: str) -> str:
     if arch.startswith("maskrcnn"):
         return "instance-segmentation"
@@ -121,6 +140,7 @@ def main() -> None:
                 }
                 if family == "classification":
                     entry["builder_kwargs"] = builder_kwargs(arch, weights)
+                    entry["embedding_dim"] = embedding_dim(arch, entry["builder_kwargs"], entry["preprocess"]["crop"])
                 if "keypoint_names" in meta:
                     assert keypoint_names in (None, meta["keypoint_names"])
                     keypoint_names = meta["keypoint_names"]

@@ -2,7 +2,7 @@
 
 A :class:`Task` is registered by a plugin's ``zoo_register_tasks`` hook; the built-in
 ones (``image-classification``, ``object-detection``, ``instance-segmentation``,
-``keypoint-detection``, ``semantic-segmentation`` and ``regression``) are registered by
+``keypoint-detection``, ``semantic-segmentation``, ``regression`` and ``image-embedding``) are registered by
 :mod:`zoo.builtin_tasks` through the same hook. A spec names its task; a spec without a
 ``postprocess`` function gets the task's default postprocessing, configured by the
 spec's ``decode`` table (checked by the task when the spec is registered).

@@ -243,3 +243,41 @@ def decisive(model: torch.nn.Module, photo: torch.Tensor, spread: float = 3.0,
             module.weight.mul_(factor)
             module.bias.mul_(factor).add_(mean - factor * float(outputs.mean()))
     return model
+
+
+#: Where torchvision's classifiers keep their classifier: ``fc`` (ResNet, RegNet, GoogLeNet, Inception,
+#: ShuffleNet), ``head`` (Swin), ``heads`` (ViT), ``classifier`` (the others).
+CLASSIFIER_ATTRIBUTES = ("fc", "head", "heads", "classifier")
+
+
+def without_classifier(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (a torchvision classifier, its weights loaded) returning the input of its last layer, ``(N, D)``.
+
+    The layer that outputs the class logits becomes ``Identity``: the last ``Linear`` of the
+    classifier, whatever comes before it staying (AlexNet's and VGG's two hidden layers, the
+    hidden layer of MobileNetV3 and MaxViT, ConvNeXt's LayerNorm). SqueezeNet has no
+    ``Linear``: its classifier is a 1x1 convolution to the classes, a ReLU and a global
+    average pool; the convolution and its ReLU go, so that it returns its last 512 channels
+    averaged over the image. GoogLeNet's and Inception's auxiliary heads run only in training
+    mode, so an eval-mode graph never holds them. ``ValueError`` for a model of another shape.
+    """
+    holder = next((name for name in CLASSIFIER_ATTRIBUTES if isinstance(getattr(model, name, None), torch.nn.Module)),
+                  None)
+    if holder is None:
+        raise ValueError(f"{type(model).__name__} has none of {', '.join(CLASSIFIER_ATTRIBUTES)}: no classifier found")
+    head = getattr(model, holder)
+    if isinstance(head, torch.nn.Linear):
+        setattr(model, holder, torch.nn.Identity())
+        return model
+    layers = list(head) if isinstance(head, torch.nn.Sequential) else []
+    linear = [i for i, layer in enumerate(layers) if isinstance(layer, torch.nn.Linear)]
+    if linear:
+        head[linear[-1]] = torch.nn.Identity()
+        return model
+    convolution = [i for i, layer in enumerate(layers) if isinstance(layer, torch.nn.Conv2d)]
+    if convolution and isinstance(layers[-1], torch.nn.AdaptiveAvgPool2d):  # SqueezeNet
+        last = convolution[-1]
+        for i in range(last, len(layers) - 1):  # the convolution and its activation; the pooling stays
+            head[i] = torch.nn.Identity()
+        return model
+    raise ValueError(f"{type(model).__name__}.{holder} is a {type(head).__name__} with no Linear layer to remove")
