@@ -36,10 +36,23 @@ def first_party_catalogue() -> list[CatalogueEntry]:
     if failed:
         raise SystemExit("first-party plugins failed to load:\n" + "\n".join(failed))
     registry = Registry.from_plugins(manager)
+    owned: dict[str, list] = {}  # the models of each owner (timm/...), one entry for them all
+    for spec in registry:
+        if "/" in spec.name:
+            owned.setdefault(spec.name.partition("/")[0], []).append(spec)
     entries = [
         CatalogueEntry(name=s.name, distribution=plugins[s.plugin], task=s.task, license=s.license, summary=s.summary)
-        for s in registry
+        for s in registry if "/" not in s.name
     ]
+    for owner, specs in owned.items():
+        distributions = {plugins[s.plugin] for s in specs}
+        if len(distributions) != 1:
+            raise SystemExit(f"the names of owner {owner!r} come from several plugins: {sorted(distributions)}")
+        tasks = sorted({s.task for s in specs})
+        entries.append(CatalogueEntry(
+            name=f"{owner}/*", distribution=distributions.pop(), task=", ".join(tasks),
+            license="each model's own (zoo info NAME)",
+            summary=f"{len(specs)} models named {owner}/... ({', '.join(tasks)})"))
     return sorted(entries, key=lambda e: natural_key(e.name))
 
 

@@ -33,7 +33,26 @@ def test_registry_toml_is_exactly_what_the_script_writes():
 def test_every_first_party_plugin_is_listed():
     plugins = update_catalogue.first_party_plugins()
     assert plugins == {"digits": "zoo-digits", "ssrnet": "zoo-ssrnet", "torchvision": "zoo-torchvision", "faces": "zoo-faces",
-                       "ocr": "zoo-ocr"}
+                       "ocr": "zoo-ocr", "timm": "zoo-timm"}
+
+
+def test_32_1_an_owner_whose_names_one_plugin_has_is_one_entry():
+    """zoo-timm's 3,000 Hub names are one entry, timm/*: a name of it says which distribution to install."""
+    from conftest import registry_with
+
+    from zoo.errors import PluginNotInstalledError
+
+    catalogue = load_catalogue()
+    assert "timm/*" in catalogue and not any(name.startswith("timm/") and name != "timm/*" for name in catalogue)
+    registry = registry_with()  # no plugin installed
+    for name in ("timm/resnet50.a1_in1k", "timm/anything-else"):
+        try:
+            registry.get(name)
+        except PluginNotInstalledError as error:
+            assert error.distribution == "zoo-timm"
+        else:
+            raise AssertionError(f"{name} was found without a plugin")
+    assert [e.name for e in registry.not_installed("timm/*")] == ["timm/*"]
 
 
 def test_the_wheel_carries_the_top_level_registry_toml_and_every_module(tmp_path):

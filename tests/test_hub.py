@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hubserver import HubServer
 from tinymodels import LABELS, make_net, tiny_spec
 
 import zoo
@@ -40,11 +39,9 @@ def hub_spec(revision: str = "main") -> zoo.ModelSpec:
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    with HubServer() as server:
-        server.add(REPO, "model.safetensors", safetensors_bytes(tmp_path))
-        monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-        yield server
+def hub(local_hub, tmp_path):
+    local_hub.add(REPO, "model.safetensors", safetensors_bytes(tmp_path))
+    return local_hub
 
 
 def scores(result) -> np.ndarray:
@@ -183,3 +180,18 @@ def test_32_2_hub_file_fields_are_checked():
             zoo.HubFile(**bad)
     spec = tiny_spec(name="acme/tiny", weights={"repo": REPO, "filename": "w.safetensors"})
     assert spec.weights == zoo.HubFile(REPO, "w.safetensors")
+
+
+def test_32_2_an_endpoint_that_refuses_connections_is_the_hub_unreachable(hub, monkeypatch):
+    """huggingface_hub 2 raises httpx's errors, which are not OSError: the zoo still falls back to the cache, and
+    says what to do when the file is not there."""
+    zoo.get(hub_spec())
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert zoo.get(hub_spec()).predict(sample_photo()).label in LABELS
+    shutil.rmtree(hf_cache())
+    shutil.rmtree(cache.cache_root() / "models")
+    with pytest.raises(OfflineError, match="the Hub cannot be reached and model.safetensors of acme/tiny-net"):
+        zoo.get(hub_spec())

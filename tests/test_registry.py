@@ -52,7 +52,7 @@ def test_catalogued_name_whose_plugin_is_missing_names_the_distribution():
     assert "zoo-torchvision" in str(info.value)
     assert isinstance(info.value, UnknownModelError)
     names = [e.name for e in registry.not_installed("resnet5*")]
-    assert names == ["resnet50", "resnet50.imagenet1k_v1"]
+    assert names == ["resnet50", "resnet50-embedding", "resnet50-embedding.imagenet1k_v1", "resnet50.imagenet1k_v1"]
 
 
 def test_27_03_a_name_two_plugins_register_is_ambiguous_and_nothing_else_is_withdrawn():
@@ -188,7 +188,7 @@ def test_27_17_a_spec_of_an_unregistered_task_without_postprocess_is_refused_nam
     registry = registry_with(vague=plugin(make_spec("fine"), make_spec("shapeless", task="depth-estimation")))
     error = registry.plugin_manager.infos["vague"].error
     assert isinstance(error.cause, SpecError) and error.cause.field == "task" and error.cause.model == "shapeless"
-    assert "'depth-estimation'" in str(error) and "image-classification, instance-segmentation" in str(error)
+    assert "'depth-estimation'" in str(error) and "image-classification, image-embedding, instance-segmentation" in str(error)
     # With its own postprocessing, a task no plugin registers is fine: the spec says how to read the outputs.
     registry = registry_with(own=plugin(make_spec("deep", task="depth-estimation", postprocess=lambda outputs: [])))
     assert registry.get("deep").task == "depth-estimation"

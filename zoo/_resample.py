@@ -2,12 +2,13 @@
 
 Pillow resamples each axis with a filter stretched by the scale factor when shrinking
 (triangle for bilinear, Keys cubic with a = -0.5 for bicubic), evaluated at the centres of
-the source pixels and normalised to sum to one; the horizontal pass runs first and its
-result is rounded and clipped to 8 bits (which matters for bicubic overshoot). This module
-computes the same weights and applies them in the same order as banded float64 matrix
-products (BLAS), for only the output rows and columns that the centre crop keeps. (Pillow 13
-runs the vertical pass first for some tall images, python-pillow/Pillow#9549; the shorter-side
-resizes of portrait photos that the tests try still run horizontal first.)
+the source pixels and normalised to sum to one; the first pass's result is rounded and
+clipped to 8 bits (which matters for bicubic overshoot). Pillow 13 runs the horizontal pass
+first, except where the vertical one removes more than twice as many pixels a line
+(:func:`vertical_first`; python-pillow/Pillow#9549): a squashed portrait photo, an image
+taller than 2:1. This module computes the same weights and applies them in the same order as
+banded float64 matrix products (BLAS), for only the output rows and columns that the centre
+crop keeps.
 
 For large reductions (a 12 MP photo to 256 pixels) the image is first averaged over
 ``k x k`` blocks with OpenCV's area resize, ``k`` at most a fifth of the scale factor, and
@@ -117,6 +118,7 @@ def resize(image: np.ndarray, size: tuple[int, int], kernel: str,
     import cv2
 
     height, width, channels = image.shape
+    original = (height, width)  # Pillow chooses the order by these sizes, before any averaging below
     out_h, out_w = size
     r0, r1 = rows or (0, out_h)
     c0, c1 = cols or (0, out_w)
@@ -127,14 +129,26 @@ def resize(image: np.ndarray, size: tuple[int, int], kernel: str,
         image = image.reshape(height // k, width // k, channels)
     wy = weights(height, out_h, r0, r1, kernel, k)
     wx = weights(width, out_w, c0, c1, kernel, k)
-    # As Pillow: the horizontal pass first, rounded and clipped to 8 bits, then the vertical one;
-    # each on the source rows and columns that the kept outputs read, with the axis being reduced
-    # first in memory (cv2.transpose on 8-bit pixels is cheap; on floats it would not be).
-    columns = _transpose(image[wy.first:wy.last, wx.first:wx.last])
-    horizontal = _apply(wx, columns.reshape(wx.last - wx.first, -1).astype(np.float64))
+    # As Pillow: one pass, rounded and clipped to 8 bits, then the other; each on the source rows and
+    # columns that the kept outputs read, with the axis being reduced first in memory (cv2.transpose on
+    # 8-bit pixels is cheap; on floats it would not be).
+    block = image[wy.first:wy.last, wx.first:wx.last]
+    if vertical_first(original, size):
+        vertical = _apply(wy, block.reshape(wy.last - wy.first, -1).astype(np.float64))
+        columns = _transpose(vertical.reshape(r1 - r0, wx.last - wx.first, channels))
+        horizontal = _apply(wx, columns.reshape(wx.last - wx.first, -1).astype(np.float64))
+        return _transpose(horizontal.reshape(c1 - c0, r1 - r0, channels))
+    horizontal = _apply(wx, _transpose(block).reshape(wx.last - wx.first, -1).astype(np.float64))
     rows_first = _transpose(horizontal.reshape(c1 - c0, wy.last - wy.first, channels))
     vertical = _apply(wy, rows_first.reshape(wy.last - wy.first, -1).astype(np.float64))
     return vertical.reshape(r1 - r0, c1 - c0, channels)
+
+
+def vertical_first(size: tuple[int, int], out: tuple[int, int]) -> bool:
+    """Whether Pillow 13 resizes ``size`` = (height, width) to ``out`` vertically first: where the vertical pass
+    shrinks and removes more than twice as many pixels a line as the horizontal one (a tie goes horizontal)."""
+    (height, width), (out_h, out_w) = size, out
+    return out_h < height and 2 * (width - out_w) < height - out_h
 
 
 def _transpose(pixels: np.ndarray) -> np.ndarray:

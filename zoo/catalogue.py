@@ -5,7 +5,8 @@ the build follows, so the wheel carries a copy as package data.
 
 It maps each model name to the distribution that provides it, with its task, licence and
 summary, so that ``zoo list --available`` can show models whose plugin is missing and
-``zoo.get_spec`` can say which distribution to install. It is read with :mod:`tomllib`,
+``zoo.get_spec`` can say which distribution to install. A plugin that registers every name of
+an owner (``timm/...``: thousands of Hub names) has one entry for them all, ``OWNER/*``. It is read with :mod:`tomllib`,
 without importing any plugin. ``scripts/update_catalogue.py`` rewrites it from the
 installed first-party plugins; a test keeps the two consistent.
 """
@@ -32,11 +33,25 @@ class CatalogueEntry:
         return asdict(self)
 
 
+#: What an owner's entry is named: every model whose name has that owner.
+EVERY = "/*"
+
+
 @cache
 def load_catalogue() -> dict[str, CatalogueEntry]:
-    """Every catalogued model by name."""
+    """Every catalogued model by name, and an entry ``OWNER/*`` for each owner whose names one distribution has."""
     data = tomllib.loads((files("zoo") / "registry.toml").read_text(encoding="utf-8"))
-    return {name: CatalogueEntry(name=name, **fields) for name, fields in data.get("models", {}).items()}
+    found = {name: CatalogueEntry(name=name, **fields) for name, fields in data.get("models", {}).items()}
+    found.update({owner + EVERY: CatalogueEntry(name=owner + EVERY, **fields)
+                  for owner, fields in data.get("owners", {}).items()})
+    return found
+
+
+def catalogued(name: str) -> CatalogueEntry | None:
+    """The entry of model ``name`` (lowercase): its own, or its owner's."""
+    catalogue = load_catalogue()
+    owner, slash, _ = name.partition("/")
+    return catalogue.get(name) or (catalogue.get(owner + EVERY) if slash else None)
 
 
 def dump_catalogue(entries: list[CatalogueEntry]) -> str:
@@ -47,7 +62,8 @@ def dump_catalogue(entries: list[CatalogueEntry]) -> str:
     ]
     for entry in entries:
         lines.append("")
-        lines.append(f"[models.{json.dumps(entry.name)}]")
+        owner = entry.name.removesuffix(EVERY) if entry.name.endswith(EVERY) else None
+        lines.append(f"[owners.{json.dumps(owner)}]" if owner else f"[models.{json.dumps(entry.name)}]")
         for key in ("distribution", "task", "license", "summary"):
             lines.append(f"{key} = {json.dumps(getattr(entry, key), ensure_ascii=False)}")
     return "\n".join(lines) + "\n"

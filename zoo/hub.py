@@ -13,6 +13,7 @@ Offline means ``ZOO_OFFLINE`` or ``HF_HUB_OFFLINE``; ``HF_ENDPOINT`` is read whe
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import logging
 import re
@@ -83,7 +84,7 @@ def _from_hub(file: HubFile) -> HubFile | None:
                 raise _hub_error(file, error) from None
             log.warning("the Hub cannot be reached (%s); looking for %s in huggingface_hub's cache", error,
                         _where(file))
-        except OSError as error:  # no network, a refused connection, a timeout
+        except _network_errors() as error:  # no network, a refused connection, a timeout
             log.warning("the Hub cannot be reached (%s); looking for %s in huggingface_hub's cache", error,
                         _where(file))
         else:
@@ -170,7 +171,7 @@ def fetched(file: HubFile) -> Iterator[Path]:
         raise not_found_offline(file) from None
     except HfHubHTTPError as error:
         raise _hub_error(file, error) from None
-    except OSError as error:
+    except _network_errors() as error:
         raise DownloadError(f"could not download {_where(file)}: {error}; try again, or set HF_ENDPOINT to a "
                             f"mirror") from None
     _verify(file, path)
@@ -192,6 +193,16 @@ def _verify(file: HubFile, path: Path) -> None:
     raise ChecksumError(f"{_where(file)}: got {got}, expected sha256 {file.sha256}"
                         f"{'' if actual else f' and {file.size} bytes'}; the download was removed from "
                         f"huggingface_hub's cache: try again, or check HF_ENDPOINT ({_endpoint() or 'unset'})")
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What the HTTP client under huggingface_hub raises when the Hub cannot be reached: OSError (requests, in
+    huggingface_hub before 1.0), or httpx's transport errors (httpx, or httpx2 in huggingface_hub 2)."""
+    found: list[type[BaseException]] = [OSError]
+    for client in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            found.append(importlib.import_module(client).TransportError)
+    return tuple(found)
 
 
 def _is_unreachable(error: Any) -> bool:

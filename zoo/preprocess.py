@@ -330,7 +330,7 @@ class Preprocess:
             return self._resize(pixels, size, (0, size[0]), (0, size[1])), (0, 0), _geometry(
                 (height, width), size, outer, (0, 0))
         ch, cw = self.crop
-        top, left = round((size[0] - ch) / 2), round((size[1] - cw) / 2)
+        top, left = _crop_start(size[0], ch), _crop_start(size[1], cw)
         rows = (max(top, 0), min(top + ch, size[0]))
         cols = (max(left, 0), min(left + cw, size[1]))
         kept = self._resize(pixels, size, rows, cols)
@@ -395,6 +395,12 @@ class Preprocess:
     def from_dict(cls, data: Any, field: str = "preprocess") -> Preprocess:
         """Read a TOML table or a dict; unknown keys and bad values raise :class:`SpecError`."""
         return from_mapping(cls, data, field)
+
+
+def _crop_start(side: int, crop: int) -> int:
+    """Where a centre crop of ``crop`` pixels starts on a side of ``side``, as torchvision's ``CenterCrop`` puts it:
+    half the difference, rounded half to even; a crop larger than the side pads ``(crop - side) // 2`` before it."""
+    return round((side - crop) / 2) if side >= crop else -((crop - side) // 2)
 
 
 def _geometry(original: tuple[int, int], resized: tuple[int, int], tensor: tuple[int, ...] | None,

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from zoo.catalogue import CatalogueEntry, load_catalogue
+from zoo.catalogue import CatalogueEntry, catalogued, load_catalogue
 from zoo.errors import (
     AmbiguousModelError,
     DuplicateModelError,
@@ -258,7 +258,7 @@ class Registry:
         owner = self._owner(key)
         if owner is not None:
             return labels_loaded(self._specs[owner])
-        entry = load_catalogue().get(key)
+        entry = catalogued(key)
         if entry is not None:
             raise PluginNotInstalledError(name, entry.distribution, installed=_is_installed(entry.distribution))
         raise UnknownModelError(name, difflib.get_close_matches(key, self._claims, n=3, cutoff=0.6))
@@ -278,11 +278,18 @@ class Registry:
         A model whose name another plugin has is listed as ``PLUGIN:NAME``. ``task`` is
         matched case-insensitively; ``plugin`` is a plugin's name or its distribution's.
         """
+        return [name for name, _ in self.listed(patterns, task=task, plugin=plugin)]
+
+    def listed(self, patterns: str | Iterable[str] | None = None, *, task: str | None = None,
+               plugin: str | None = None) -> list[tuple[str, ModelSpec]]:
+        """:meth:`names` with each one's spec as registered: its labels not read yet (``labels_from``), which a
+        listing does not need and :meth:`get` reads."""
         match = name_matcher(patterns)
-        found = [self.reference(spec) for spec in self._specs.values()
+        found = [(self.reference(spec), spec) for spec in self._specs.values()
                  if (match(spec.name) or match(f"{spec.plugin}{QUALIFIER}{spec.name}")) and self._kept(spec, task, plugin)]
         # By model name, the one that has the bare name first: resnet18, broken:resnet18, resnet34.
-        return sorted(found, key=lambda name: (natural_key(name.rpartition(QUALIFIER)[2]), QUALIFIER in name, name))
+        return sorted(found, key=lambda item: (natural_key(item[0].rpartition(QUALIFIER)[2]), QUALIFIER in item[0],
+                                               item[0]))
 
     def select(self, patterns: Iterable[str] | None = None, *, task: str | None = None,
                plugin: str | None = None) -> list[str]:
@@ -344,9 +351,10 @@ class Registry:
                 for name in spec.requires]
 
     def variants(self, name: str) -> list[str]:
-        """Every weights variant of the architecture of ``name`` that its plugin registers, default first."""
+        """Every weights variant of the architecture of ``name`` that its plugin registers for its task, default
+        first."""
         spec = self.get(name)
-        return self.names([spec.arch, f"{spec.arch}.*"], plugin=spec.plugin)
+        return self.names([spec.arch, f"{spec.arch}.*"], plugin=spec.plugin, task=spec.task)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

@@ -277,6 +277,16 @@ def _json_plain(field_name: str, value: Any) -> Any:
                                     f"since it goes into the cache key: {error}") from None
 
 
+def _check_json(field_name: str, value: Mapping[str, Any]) -> None:
+    """:class:`SpecError` unless ``value`` holds only JSON values: :func:`_json_plain` without reading the text back
+    (registering thousands of specs stays cheap)."""
+    if value:
+        try:
+            json.dumps(value, default=_mapping_or_fail)
+        except (TypeError, ValueError):
+            _json_plain(field_name, value)  # raises, saying why
+
+
 def _mapping_or_fail(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
@@ -442,7 +452,7 @@ class ModelSpec:
         check_bool("batch_axis", self.batch_axis)
         for name in ("decode", "options"):
             set_field(self, name, _frozen(check_mapping(name, getattr(self, name))))
-            _json_plain(name, getattr(self, name))
+            _check_json(name, getattr(self, name))
 
         if self.postprocess is not None:
             check_postprocess(self.postprocess)
@@ -464,7 +474,7 @@ class ModelSpec:
             check_number(f"metrics.{key}", value)
         set_field(self, "metrics", _frozen(metrics))
         set_field(self, "extra", _frozen(check_mapping("extra", self.extra)))
-        _json_plain("extra", self.extra)
+        _check_json("extra", self.extra)
         check_choice("scores", self.scores, SCORES)
 
     def _check_int8(self) -> None:

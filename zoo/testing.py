@@ -7,7 +7,9 @@ plugin's test suite gets, with no import:
   test, and a process-wide registry rebuilt from the test's environment;
 * the fixture ``zoo_plugin_manager``: a fresh plugin manager with nothing loaded but the
   built-in tasks; pass
-  it to :func:`registered_specs` or add plugins to it yourself.
+  it to :func:`registered_specs` or add plugins to it yourself;
+* the fixture ``local_hub``: a stand-in for the Hugging Face Hub (:mod:`zoo.localhub`) that
+  ``HF_ENDPOINT`` points at, for models whose weights are a :class:`~zoo.spec.HubFile`.
 
 And, to import from ``zoo.testing``:
 
@@ -36,6 +38,7 @@ import numpy as np
 import pytest
 
 from zoo.errors import SpecError, ZooInputError
+from zoo.localhub import LocalHub
 from zoo.plugins import PluginManager
 from zoo.preprocess import Preprocess
 from zoo.registry import Registry, reset_default_registry
@@ -56,6 +59,24 @@ def zoo_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     reset_default_registry()
     yield folder
     reset_default_registry()
+
+
+@pytest.fixture
+def local_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+    """A stand-in for the Hugging Face Hub on 127.0.0.1 (:class:`zoo.localhub.LocalHub`): ``HF_ENDPOINT`` points
+    at it, and huggingface_hub's cache is the test's own (``HF_HUB_CACHE``). Put files in it with
+    ``local_hub.add(repo, filename, data)``."""
+    import sys
+
+    folder = tmp_path_factory.mktemp("hf") / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(folder))
+    if "huggingface_hub.constants" in sys.modules:  # huggingface_hub reads its settings when it is imported
+        monkeypatch.setattr(sys.modules["huggingface_hub.constants"], "HF_HUB_CACHE", str(folder))
+    for name in ("HF_HUB_OFFLINE", "ZOO_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with LocalHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        yield hub
 
 
 @pytest.fixture

@@ -40,10 +40,9 @@ def _warn_failed_plugins(registry: Registry) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     registry = default_registry()
     _warn_failed_plugins(registry)
-    names = registry.names(args.pattern or None, task=args.task, plugin=args.plugin)
     rows: list[dict[str, Any]] = [
         {"name": n, "task": s.task, "plugin": s.plugin, "installed": True, "license": s.license, "summary": s.summary}
-        for n, s in ((n, registry.get(n)) for n in names)
+        for n, s in registry.listed(args.pattern or None, task=args.task, plugin=args.plugin)
     ]
     if args.available:
         rows += [

@@ -1,6 +1,12 @@
-"""A local HTTP server on 127.0.0.1 that serves repositories as the Hugging Face Hub serves files to
-``huggingface_hub`` (``HF_ENDPOINT``): ``HEAD``/``GET /{repo}/resolve/{revision}/{file}`` with the commit
-(``X-Repo-Commit``), the LFS object id (``X-Linked-Etag``, the sha256) and size, and the Hub's error codes."""
+"""A stand-in for the Hugging Face Hub on 127.0.0.1, for tests of models whose weights are on the Hub.
+
+It answers ``huggingface_hub`` (``HF_ENDPOINT``) as the Hub does for ``hf_hub_download``: ``HEAD`` and
+``GET /{repo}/resolve/{revision}/{file}`` with the commit (``X-Repo-Commit``), the file's sha256 as its
+LFS object id (``X-Linked-Etag``) and its size, and the Hub's error codes (``X-Error-Code``: no such
+repository, revision or file; a gated repository). A test switches on misbehaviour with
+:meth:`LocalHub.set_mode`: ``wrong`` (bytes other than the sha256 it states), ``gated``, ``down`` (503).
+:func:`zoo.testing.local_hub` is the pytest fixture that starts one.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
+#: How the stand-in answers: as the Hub does, with other bytes than the sha256 it states, as for a gated
+#: repository, or as a Hub that is down.
 MODES = ("ok", "wrong", "gated", "down")
 
 
@@ -86,8 +94,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(message)
 
 
-class HubServer:
-    """``with HubServer() as hub: hub.add("timm/x", "model.safetensors", data); env HF_ENDPOINT=hub.endpoint``."""
+class LocalHub:
+    """``with LocalHub() as hub: hub.add("timm/x", "model.safetensors", data)``, then ``HF_ENDPOINT=hub.endpoint``."""
 
     def __init__(self) -> None:
         self.state = State()
@@ -96,7 +104,7 @@ class HubServer:
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> HubServer:
+    def __enter__(self) -> LocalHub:
         self.thread.start()
         return self
 
@@ -117,7 +125,9 @@ class HubServer:
         return hashlib.sha256(data).hexdigest()
 
     def set_mode(self, mode: str) -> None:
-        assert mode in MODES, mode
+        """Answer from now on as ``mode`` says (:data:`MODES`): ``ok``, ``wrong``, ``gated`` or ``down``."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.state.mode = mode
         self.state.requests.clear()
 
