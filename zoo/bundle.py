@@ -3,9 +3,9 @@
 A bundle is an uncompressed tar archive (ONNX weights do not compress)::
 
     manifest.json                      what is inside: see below
-    models/<name>/<key>/metadata.json  each entry's files, as the cache holds them
-    models/<name>/<key>/model.onnx
-    models/<name>/<key>/model.onnx.data  (models over 2 GB)
+    models/<folder>/<key>/metadata.json  each entry's files, as the cache holds them (<folder>: the model's
+    models/<folder>/<key>/model.onnx       name, an owner's / as --: timm--resnet50.a1_in1k)
+    models/<folder>/<key>/model.onnx.data  (models over 2 GB)
 
 The manifest names the zoo and library versions that made the bundle and, for each entry,
 its model name, key, precision and the size and sha256 of every file. onnxruntime's saved
@@ -83,7 +83,7 @@ def export_bundle(entries: Iterable[cache.Entry], output: Path, *,
                         raise BundleError(f"cache entry {entry.name}/{entry.key} is incomplete or damaged: "
                                           f"'zoo cache verify' checks it, 'zoo pull {entry.name}' rebuilds it")
                     names = [cache.METADATA_FILE, *metadata["files"]]
-                    files = {name: _add(archive, entry.folder / name, f"models/{entry.name}/{entry.key}/{name}",
+                    files = {name: _add(archive, entry.folder / name, f"models/{cache.folder_name(entry.name)}/{entry.key}/{name}",
                                         progress) for name in names}
                 manifest["entries"].append({"name": entry.name, "key": entry.key,
                                             "precision": cache.precision_of(metadata), "files": files})
@@ -157,7 +157,7 @@ def import_bundle(bundle: Path, *, progress: Callable[[int], None] | None = None
         if manifest["zoo"] != __version__:
             raise BundleError(f"bundle {bundle} was made by onnx-zoo {manifest['zoo']}, and this is {__version__}: "
                               f"its cache keys would never match; make the bundle with onnx-zoo {__version__}")
-        listed = {f"models/{e['name']}/{e['key']}/{f}": record
+        listed = {f"models/{cache.folder_name(e['name'])}/{e['key']}/{f}": record
                   for e in manifest["entries"] for f, record in e["files"].items()}
         for name, member in by_name.items():
             if name != MANIFEST and name not in listed:
@@ -174,9 +174,10 @@ def import_bundle(bundle: Path, *, progress: Callable[[int], None] | None = None
                     target.parent.mkdir(parents=True, exist_ok=True)
                     _copy_checked(archive, by_name[name], target, record, bundle, progress)
                 for entry in manifest["entries"]:  # each checked as zoo cache verify checks an entry
-                    _check_staged(entry, staging / entry["name"] / entry["key"], bundle)
+                    _check_staged(entry, staging / cache.folder_name(entry["name"]) / entry["key"], bundle)
                 try:
-                    return [_enter(entry, staging / entry["name"] / entry["key"]) for entry in manifest["entries"]]
+                    return [_enter(entry, staging / cache.folder_name(entry["name"]) / entry["key"])
+                            for entry in manifest["entries"]]
                 except OSError as error:
                     if isinstance(error, ZooError):  # not writable, a lock timeout: already said
                         raise

@@ -95,7 +95,12 @@ def model_dir(name: str) -> Path:
     if not isinstance(name, str) or len(name) > 100 or not MODEL_NAME_PATTERN.fullmatch(name):
         raise CacheError(f"{name!r} is not a model name (lowercase letters, digits and . _ - between them, one / "
                          f"after an owner); 'zoo cache list' shows the cached models")
-    return cache_root() / "models" / name.replace("/", NAMESPACE_SEPARATOR)
+    return cache_root() / "models" / folder_name(name)
+
+
+def folder_name(name: str) -> str:
+    """The name of the folder of a model's entries: its name, with an owner's ``/`` as ``--``."""
+    return name.replace("/", NAMESPACE_SEPARATOR)
 
 
 def not_writable(path: Path, error: OSError) -> NotWritableError:
@@ -307,7 +312,7 @@ def check_entry(folder: Path, metadata: dict[str, Any]) -> None:
     """:class:`CacheError` unless the entry in ``folder`` is what its metadata says: its folder's name is the key of
     its key inputs, and its model refers to no external data outside the folder (:func:`check_external_data`)."""
     key = key_of(metadata.get("key_inputs", {}))
-    if folder.name != key or folder.parent.name != str(metadata.get("name")).replace("/", NAMESPACE_SEPARATOR):
+    if folder.name != key or folder.parent.name != folder_name(str(metadata.get("name"))):
         raise CacheError(f"entry {folder.parent.name}/{folder.name} holds the build of "
                          f"{metadata.get('name')!r} with key {key}: it is not the entry its name says")
     check_external_data(folder / MODEL_FILE)
