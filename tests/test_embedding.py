@@ -332,3 +332,64 @@ def test_32_4_a_torchvision_embedding_equals_pytorchs_penultimate_features(zoo_c
         (row,) = json.loads(done.stdout)
         assert row["result"]["dim"] == 512 and row["result"]["norm"] == pytest.approx(1.0, abs=1e-6)
         assert np.allclose(row["result"]["embedding"], got.normalized().vector, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def photos_folder(tmp_path_factory) -> tuple:
+    """resnet18's random weights (a classifier's checkpoint), and a folder of scikit-image photos as JPEG files."""
+    import cv2
+    import torch
+    from skimage import data
+
+    from zoo.testing import randomize
+
+    folder = tmp_path_factory.mktemp("similar")
+    plugin = torchvision_plugin()
+    spec = zoo.get_spec("resnet18")
+    torch.manual_seed(0)
+    torch.save(randomize(plugin.build(spec, None), spec).state_dict(), folder / "random.pth")
+    (folder / "photos").mkdir()
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry"):
+        cv2.imwrite(str(folder / "photos" / f"{name}.jpg"), getattr(data, name)()[:, :, ::-1])
+    cv2.imwrite(str(folder / "query.jpg"), cv2.flip(data.chelsea()[:, :, ::-1], 1))  # the cat, mirrored
+    return folder, folder / "random.pth"
+
+
+def test_32_4_the_readmes_nearest_photos_example_runs(photos_folder, zoo_cache_dir):
+    """The README's dozen lines, run as they are but for the model: resnet18-embedding with random weights (the
+    published DINOv2 weights need the network). A mirrored photo's nearest photo is the photo itself."""
+    import re
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("The photos of a folder nearest to a query photo:"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    line = re.search(r'zoo\.get\("[^"]+"\)', code).group(0)
+    code = code.replace(line, f'zoo.get("resnet18-embedding", weights={str(photos_folder[1])!r})')
+    folder = photos_folder[0]
+    done = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and lines[0].endswith("photos/chelsea.jpg"), lines
+    scores = [float(line.split()[0]) for line in lines]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.9
+
+
+def test_32_4_vectors_of_a_folder_to_parquet_through_ray(photos_folder, zoo_cache_dir, tmp_path):
+    """zoo predict --ray on a real local Ray writes one vector a row, each equal to zoo.get's."""
+    pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
+    pytest.importorskip("ray")
+    folder, weights = photos_folder
+    output = tmp_path / "vectors.parquet"
+    done = run_zoo("predict", "resnet18-embedding", str(folder / "photos"), "--weights", str(weights),
+                   "--option", "normalize=true", "--ray", "--workers", "1", "--output", str(output))
+    assert done.returncode == 0, done.stderr
+    table = pyarrow_parquet.read_table(output).to_pylist()
+    model = zoo.get("resnet18-embedding", weights=weights)
+    assert len(table) == 6 and all(row["error"] is None and row["dim"] == 512 for row in table)
+    for row in table:
+        want = model.predict(row["path"], normalize=True).vector
+        assert np.allclose(row["embedding"], want, atol=1e-5), row["path"]
