@@ -16,7 +16,7 @@ from zoo import cache, hub, images, onnxfile, onnxmeta
 from zoo import weights as weights_module
 from zoo._fields import check_count
 from zoo.convert import BuildOptions, Converted, convert, exported_elsewhere, make_key, plan
-from zoo.errors import CacheError, SpecError, UsageError, ZooInputError
+from zoo.errors import CacheError, OfflineError, SpecError, UsageError, ZooInputError
 from zoo.geometry import Geometry
 from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
@@ -365,6 +365,11 @@ def describe(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | Non
     spec, source, how = _resolve(name, build, registry)
     if spec.is_pipeline:
         return spec, None
+    if isinstance(source, HubFile):
+        try:  # the Hub, or its cache, says which file the revision is: which entry is this model's
+            source = hub.pin(source, spec.name)
+        except OfflineError:
+            return spec, None  # nothing to say which entry it would be: not built, as far as can be told
     inputs = plan(spec, source, **how)
     folder = cache.entry_dir(spec.name, make_key(inputs))
     metadata = cache.read_entry(folder)
@@ -465,6 +470,8 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     build = build if build is not None else BuildOptions(**arguments)
     registry = registry if registry is not None else default_registry()
     spec, source, how = _resolve(name, build, registry)
+    if isinstance(source, HubFile):
+        source = hub.pin(source, spec.name)
     return spec, convert(spec, source, **how, task=registry.task(spec.task))
 
 
@@ -484,8 +491,6 @@ def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> 
         spec = _with_own_weights(spec, source if source == weights_module.RANDOM else
                                  source.url if isinstance(source, HubFile) else
                                  source.filename if isinstance(source, Artifact) else Path(str(source)).name)
-    if isinstance(source, HubFile):
-        source = hub.pin(source, spec.name)
     prebuilt = build.opset is None and build.exporter is None
     if labels is not None:
         prebuilt = prebuilt and (spec.labels_from is not None or len(labels) == len(spec.labels))  # its classes
