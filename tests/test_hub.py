@@ -195,3 +195,15 @@ def test_32_2_an_endpoint_that_refuses_connections_is_the_hub_unreachable(hub, m
     shutil.rmtree(cache.cache_root() / "models")
     with pytest.raises(OfflineError, match="the Hub cannot be reached and model.safetensors of acme/tiny-net"):
         zoo.get(hub_spec())
+
+
+def test_32_2_describing_a_hub_model_needs_neither_the_hub_nor_its_cache(hub, monkeypatch):
+    """What zoo info shows: offline and with nothing cached, the model is not built; once built, its entry."""
+    from zoo.model import describe
+
+    monkeypatch.setenv("ZOO_OFFLINE", "1")  # not HF_HUB_OFFLINE: huggingface_hub reads it once, when imported
+    assert describe(hub_spec())[1] is None
+    monkeypatch.delenv("ZOO_OFFLINE")
+    model = zoo.get(hub_spec())
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    assert describe(hub_spec())[1].path == model.path
