@@ -95,7 +95,8 @@ def test_32_4_pools_a_feature_map_and_a_token_sequence():
     sequence = {"features": tokens}
     assert np.allclose([e.vector for e in run(sequence, pool="avg")], tokens.mean(axis=1), atol=1e-6)
     assert np.allclose([e.vector for e in run(sequence, pool="max")], tokens.max(axis=1))
-    assert np.array_equal([e.vector for e in run(sequence, pool="token")], tokens[:, 0])  # the class token
+    with pytest.raises(zoo.UsageError, match="no class token"):  # prefix_tokens 0: the first token is a patch's
+        run(sequence, pool="token")
     vit = spec("vit-like", decode={"prefix_tokens": 2})  # a class and a register token before the patches
     assert np.allclose([e.vector for e in run(sequence, vit, pool="avg")], tokens[:, 2:].mean(axis=1), atol=1e-6)
     assert np.array_equal([e.vector for e in run(sequence, vit, pool="token")], tokens[:, 0])

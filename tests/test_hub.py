@@ -207,3 +207,18 @@ def test_32_2_describing_a_hub_model_needs_neither_the_hub_nor_its_cache(hub, mo
     model = zoo.get(hub_spec())
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     assert describe(hub_spec())[1].path == model.path
+
+
+def test_32_2_your_weights_on_the_hub_by_their_hf_url(hub):
+    """weights='hf://OWNER/NAME[@REVISION]/FILE', as huggingface_hub's file system names a file: the user's
+    weights (no published metrics), pinned and verified as a spec's are."""
+    plain = tiny_spec(name="acme/plain")  # a model with no published weights
+    model = zoo.get(plain, weights=f"hf://{REPO}@main/model.safetensors")
+    assert model.predict(sample_photo()).label in LABELS and "the published metrics do not apply" in model.spec.summary
+    [entry] = cache.entries("acme/plain")
+    assert entry.metadata["weights"]["tag"] is None
+    assert entry.metadata["weights"]["location"] == f"hf://{REPO}@{hub.state.repos[REPO].commit}/model.safetensors"
+    with pytest.raises(zoo.SpecError, match="names no file"):
+        zoo.get(plain, weights=f"hf://{REPO}")
+    with pytest.raises(WeightsError, match="other"):  # another revision of the spec's own file is not its own
+        zoo.get(hub_spec(), weights=zoo.HubFile(REPO, revision="other"))

@@ -70,7 +70,7 @@ def test_32_2_a_hub_name_on_every_command(served, zoo_cache_dir, tmp_path):
 
     info = run_zoo("info", NAME)
     assert info.returncode == 0, info.stderr
-    assert f"hf://{NAME}/model.safetensors@main on the Hugging Face Hub" in info.stdout
+    assert f"hf://{NAME}@main/model.safetensors on the Hugging Face Hub" in info.stdout
     assert f"{NAME}/{entry.key}" in info.stdout
 
     with serving(tmp_path, NAME) as server:

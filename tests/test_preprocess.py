@@ -127,21 +127,27 @@ def test_nearest_and_area():
 def test_resize_equals_pillow_to_the_bit_on_noise(kernel):
     """Random pixels (the worst case for rounding and bicubic overshoot), sizes and crops.
 
-    Two-axis resizes keep the aspect ratio of a landscape image, as a resize of the shorter
-    side does; the others change one axis. Pillow 13 runs the vertical pass first for some
-    tall images (python-pillow/Pillow#9549: noise 240x107 to 53x24, say), where this module,
-    like Pillow 12, runs the horizontal pass first; portrait photos are checked above.
+    Two-axis resizes keep the aspect ratio, of a landscape or a portrait image, as a resize of
+    the shorter side does; others change one axis, or squash both. Pillow 13 runs the vertical
+    pass first where it removes more than twice as many pixels a line (python-pillow/Pillow#9549:
+    noise 240x107 to 53x24, say), and so does the zoo: the cases cover both orders.
     """
     from zoo import _resample
 
     rng = np.random.default_rng(7)
-    for case in range(60):
+    orders = set()
+    for case in range(90):
         height, width = sorted(int(v) for v in rng.integers(3, 400, size=2))
+        if case % 2:
+            height, width = width, height  # a portrait image
         short = int(rng.integers(2, 300))
-        if case % 3 == 0:  # one axis only
+        if case % 5 == 0:  # one axis only
             out_h, out_w = (height, short) if case % 2 else (short, width)
+        elif case % 5 == 1:  # both axes, to any size (timm's squash)
+            out_h, out_w = short, int(rng.integers(2, 300))
         else:
-            out_h, out_w = short, int(short * width / height)
+            out_h, out_w = (short, int(short * width / height)) if height <= width else (int(short * height / width),
+                                                                                          short)
         if min(out_h, out_w) < 1 or min(height / out_h, width / out_w) >= 2 * _resample.PREREDUCE_RATIO:
             continue
         channels = int(rng.choice([1, 3]))
@@ -154,6 +160,8 @@ def test_resize_equals_pillow_to_the_bit_on_noise(kernel):
         expected = np.asarray(pil.resize((out_w, out_h), _PIL_FILTERS[kernel])).reshape(out_h, out_w, channels)
         actual = _resample.resize(image, (out_h, out_w), kernel, (r0, r1), (c0, c1))
         assert np.array_equal(actual, expected[r0:r1, c0:c1]), (height, width, out_h, out_w, r0, r1, c0, c1)
+        orders.add(_resample.vertical_first((height, width), (out_h, out_w)))
+    assert orders == {True, False}
 
 
 _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}

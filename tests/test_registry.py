@@ -8,7 +8,14 @@ import pytest
 from conftest import make_spec, registry_with
 
 import zoo
-from zoo.errors import AmbiguousModelError, DuplicateModelError, PluginNotInstalledError, SpecError, UnknownModelError, ZooError
+from zoo.errors import (
+    AmbiguousModelError,
+    DuplicateModelError,
+    PluginNotInstalledError,
+    SpecError,
+    UnknownModelError,
+    ZooError,
+)
 from zoo.plugins import PluginManager, Selection
 from zoo.registry import Registry, natural_key
 

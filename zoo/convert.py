@@ -23,6 +23,7 @@ imports no torch, and every part of the key is the same in every process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -305,6 +306,28 @@ def _weights_sha256(weights: WeightsSource) -> str | None:
     if isinstance(weights, Artifact):
         return weights.file_sha256
     return cache.sha256_of(weights) if isinstance(weights, Path) else None
+
+
+def pin_hub_file(name: str, file: HubFile) -> HubFile:
+    """``file`` pinned (:func:`zoo.hub.pin`); where neither the Hub nor its cache can say, as the newest complete
+    entry of model ``name`` built from that revision records it (:func:`weights_record` writes the record)."""
+    from zoo import hub
+
+    def recorded(file: HubFile) -> HubFile | None:
+        built = []
+        for entry in cache.entries(name):
+            record = (entry.metadata or {}).get("weights") or {}
+            source = record.get("hub") or {}
+            if entry.ok and (source.get("repo"), source.get("filename"), source.get("revision")) == (
+                    file.repo, file.filename, file.revision) and record.get("sha256"):
+                built.append((entry.metadata.get("created", ""), source["commit"], record["sha256"]))
+        if not built:
+            return None
+        _, commit, sha256 = max(built)
+        log.info("%s of %s: pinned to commit %s, as its cache entry records", file.filename, file.repo, commit)
+        return dataclasses.replace(file, commit=commit, sha256=sha256)
+
+    return hub.pin(file, recorded)
 
 
 def weights_record(spec: ModelSpec, weights: WeightsSource, sha256: str | None) -> dict[str, Any] | None:

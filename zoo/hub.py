@@ -17,7 +17,7 @@ import importlib
 import importlib.util
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,12 @@ def _where(file: HubFile) -> str:
     return f"{file.filename} of {file.repo} (revision {file.revision})"
 
 
-def pin(file: HubFile, name: str | None = None) -> HubFile:
+def pin(file: HubFile, recorded: Callable[[HubFile], HubFile | None] | None = None) -> HubFile:
     """``file`` at the commit its revision points to, with that commit's sha256 and size.
 
     Asked of the Hub; offline, or when the Hub cannot be reached, read from huggingface_hub's cache, or else
-    from the zoo's own entries of model ``name`` built from that revision (an entry imported from a bundle
-    opens with neither network nor weights). Errors that the Hub states (no such repository, a gated one, no
+    from ``recorded(file)``: what the zoo's own entries built from that revision record (an entry imported from
+    a bundle opens with neither network nor weights). Errors that the Hub states (no such repository, a gated one, no
     such revision or file) are :class:`~zoo.errors.WeightsError` saying what to do; a file found nowhere is an
     :class:`~zoo.errors.OfflineError`.
     """
@@ -64,7 +64,7 @@ def pin(file: HubFile, name: str | None = None) -> HubFile:
     found = None
     if importlib.util.find_spec("huggingface_hub") is not None:  # the export extra; a cached entry needs none
         found = _from_hub(file) or _cached(file)
-    found = found or (_built(file, name) if name else None)
+    found = found or (recorded(file) if recorded is not None else None)
     if found is None:
         raise not_found_offline(file)
     return found
@@ -92,22 +92,6 @@ def _from_hub(file: HubFile) -> HubFile | None:
     return None
 
 
-def _built(file: HubFile, name: str) -> HubFile | None:
-    """The file as the newest complete cache entry of ``name`` built from it (at ``file.revision``) records it."""
-    built = []
-    for entry in cache.entries(name):
-        record = (entry.metadata or {}).get("weights") or {}
-        source = record.get("hub") or {}
-        if entry.ok and (source.get("repo"), source.get("filename"), source.get("revision")) == (
-                file.repo, file.filename, file.revision) and record.get("sha256"):
-            built.append((entry.metadata.get("created", ""), source["commit"], record["sha256"]))
-    if not built:
-        return None
-    _, commit, sha256 = max(built)
-    log.info("%s: pinned to commit %s as the cache entry built from it records", _where(file), commit)
-    return replace(file, commit=commit, sha256=sha256)
-
-
 def _cached(file: HubFile) -> HubFile | None:
     """The file as huggingface_hub's cache has it at ``file.revision``: the commit from the snapshot's folder,
     the sha256 from the blob's name (an LFS object id)."""
@@ -117,8 +101,9 @@ def _cached(file: HubFile) -> HubFile | None:
     if not isinstance(found, str):
         return None
     path = Path(found)
-    blob = path.resolve()
-    return _pinned(file, _commit_of(file, path), blob.name, blob.stat().st_size)
+    blob = path.resolve()  # named by its LFS object id, where the file system has symbolic links
+    sha256 = blob.name if SHA256.fullmatch(blob.name) else cache.sha256_of(blob)  # else a copy: hashed
+    return _pinned(file, _commit_of(file, path), sha256, blob.stat().st_size)
 
 
 def _commit_of(file: HubFile, path: Path) -> str:

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from zoo import cache, hub, images, onnxfile, onnxmeta
+from zoo import cache, images, onnxfile, onnxmeta
 from zoo import weights as weights_module
 from zoo._fields import check_count
-from zoo.convert import BuildOptions, Converted, convert, exported_elsewhere, make_key, plan
-from zoo.errors import CacheError, OfflineError, SpecError, UsageError, ZooInputError
+from zoo.convert import BuildOptions, Converted, convert, exported_elsewhere, make_key, pin_hub_file, plan
+from zoo.errors import CacheError, DownloadError, OfflineError, SpecError, UsageError, WeightsError, ZooInputError
 from zoo.geometry import Geometry
 from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
@@ -367,9 +367,10 @@ def describe(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | Non
         return spec, None
     if isinstance(source, HubFile):
         try:  # the Hub, or its cache, says which file the revision is: which entry is this model's
-            source = hub.pin(source, spec.name)
-        except OfflineError:
-            return spec, None  # nothing to say which entry it would be: not built, as far as can be told
+            source = pin_hub_file(spec.name, source)
+        except (OfflineError, WeightsError, DownloadError) as error:  # the build would say so; a description can't
+            log.info("%s: which file its weights are is not known (%s)", spec.name, error)
+            return spec, None
     inputs = plan(spec, source, **how)
     folder = cache.entry_dir(spec.name, make_key(inputs))
     metadata = cache.read_entry(folder)
@@ -471,7 +472,7 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     registry = registry if registry is not None else default_registry()
     spec, source, how = _resolve(name, build, registry)
     if isinstance(source, HubFile):
-        source = hub.pin(source, spec.name)
+        source = pin_hub_file(spec.name, source)
     return spec, convert(spec, source, **how, task=registry.task(spec.task))
 
 
@@ -540,6 +541,7 @@ def _variant(registry: Registry, spec: ModelSpec, weights: object) -> ModelSpec 
     wanted = weights.strip().lower()
     own = f"{spec.plugin}:" if spec.plugin else ""  # the variants of this plugin's architecture, not another's
     for candidate in ((spec.arch,) if wanted == "default" else (f"{spec.arch}.{wanted}", wanted)):
-        if own + candidate in registry and registry.get(own + candidate).arch == spec.arch:
-            return registry.get(own + candidate)
+        found = registry.get(own + candidate) if own + candidate in registry else None
+        if found is not None and found.arch == spec.arch and found.task == spec.task:  # never another task's model
+            return found
     return spec if wanted == "default" else None

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from zoo.catalogue import CatalogueEntry, catalogued, load_catalogue
+from zoo.catalogue import EVERY, CatalogueEntry, catalogued, load_catalogue
 from zoo.errors import (
     AmbiguousModelError,
     DuplicateModelError,
@@ -205,6 +205,10 @@ class Registry:
         info = self.plugin_manager.infos.get(plugin)
         return info is not None and info.distribution in {e.distribution for e in load_catalogue().values()}
 
+    def _loaded(self) -> set[str]:
+        """The distributions of the plugins that registered their models."""
+        return {info.distribution for info in self.plugin_manager.infos.values() if info.error is None}
+
     def _owner(self, key: str) -> str | None:
         """The qualified name that the bare ``key`` designates, or None; :class:`AmbiguousModelError` if several."""
         claims = self._claims.get(key)
@@ -259,7 +263,7 @@ class Registry:
         if owner is not None:
             return labels_loaded(self._specs[owner])
         entry = catalogued(key)
-        if entry is not None:
+        if entry is not None and not (entry.name.endswith(EVERY) and entry.distribution in self._loaded()):
             raise PluginNotInstalledError(name, entry.distribution, installed=_is_installed(entry.distribution))
         raise UnknownModelError(name, difflib.get_close_matches(key, self._claims, n=3, cutoff=0.6))
 
@@ -334,11 +338,13 @@ class Registry:
         """
         match = name_matcher(patterns)
         task = task.strip().lower() if task is not None else None
+        loaded = self._loaded()
         found = [
             entry
             for entry in load_catalogue().values()
             if entry.name not in self._claims and match(entry.name)
-            and (task is None or entry.task == task)
+            and not (entry.name.endswith(EVERY) and entry.distribution in loaded)  # an owner's other names: none
+            and (task is None or task in entry.task.split(", "))
             and (plugin is None or plugin in (entry.distribution, entry.distribution.removeprefix("zoo-")))
         ]
         return sorted(found, key=lambda entry: natural_key(entry.name))

@@ -214,6 +214,8 @@ class HubFile:
             set_field(self, "sha256", _digest("sha256", self.sha256))
         if self.size is not None:
             check_int("size", self.size)
+        if self.commit is not None and not re.fullmatch(r"[0-9a-f]{40}", check_str("commit", self.commit)):
+            raise SpecError("commit", f"must be a commit's 40 hex digits, got {self.commit!r}")
 
     @property
     def file_sha256(self) -> str | None:
@@ -222,12 +224,24 @@ class HubFile:
 
     @property
     def url(self) -> str:
-        """Where the file is, as the Hub's web pages name it (``hf://`` is huggingface_hub's own scheme)."""
-        return f"hf://{self.repo}/{self.filename}@{self.commit or self.revision}"
+        """The file as huggingface_hub's file system names it, ``hf://OWNER/NAME@REVISION/FILE`` (the commit,
+        once pinned); ``weights=`` takes it too."""
+        return f"hf://{self.repo}@{self.commit or self.revision}/{self.filename}"
+
+    @classmethod
+    def from_url(cls, url: str) -> HubFile:
+        """The file that ``hf://OWNER/NAME[@REVISION]/FILE`` names (revision: ``main`` where none is given)."""
+        owner, _, rest = url.removeprefix("hf://").partition("/")
+        name, _, filename = rest.partition("/")
+        name, _, revision = name.partition("@")
+        if not filename:
+            raise SpecError("weights", f"{url!r} names no file: hf://OWNER/NAME[@REVISION]/FILE")
+        return cls(repo=f"{owner}/{name}", filename=filename, revision=revision or "main")
 
     def same_file(self, other: object) -> bool:
-        """Whether ``other`` names the same file of the same repository (pinned or not)."""
-        return isinstance(other, HubFile) and (other.repo, other.filename) == (self.repo, self.filename)
+        """Whether ``other`` names the same file at the same revision of the same repository (pinned or not)."""
+        return isinstance(other, HubFile) and (other.repo, other.filename, other.revision) == (
+            self.repo, self.filename, self.revision)
 
     def to_dict(self) -> dict[str, Any]:
         return {"repo": self.repo, "filename": self.filename, "revision": self.revision, "sha256": self.sha256,

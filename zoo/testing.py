@@ -72,6 +72,7 @@ def local_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.setenv("HF_HUB_CACHE", str(folder))
     if "huggingface_hub.constants" in sys.modules:  # huggingface_hub reads its settings when it is imported
         monkeypatch.setattr(sys.modules["huggingface_hub.constants"], "HF_HUB_CACHE", str(folder))
+        monkeypatch.setattr(sys.modules["huggingface_hub.constants"], "HF_HUB_OFFLINE", False)
     for name in ("HF_HUB_OFFLINE", "ZOO_OFFLINE", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     with LocalHub() as hub:

@@ -6,7 +6,8 @@
 * a local file (``str`` or :class:`os.PathLike`): a PyTorch checkpoint or ``.safetensors``;
 * an ``https://``, ``http://`` or ``file://`` URL, with its ``sha256`` (a download without
   a hash could be anything);
-* an :class:`~zoo.spec.Artifact`, or a :class:`~zoo.spec.HubFile` on the Hugging Face Hub.
+* an :class:`~zoo.spec.Artifact`, or a file on the Hugging Face Hub: a :class:`~zoo.spec.HubFile`, or its
+  ``hf://OWNER/NAME[@REVISION]/FILE``.
 
 :func:`load_state_dict` is what a plugin's ``build`` calls on the file it is given:
 ``torch.load(weights_only=True)``, with no fallback to full unpickling (a checkpoint that
@@ -59,6 +60,10 @@ def resolve(weights: str | os.PathLike[str] | Artifact | HubFile | None, sha256:
         return default if weights is None else RANDOM
     if isinstance(weights, Artifact | HubFile):
         return weights
+    if isinstance(weights, str) and weights.startswith("hf://"):  # a file on the Hugging Face Hub
+        if sha256:
+            raise WeightsError("sha256= goes with a URL; a file on the Hub is verified by the Hub's own sha256")
+        return HubFile.from_url(weights)
     if isinstance(weights, str) and urlsplit(weights).scheme in URL_SCHEMES:
         if not sha256:
             raise WeightsError(f"weights URL {weights!r} needs its sha256, so that what arrives can be verified: "

@@ -86,7 +86,7 @@ def _copy_model(source: Path, output: str, name: str) -> Path:
     from zoo.errors import NotWritableError
 
     is_folder = Path(output).is_dir() or output.endswith(("/", os.sep))
-    target = Path(output) / f"{name}.onnx" if is_folder else Path(output)
+    target = Path(output) / f"{cache.folder_name(name)}.onnx" if is_folder else Path(output)  # timm--x.onnx
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         for data in cache.check_external_data(source):

@@ -300,7 +300,10 @@ async def model_info(request: Request) -> Response:
     from zoo.model import describe, info_of
 
     server: Server = request.app.state.server
-    served = server.lookup(request.path_params["name"])
+    name = request.path_params["name"]
+    if name.endswith("/predict"):  # the path of a model's predictions, asked with another method than POST
+        raise StarletteHTTPException(405, headers={"Allow": "POST"})
+    served = server.lookup(name)
     if served.name in server.batchers:
         model = server.batchers[served.name].model
         return JSONResponse(info_of(model.spec, model.converted, default_registry()))

@@ -103,7 +103,7 @@ def from_toml(path: str | os.PathLike[str]) -> list[Served]:
 def _check_alias(name: str, where: str) -> None:
     if not MODEL_NAME_PATTERN.fullmatch(name):
         raise UsageError(f"{where}: {name!r} cannot name a served model (lowercase letters, digits and . _ - between "
-                         f"them)")
+                         f"them, and one / after an owner's name)")
 
 
 def _relative(key: str, value: Any, base: Path) -> Any:

@@ -12,7 +12,8 @@ the graph's outputs, by name (``rename_outputs`` maps a graph's names to these):
 Options: ``pool`` (:data:`POOLS`): ``head`` (default) takes ``embedding`` as the network made
 it; ``avg`` and ``max`` pool ``features`` over its positions (a token sequence's first
 ``prefix_tokens`` left out, as the spec's ``decode`` table says: class, register and
-distillation tokens); ``token`` takes the first token of a sequence (the class token). A
+distillation tokens); ``token`` takes the first token of a sequence (the class token, where
+``prefix_tokens`` says there is one). A
 model without ``features`` takes only ``head``. ``normalize`` (default False, the vector as
 the network computes it) scales each vector to unit L2 norm, so that a dot product is the
 cosine similarity.
@@ -164,6 +165,9 @@ def vectors(spec: ModelSpec, outputs: Mapping[str, np.ndarray], pool: str = "hea
         return features.mean(axis=(2, 3)) if pool == "avg" else features.max(axis=(2, 3))
     if features.ndim == 3:  # (batch, N, C)
         if pool == "token":
+            if not prefix_tokens(spec):  # the first token is a patch's, not a summary of the image
+                raise UsageError(f"model {spec.name!r} has no class token (its decode table's prefix_tokens is 0): "
+                                 f"choose pool {_choices(POOLS[:3])}")
             return features[:, 0]
         tokens = features[:, prefix_tokens(spec):]
         if tokens.shape[1] == 0:

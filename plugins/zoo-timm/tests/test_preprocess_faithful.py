@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo._resample import vertical_first
 
 timm = pytest.importorskip("timm")
 skimage_data = pytest.importorskip("skimage.data")
@@ -86,14 +87,6 @@ def resized(preprocess: zoo.Preprocess, height: int, width: int) -> tuple[int, i
     return preprocess.resize
 
 
-def pillow_resizes_vertically_first(size: tuple[int, int], to: tuple[int, int]) -> bool:
-    """Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first where the height shrinks and by more
-    than twice as many pixels as the width does (measured on Pillow 13.0.0: the order shows in bicubic's clipped
-    overshoot); the zoo's resize always runs the horizontal pass first."""
-    (height, width), (to_height, to_width) = size, to
-    return to_height < height and 2 * (width - to_width) < height - to_height
-
-
 def compare(tag: str, vertically_first: bool) -> float:
     """The largest difference from timm's transform, in grey levels, over the photos that Pillow resizes
     vertically first (or the others), each checked within one grey level."""
@@ -104,7 +97,7 @@ def compare(tag: str, vertically_first: bool) -> float:
     worst = 0.0
     for name, pixels in PHOTOS.items():
         to = resized(preprocess, *pixels.shape[:2])
-        if pillow_resizes_vertically_first(pixels.shape[:2], to) != vertically_first:
+        if vertical_first(pixels.shape[:2], to) != vertically_first:  # Pillow 13's order, and the zoo's
             continue
         expected = transform(Image.fromarray(pixels)).numpy()
         actual = preprocess.apply([pixels])[0]

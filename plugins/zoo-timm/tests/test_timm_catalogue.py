@@ -131,7 +131,7 @@ def test_32_1_zoo_list_and_zoo_info(tmp_path, local_hub):
                           text=True, env=env, timeout=120, check=True).stdout
     assert "timm/resnet50.a1_in1k" in info and "Apache-2.0" in info and "aliases    timm/resnet50\n" in info
     assert "shorter side to 235, bicubic with antialias" in info and "centre 224x224" in info, info
-    assert "hf://timm/resnet50.a1_in1k/model.safetensors@main" in info, info
+    assert "hf://timm/resnet50.a1_in1k@main/model.safetensors" in info, info
     spec = zoo.get_spec("timm/resnet50.a1_in1k")
     assert (spec.preprocess.resize, spec.preprocess.crop, spec.preprocess.interpolation) == (235, (224, 224),
                                                                                              "bicubic")
