@@ -78,3 +78,20 @@ def test_the_wheel_carries_the_top_level_registry_toml_and_every_module(tmp_path
     assert modules <= names, f"missing from the wheel: {sorted(modules - names)}"
     assert packaged == (ROOT / "registry.toml").read_text(encoding="utf-8")
     assert "[models." in packaged
+
+
+def test_32_1_a_misspelt_name_of_a_loaded_owner_gets_suggestions_not_an_install_hint():
+    import pytest
+
+    import zoo
+    from zoo.errors import PluginNotInstalledError, UnknownModelError
+
+    if "timm/resnet50.a1_in1k" not in zoo.list_models("timm/resnet50*"):
+        pytest.skip("zoo-timm is not installed")
+    with pytest.raises(UnknownModelError) as raised:
+        zoo.get_spec("timm/resnet50.a1_in1kk")
+    assert not isinstance(raised.value, PluginNotInstalledError)
+    assert "timm/resnet50.a1_in1k" in raised.value.suggestions
+    from zoo.registry import default_registry
+
+    assert not default_registry().not_installed("timm/*")  # its models are installed: nothing to install
