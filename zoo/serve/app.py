@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -459,6 +460,20 @@ def error_response(error: Exception) -> JSONResponse:
 
 
 PUBLIC = ("/", "/favicon.ico", "/healthz", "/readyz", "/openapi.json")  # and /static/: no token needed
+class ModelNameConvertor(Convertor[str]):
+    """A model's name in a URL: a name, or an owner's and a name (a Hub name, ``timm/resnet50.a1_in1k``)."""
+
+    regex = "[^/]+(?:/[^/]+)?"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("model", ModelNameConvertor())
+
 ENDPOINTS = ((re.compile(r"/v1/models/[^/]+(?:/[^/]+)?/predict"), "/v1/models/{name}/predict"),
              (re.compile(r"/v1/models/[^/]+(?:/[^/]+)?"), "/v1/models/{name}"), (re.compile(r"/static/.*"), "/static"))
 
@@ -541,8 +556,8 @@ def create_app(settings: Settings, load: Callable[..., Any] = zoo.get, stop: Cal
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/v1/models", list_models),
-        Route("/v1/models/{name:path}/predict", predict, methods=["POST"]),  # a Hub name has a '/'
-        Route("/v1/models/{name:path}", model_info),
+        Route("/v1/models/{name:model}/predict", predict, methods=["POST"]),
+        Route("/v1/models/{name:model}", model_info),
         Mount("/static", StaticFiles(directory=str(PAGE)), name="static"),
     ]
     handlers: dict[Any, Any] = {Exception: _handle, HTTPError: _handle, ZooError: _handle, Busy: _handle,
