@@ -280,12 +280,16 @@ def test_external_data_beside_the_model_is_accepted(tmp_path):
     assert cache.check_external_data(folder / "model.onnx") == ["secret.bin"]
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "/etc", "..", "x/../../y", "C:\\x"])
+@pytest.mark.parametrize("name", ["../x", "a/b/c", "a/..", "/etc", "..", "x/../../y", "C:\\x"])
 def test_names_that_escape_the_cache_are_rejected(name):
     with pytest.raises(zoo.CacheError):
         cache.model_dir(name)
     with pytest.raises(zoo.SpecError):
         tiny_spec(name=name)
+
+
+def test_32_2_a_name_with_an_owner_is_one_folder_named_as_huggingface_hub_names_its_own():
+    assert cache.model_dir("timm/resnet50.a1_in1k") == cache.cache_root() / "models" / "timm--resnet50.a1_in1k"
 
 
 def test_download_file_name_cannot_escape_the_downloads_folder():
