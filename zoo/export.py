@@ -164,8 +164,8 @@ def export(spec: ModelSpec, weights: Path | None, path: Path, *, exporter: str =
     notice(log, "exporting %s to ONNX (%s exporter, opset %d); this is done once, then cached", spec.name, exporter,
            opset)
     runs = parity_runs(spec, samples, seed, photo)
-    with torch.inference_mode():
-        expected = [_as_outputs(module(*_tensors(feeds)), spec) for feeds, _ in runs]
+    with torch.no_grad():  # not inference_mode: a module that caches a tensor on its first call (timm's ConViT)
+        expected = [_as_outputs(module(*_tensors(feeds)), spec) for feeds, _ in runs]  # would keep one tracing refuses
     tensors = [*module.parameters(), *module.buffers()]
     large = sum(t.numel() * t.element_size() for t in tensors) >= PROTOBUF_LIMIT
     dummy = tuple(t[:1] for t in _tensors(runs[0][0]))
