@@ -7,6 +7,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from zoo.errors import SpecError, UsageError
@@ -94,8 +95,13 @@ def check_numbers(field: str, value: Any, *, positive: bool = False) -> tuple[fl
     return tuple(float(check_number(field, v, positive=positive)) for v in value)
 
 
+#: The mappings specs hold, told apart without the cost of an isinstance against the Mapping ABC (registering
+#: thousands of specs checks a dozen mappings each).
+_MAPPINGS = (dict, MappingProxyType)
+
+
 def check_mapping(field: str, value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+    if type(value) not in _MAPPINGS and not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise SpecError(field, f"must be a mapping with string keys, got {type(value).__name__}")
     return value
 

@@ -411,7 +411,7 @@ class ModelSpec:
         check_name("name", self.name)
         if not isinstance(self.task, str) or not TASK_PATTERN.fullmatch(self.task):
             raise SpecError("task", f"must be lowercase words joined by '-', e.g. 'image-classification', got {self.task!r}")
-        if isinstance(self.preprocess, Mapping):
+        if not isinstance(self.preprocess, Preprocess) and isinstance(self.preprocess, Mapping):
             set_field(self, "preprocess", Preprocess.from_dict(self.preprocess))
         elif not isinstance(self.preprocess, Preprocess) and not (self.preprocess is None and self.requires):
             raise SpecError("preprocess", f"must be a Preprocess or a table, got {type(self.preprocess).__name__}")
@@ -434,7 +434,7 @@ class ModelSpec:
                 raise SpecError("labels_from", "goes without labels: the labels are read from the file")
         for name in ("weights", "onnx"):
             value = getattr(self, name)
-            if isinstance(value, Mapping):
+            if value is not None and not isinstance(value, (Artifact, HubFile)) and isinstance(value, Mapping):
                 kind = HubFile if name == "weights" and "repo" in value else Artifact
                 set_field(self, name, kind.from_dict(value, name))
             elif name == "weights" and isinstance(value, HubFile):

@@ -90,8 +90,13 @@ def _loaded(model: Any, weights: Path, name: str, tagged: str, classes: int) -> 
 class Catalogue:
     """``models.toml`` read once, with one Preprocess per distinct preprocessing."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, runtimes: str = "") -> None:
         self.data = tomllib.loads(text)
+        #: name -> {runtime: what happens}: the runtimes ``check_exports.py`` found that do not run a model.
+        self.unsupported: dict[str, dict[str, str]] = {}
+        for runtime, models in tomllib.loads(runtimes).items():
+            for name, why in models.items():
+                self.unsupported.setdefault(name, {})[runtime] = why
         self.preprocess = {key: zoo.Preprocess.from_dict(fields) for key, fields in self.data["preprocess"].items()}
         self.labels = {name: f"file:{HERE / path}" for name, path in self.data["labels"].items()}
 
@@ -151,13 +156,14 @@ class Catalogue:
             weights=weights_of(hub, self.data["weights_file"]),
             build=build,
             extra={"timm": extra},
+            unsupported=self.unsupported.get(fields["name"], {}),
             **fields,
         )
 
 
 def load_catalogue() -> Catalogue:
-    """``models.toml``, parsed."""
-    return Catalogue((HERE / "models.toml").read_text(encoding="utf-8"))
+    """``models.toml``, parsed, with the runtimes that ``runtimes.toml`` says do not run a model."""
+    return Catalogue(*((HERE / name).read_text(encoding="utf-8") for name in ("models.toml", "runtimes.toml")))
 
 
 def load_specs(embeddings: bool = True) -> list[zoo.ModelSpec]:
