@@ -1,6 +1,6 @@
 """timm models: onnxruntime (the zoo's model.run) against PyTorch eager, a CNN, a ViT and a ConvNeXt at batch 1.
 
-    python bench/bench_timm.py [--models timm/resnet50.a1_in1k ...] [--threads N] [--runs 30] [--json PATH]
+    python bench/bench_timm.py [--models timm/resnet50.a1_in1k ...] [--threads N] [--runs 100] [--json PATH]
 
 Each model is a zoo-timm tag (default: ``timm/resnet50.a1_in1k``, a CNN;
 ``timm/vit_small_patch16_224.augreg_in21k_ft_in1k``, a ViT; ``timm/convnext_tiny.in12k_ft_in1k``, a
@@ -16,7 +16,10 @@ tensor under ``torch.inference_mode()``, the two timed in alternation (``_common
 case called ``BLOCK`` times in a row, the first of them untimed, so that neither runs while the
 other's worker threads still spin), medians of ``--runs``. Both get ``--threads`` threads
 (onnxruntime's ``intra_op_num_threads`` through ``zoo.get(threads=)``, ``torch.set_num_threads``).
-The ratio is PyTorch's time over onnxruntime's: the speed-up. No target: reported.
+The ratio is PyTorch's time over onnxruntime's: the speed-up. No target: reported. On a 2-core
+virtual machine both engines' times for ViT-S and ConvNeXt-T change by up to 1.5x from one
+stretch of seconds to the next (onnxruntime's too when it runs alone, raw session or the zoo's
+alike), hence 100 runs by default: the rounds of alternation then span several such stretches.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def main() -> None:
                         help="zoo-timm models (default: " + ", ".join(MODELS) + ")")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="threads for onnxruntime and PyTorch (default: os.cpu_count())")
-    parser.add_argument("--runs", type=int, default=30, help="timings per model and runtime (median; default 30)")
+    parser.add_argument("--runs", type=int, default=100, help="timings per model and runtime (median; default 100)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for plot.py)")
     args = parser.parse_args()
     if args.runs < 1 or args.threads < 1:
