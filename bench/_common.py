@@ -59,21 +59,27 @@ def require(*modules: str) -> None:
             fail(f"cannot import {name} ({error}); {HINTS.get(top, 'install it')}")
 
 
-def require_torchvision_model(name: str) -> Any:
-    """The spec of ``name``, which must be a zoo-torchvision classifier (its builder and metadata are used)."""
+def require_plugin_model(name: str, plugin: str, needed: str) -> Any:
+    """The spec of ``name``, which must come from the first-party plugin ``plugin`` (``zoo-PLUGIN``, whose builder
+    and metadata the benchmark uses; ``needed`` says what it needs, for the message)."""
     import zoo
 
-    if not zoo.list_models(plugin="torchvision"):
-        fail("the benchmarks need the zoo-torchvision plugin, and no model of it is registered: "
-             "pip install -e plugins/zoo-torchvision ('zoo plugins' shows what is loaded)")
+    if not zoo.list_models(plugin=plugin):
+        fail(f"the benchmark needs the zoo-{plugin} plugin, and no model of it is registered: "
+             f"pip install -e plugins/zoo-{plugin} ('zoo plugins' shows what is loaded)")
     try:
         spec = zoo.get_spec(name)
     except zoo.ZooError as error:
         fail(f"model {name!r}: {error}")
-    if "torchvision" not in spec.extra:
-        fail(f"model {name!r} comes from plugin {spec.plugin!r}; the benchmarks need a zoo-torchvision classifier "
-             f"(they build the same network in PyTorch)")
+    if plugin not in spec.extra:
+        fail(f"model {name!r} comes from plugin {spec.plugin!r}; the benchmark needs {needed}")
     return spec
+
+
+def require_torchvision_model(name: str) -> Any:
+    """The spec of ``name``, which must be a zoo-torchvision classifier (its builder and metadata are used)."""
+    return require_plugin_model(name, "torchvision", "a zoo-torchvision classifier (it builds the same network "
+                                                     "in PyTorch)")
 
 
 def build_torchvision(spec: Any) -> Any:

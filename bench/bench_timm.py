@@ -31,28 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Row, fail, header, measure, notes, require, results_table, write_json
+from _common import Row, fail, header, measure, notes, require, require_plugin_model, results_table, write_json
 
 MODELS = ("timm/resnet50.a1_in1k", "timm/vit_small_patch16_224.augreg_in21k_ft_in1k",
           "timm/convnext_tiny.in12k_ft_in1k")
 #: Calls per case in a row; the first of each is not timed (see ``_common.measure``).
 BLOCK = 5
-
-
-def require_timm_model(name: str):
-    """The spec of ``name``, which must be a zoo-timm model (its network is built by the plugin)."""
-    import zoo
-
-    if not zoo.list_models(plugin="timm"):
-        fail("this benchmark needs the zoo-timm plugin, and no model of it is registered: "
-             "pip install -e plugins/zoo-timm ('zoo plugins' shows what is loaded)")
-    try:
-        spec = zoo.get_spec(name)
-    except zoo.ZooError as error:
-        fail(f"model {name!r}: {error}")
-    if "timm" not in spec.extra:
-        fail(f"model {name!r} comes from plugin {spec.plugin!r}; this benchmark needs a zoo-timm model")
-    return spec
 
 
 def random_timm_weights(spec, folder: Path):
@@ -102,7 +86,7 @@ def main() -> None:
         os.environ["ZOO_CACHE_DIR"] = str(Path(tmp) / "cache")
         os.environ["ZOO_OFFLINE"] = "1"
         for name in args.models:
-            spec = require_timm_model(name)
+            spec = require_plugin_model(name, "timm", "a zoo-timm model (the plugin builds its network)")
             started = time.perf_counter()
             weights, net = random_timm_weights(spec, Path(tmp))
             model = zoo.get(name, weights=weights, threads=args.threads)

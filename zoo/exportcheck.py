@@ -14,6 +14,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -98,6 +99,13 @@ def check(spec: ModelSpec, workdir: Path, *, samples: int = 2, opencv: bool = Tr
     else:
         found.update(opencv="agrees")
     return found
+
+
+def print_row(check: Callable[[str, Path], dict[str, Any]], name: str) -> None:
+    """What ``SCRIPT --one NAME`` does for :func:`check_in_child`: ``check(name, folder)`` in a temporary folder, its
+    row printed as the last line of output."""
+    with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
+        print(json.dumps(check(name, Path(folder))), flush=True)
 
 
 def check_in_child(script: str | Path, name: str, timeout: float | None = None) -> dict[str, Any]:

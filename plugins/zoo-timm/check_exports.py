@@ -364,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: check one spec, print its row
     args = parser.parse_args(argv)
     if args.one:
-        with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
-            print(json.dumps(check(args.one, Path(folder))), flush=True)
+        exportcheck.print_row(check, args.one)
         return 0
     archs = architectures()
     rows = exportcheck.load(args.results)

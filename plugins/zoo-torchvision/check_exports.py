@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: check one model, print its row
     args = parser.parse_args(argv)
     if args.one:
-        with tempfile.TemporaryDirectory(prefix="zoo-check-") as folder:
-            print(json.dumps(check(args.one, Path(folder))), flush=True)
+        exportcheck.print_row(check, args.one)
         return 0
     variants = representatives()
     if args.runtimes:
