@@ -430,6 +430,18 @@ def record_optimized(target: Path, saved: Path | None = None) -> None:
         _write_metadata(folder, metadata)
 
 
+def record(folder: Path, section: str, key: str, value: Any) -> None:
+    """Record ``value`` under ``section`` and ``key`` in the metadata of ``folder`` (an entry, or a file's folder):
+    what was measured of it on this machine (a precision's check, a tuning). Nothing in a read-only cache."""
+    try:
+        with locked(folder / METADATA_FILE, what=f"the metadata of {folder}"):
+            metadata = read_metadata(folder) if (folder / METADATA_FILE).exists() else {}
+            metadata.setdefault(section, {})[key] = value
+            _write_metadata(folder, metadata)
+    except OSError as error:  # NotWritableError too: measured again next time
+        log.info("not recorded in %s (%s)", folder, error)
+
+
 def file_folder_of(sha256: str) -> Path:
     """The cache folder of an ONNX file used in place whose sha256 is ``sha256`` (a file that changes gets another):
     it holds the file's optimised graph (not created by this call)."""

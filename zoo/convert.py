@@ -42,7 +42,7 @@ from zoo import cache, onnxmeta, quantize
 from zoo._log import notice
 from zoo._version import __version__, installed_versions
 from zoo.errors import AmbiguousModelError, DownloadError, ExportError, NotWritableError, UsageError, WeightsError
-from zoo.spec import Artifact, HubFile, ModelSpec, callable_name
+from zoo.spec import PRECISIONS, Artifact, HubFile, ModelSpec, callable_name
 from zoo.weights import RANDOM, WeightsSource
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ class BuildOptions:
 
     ``weights`` is a weights variant's tag or name, a checkpoint, a URL (with ``sha256``), an
     :class:`~zoo.spec.Artifact` or ``"random"``; ``labels`` the classes of a checkpoint fine-tuned for
-    others; ``opset``, ``exporter`` and ``simplify`` choose the export; ``precision`` is ``fp32`` or ``int8``.
+    others; ``opset``, ``exporter`` and ``simplify`` choose the export; ``precision`` is one of
+    :data:`zoo.spec.PRECISIONS` (``int8`` builds a quantized file; ``bf16`` and ``fp16`` run the float32 one).
     """
 
     weights: str | os.PathLike[str] | Artifact | None = None
@@ -78,7 +79,14 @@ class BuildOptions:
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, str):
             object.__setattr__(self, "labels", tuple(self.labels))
-        quantize.check_precision(self.precision)
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+    @property
+    def file_precision(self) -> str:
+        """The precision of the file that is built: ``int8`` (quantized), else ``fp32`` (bf16 and fp16 are the
+        float32 file, run in that precision)."""
+        return "int8" if self.precision == "int8" else "fp32"
 
     @property
     def chosen(self) -> list[str]:
@@ -99,11 +107,17 @@ class Converted:
     file_folder: Path | None = None
 
     @property
+    def record_folder(self) -> Path | None:
+        """The cache folder that keeps what is made and measured of the file on this machine (optimised graphs,
+        checks of a precision, tunings): the entry, or a file's folder (None: none)."""
+        return self.file_folder if self.in_place else self.path.parent
+
+    @property
     def optimized(self) -> tuple[str, Path] | None:
         """The file's sha256 and the folder where onnxruntime's optimised graph of it is kept (an entry's own), or
         None where none is (a model with external data, a file with no cache folder)."""
         files = self.metadata.get("files", {})
-        folder = self.file_folder if self.in_place else self.path.parent
+        folder = self.record_folder
         return (files[self.path.name]["sha256"], folder) if list(files) == [self.path.name] and folder else None
 
 

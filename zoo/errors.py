@@ -164,6 +164,13 @@ class QuantizationError(ExportError):
     report: dict | None = None
 
 
+class PrecisionError(ZooError, ValueError):
+    """A reduced precision (bf16, fp16, int8 on another runtime) whose results disagree with float32's beyond the
+    task's limits (:mod:`zoo.gate`). Its figures are in ``report``."""
+
+    report: dict | None = None
+
+
 class WeightsError(ZooError, ValueError):
     """Weights are missing, unsafe to load (a pickle that is not plain tensors) or not a checkpoint."""
 
@@ -180,3 +187,9 @@ class UsageError(ZooError, ValueError):
 
 class ZooInputError(ZooError, ValueError):
     """An image (or other input) cannot be used: missing, not an image, damaged, or of the wrong shape."""
+
+
+def last_line(error: BaseException) -> str:
+    """The last line of an error's message (onnxruntime's carry C++ stack lines), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__

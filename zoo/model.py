@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo import cache, images, onnxfile, onnxmeta
+from zoo import cache, gate, images, onnxfile, onnxmeta, quantize, tune
 from zoo import weights as weights_module
 from zoo._fields import check_count
 from zoo.convert import BuildOptions, Converted, convert, exported_elsewhere, make_key, pin_hub_file, plan
@@ -42,7 +42,7 @@ class Model:
 
     def __init__(self, spec: ModelSpec, converted: Converted, *, runtime: str = "onnxruntime",
                  providers: list[str] | None = None, threads: int | None = None, batch_size: int = 8,
-                 task: Task | None = None) -> None:
+                 task: Task | None = None, precision: str = "fp32") -> None:
         check_count("batch_size", batch_size)
         check_count("threads", threads, optional=True)
         if spec.labels_from is not None:  # read now that they are needed (the model file's: now that it is here)
@@ -61,9 +61,11 @@ class Model:
         self.metadata: dict[str, Any] = converted.metadata
         sha256, folder = converted.optimized or (None, None)
         self.session: Session = open_session(self.path, runtime, spec.outputs, providers=providers, threads=threads,
-                                             keep_optimized=sha256, optimized_in=folder)
+                                             keep_optimized=sha256, optimized_in=folder, precision=precision)
         self.feeds = self._check_graph()
         self.batch_size = batch_size
+        #: The runtime's thread count (None: its own).
+        self.threads = threads
 
     def _check_graph(self) -> dict[str, str]:
         """Graph input name -> source; :class:`SpecError` unless the ONNX file takes and returns what the spec says."""
@@ -100,6 +102,11 @@ class Model:
     @property
     def runtime(self) -> str:
         return self.session.name
+
+    @property
+    def precision(self) -> str:
+        """The precision it runs in: ``fp32``, ``bf16``, ``fp16`` or ``int8``."""
+        return self.session.precision
 
     def transform(self, x: Any, *, channels: str = "RGB") -> tuple[np.ndarray, list[Geometry]]:
         """The input batch for one image or a list of them, and each image's :class:`~zoo.geometry.Geometry`.
@@ -181,7 +188,8 @@ class Model:
         return postprocess(self.spec, self.task, outputs, geometries, options)
 
     def __repr__(self) -> str:
-        return f"<zoo.Model {self.spec.name} on {self.runtime} {self.path}>"
+        precision = f" in {self.precision}" if self.precision != "fp32" else ""
+        return f"<zoo.Model {self.spec.name} on {self.runtime}{precision} {self.path}>"
 
 
 class Pipeline:
@@ -265,8 +273,12 @@ def get(name: str | os.PathLike[str] | ModelSpec, *, weights: str | os.PathLike[
     checkpoint fine-tuned for others (the model is built with that many). ``opset`` and
     ``exporter`` (``"torchscript"`` or ``"dynamo"``) choose the export; ``precision="int8"``
     quantizes the float32 model, checked against it on held photos (see :mod:`zoo.quantize`;
-    the figures are in ``model.metadata["int8"]``); ``runtime`` is
-    ``"onnxruntime"`` (``providers`` and ``threads`` configure it) or ``"opencv"``;
+    the figures are in ``model.metadata["int8"]``); ``"bf16"`` and ``"fp16"`` run the float32
+    model in that precision on OpenVINO, checked the same way once a machine (:mod:`zoo.gate`;
+    the figures are in ``model.metadata["checks"]``). ``runtime`` is ``"onnxruntime"``
+    (``providers`` and ``threads`` configure it), ``"opencv"``, ``"openvino"``, or ``"auto"``: the
+    fastest runtime and precision that pass the check on this machine, measured once and
+    remembered (:mod:`zoo.tune`; ``precision`` other than ``fp32`` narrows the choice to it).
     ``batch_size`` is how many images ``predict`` runs at once.
 
     A pipeline (a spec with ``requires``) is returned as a :class:`Pipeline` whose
@@ -292,9 +304,16 @@ def open_model(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | N
     build = build if build is not None else BuildOptions()
     check_count("batch_size", batch_size)
     check_count("threads", threads, optional=True)
-    check_runtime(runtime, providers)  # before anything is fetched or exported
     registry = registry if registry is not None else default_registry()
-    session = {"runtime": runtime, "providers": providers, "threads": threads, "batch_size": batch_size}
+    if runtime == tune.AUTO and not _names_pipeline(name, registry):  # a pipeline's models are tuned each
+        opening = {"providers": providers, "threads": threads, "batch_size": batch_size, "task": task,
+                   "preprocess": preprocess, "registry": registry}
+        choice = tuned(name, build, **opening)["choice"]
+        runtime, build = choice["runtime"], dataclasses.replace(build, precision=choice["precision"])
+    if runtime != tune.AUTO:
+        check_runtime(runtime, providers, build.precision)  # before anything is fetched or exported
+    session = {"runtime": runtime, "providers": providers, "threads": threads, "batch_size": batch_size,
+               "precision": build.precision}
     if onnxfile.is_file(name):
         return _open_built(*_describe_file(name, build, registry, task=task, preprocess=preprocess),  # type: ignore[arg-type]
                            registry, **session)
@@ -315,8 +334,7 @@ def open_model(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | N
         folder = converted.path.parent
         with cache.reading(folder):  # `zoo cache rm` in another process waits until the session is open
             if cache.read_entry(folder) is not None:
-                return Model(spec, converted, runtime=runtime, providers=providers, threads=threads,
-                             batch_size=batch_size, task=registry.task(spec.task))
+                return _checked(Model(spec, converted, task=registry.task(spec.task), **session))
         log.warning("%s was removed from the cache by another process as it was being opened; building it again",
                     spec.name)
     raise CacheError(f"{spec.name} was removed from the cache three times as it was being opened; stop the process "
@@ -414,7 +432,7 @@ def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: 
 def _check_built_already(what: str, build: BuildOptions, *, labels: bool) -> None:
     """:class:`UsageError` where ``build`` chooses how to build a model that is built already (a file, an entry);
     ``labels``: whether labels may still be given."""
-    chosen = [o for o in build.chosen if not (labels and o == "labels")] + ["precision"] * (build.precision != "fp32")
+    chosen = [o for o in build.chosen if not (labels and o == "labels")] + ["precision"] * (build.file_precision != "fp32")
     if chosen:
         raise UsageError(f"{what}, built already: {', '.join(chosen)} cannot apply to it (give a model's name to "
                          f"build one)")
@@ -458,7 +476,76 @@ def _open_built(spec: ModelSpec, converted: Converted, registry: Registry, **ses
         if not converted.in_place and cache.read_entry(folder) is None:  # type: ignore[arg-type]
             raise CacheError(f"{spec.name} ({folder}) was removed from the cache as it was being opened; open it "
                              f"again")
-        return Model(spec, converted, task=registry.task(spec.task), **session)
+        return _checked(Model(spec, converted, task=registry.task(spec.task), **session))
+
+
+def _names_pipeline(name: object, registry: Registry) -> bool:
+    if isinstance(name, ModelSpec):
+        return name.is_pipeline
+    return (isinstance(name, str) and not onnxfile.is_file(name) and not cache.ENTRY.fullmatch(name.strip())
+            and name in registry and registry.get(name).is_pipeline)
+
+
+def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None = None, *, again: bool = False,
+          **opening: Any) -> dict[str, Any]:
+    """The tuning of ``name`` on this machine (:mod:`zoo.tune`): the record in its float32 entry, or measured now
+    (and recorded) where there is none or ``again``. ``build`` as :func:`open_model` takes it; a precision other
+    than ``fp32`` narrows the choice to it. ``opening``: :func:`open_model`'s other keywords."""
+    build = build if build is not None else BuildOptions()
+    narrowed = None if build.precision == "fp32" else build.precision
+    reference = open_model(name, dataclasses.replace(build, precision="fp32"), runtime="onnxruntime", **opening)
+    if isinstance(reference, Pipeline):
+        raise UsageError(f"{reference.spec.name!r} is a pipeline: tune each of its models "
+                         f"({', '.join(reference.spec.requires)}); runtime='auto' does so as it opens them")
+    folder, key = reference.converted.record_folder, tune.key(narrowed)
+    record = None
+    if not again and folder is not None:
+        with contextlib.suppress(OSError, ValueError):
+            record = cache.read_metadata(folder).get("tuned", {}).get(key)
+    if record is None:
+        def open_candidate(runtime: str, precision: str) -> Model | Pipeline:
+            if (runtime, precision) == tune.REFERENCE:
+                return reference
+            return open_model(name, dataclasses.replace(build, precision=precision), runtime=runtime, **opening)
+
+        record = tune.tune(reference.spec.name, open_candidate, precision=narrowed)
+        if folder is not None:
+            cache.record(folder, "tuned", key, record)
+    return record
+
+
+def _checked(model: Model) -> Model:
+    """``model``, once its precision on its runtime has passed the agreement gate on this machine (:mod:`zoo.gate`;
+    measured once, recorded in the entry); :class:`~zoo.errors.PrecisionError` with the figures otherwise."""
+    runtime, precision = model.runtime, model.precision
+    if not gate.needs_check(runtime, precision):
+        return model
+    key = f"{runtime}/{precision}/{gate.machine_key()}"
+    folder = model.converted.record_folder
+    record = None
+    with contextlib.suppress(OSError, ValueError):
+        record = cache.read_metadata(folder).get("checks", {}).get(key) if folder is not None else None
+    if record is None:
+        reference = Model(model.spec, _float32_of(model), task=model.task, threads=model.threads)
+        record = gate.check(model.spec, model.task, model, reference, runtime=runtime, precision=precision,
+                            images=quantize.photos(model.spec).held, options=model.options)
+        if folder is not None:
+            cache.record(folder, "checks", key, record)
+    model.metadata = {**model.metadata, "checks": {**model.metadata.get("checks", {}), key: record}}
+    gate.refuse(model.spec, record)
+    return model
+
+
+def _float32_of(model: Model) -> Converted:
+    """The float32 file that ``model``'s results are checked against: its own, or an int8 entry's source entry."""
+    if model.precision != "int8":
+        return dataclasses.replace(model.converted, in_place=True, file_folder=None)  # no optimised graph saved
+    folder = cache.entry_dir(model.spec.name, model.metadata.get("source_entry", ""))
+    metadata = cache.read_entry(folder)
+    if metadata is None:
+        raise CacheError(f"the float32 entry {model.spec.name}/{model.metadata.get('source_entry')} that this int8 "
+                         f"model was made from is not in the cache: 'zoo pull {model.spec.name}' builds it again")
+    return Converted(path=folder / cache.MODEL_FILE, metadata=metadata, in_place=True)
 
 
 def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registry: Registry | None = None,
@@ -499,7 +586,7 @@ def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> 
     info = registry.plugin_manager.infos.get(spec.plugin)
     return spec, source, {"prebuilt": prebuilt, "exporter": build.exporter, "opset": build.opset,
                           "simplify": build.simplify, "plugin_version": info.version if info else None,
-                          "precision": build.precision}
+                          "precision": build.file_precision}
 
 
 def _with_own_weights(spec: ModelSpec, weights: str) -> ModelSpec:

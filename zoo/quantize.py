@@ -37,6 +37,7 @@ import numpy as np
 from zoo._version import installed_version
 from zoo.errors import QuantizationError, UsageError
 from zoo.spec import ModelSpec, Photos, callable_name
+from zoo.tasks.classification import score_agreement
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,11 @@ def reduced_range(flags: str | None = None) -> bool:
     """Whether int8 weights should use 7 bits here: on an x86 CPU without VNNI, the u8s8 instructions
     onnxruntime falls back to add pairs of products in 16 bits, which saturate at full range.
 
-    ``flags`` is the CPU's feature flags (from :func:`zoo.runtime.cpu_signature` when None); an
+    ``flags`` is the CPU's feature flags (from :func:`zoo._cpu.cpu_signature` when None); an
     x86 CPU whose flags cannot be read is taken to lack VNNI.
     """
     if flags is None:
-        from zoo.runtime import cpu_signature
+        from zoo._cpu import cpu_signature
 
         if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
             return False
@@ -229,10 +230,11 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
     """Quantize ``source`` into ``target`` with ``settings`` and measure the result, refusing nothing.
 
     The report: the nodes kept in float, how many images calibrated and checked it and their
-    fingerprint (:meth:`Photos.fingerprint`), the seconds it took, :func:`agreement`'s figures on
+    fingerprint (:meth:`Photos.fingerprint`), the seconds it took, :func:`score_agreement`'s figures on
     the held images, and :func:`speed`'s figures for one image on this machine.
     """
-    from zoo.runtime import OnnxRuntimeSession, last_line
+    from zoo.errors import last_line
+    from zoo.runtime import OnnxRuntimeSession
 
     made = photos(spec)
     started = time.perf_counter()
@@ -253,7 +255,7 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
                                 f"({last_line(error)}); use precision 'fp32'") from error
     return {"excluded": excluded, "calibration_images": len(made.calibration), "held_images": len(held),
             "calibration_fingerprint": made.fingerprint(), "seconds": round(seconds, 3),
-            **agreement(outputs["fp32"], outputs["int8"]), **timed}
+            **score_agreement(outputs["fp32"], outputs["int8"]), **timed}
 
 
 def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, target: Path,
@@ -286,21 +288,6 @@ def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, targe
         nodes_to_exclude=excluded, op_types_to_quantize=settings["ops"] or None,
         calibrate_method=getattr(CalibrationMethod, settings["method"]))
     return inputs[0], excluded
-
-
-def agreement(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
-    """How far int8 outputs ``(N, classes)`` are from float32's, relative to the range of float32's
-    outputs (all rows: a row of compressed scores would make a small change look large): the
-    fraction of rows with the same top class, the largest absolute difference, and the largest
-    float32 margin between the top two classes among the rows whose top class changed (0 if
-    none: how near a tie the disagreements were)."""
-    fp32, int8 = fp32.reshape(len(fp32), -1), int8.reshape(len(int8), -1)
-    spread = max(float(fp32.max() - fp32.min()), float(np.finfo(np.float32).tiny))
-    changed = fp32.argmax(axis=1) != int8.argmax(axis=1)
-    top_two = np.sort(fp32[changed], axis=1)[:, -2:] if fp32.shape[1] > 1 else np.zeros((0, 2))
-    return {"agreement": round(1 - float(np.mean(changed)), 4),
-            "max_difference": round(float(np.abs(fp32 - int8).max()) / spread, 4),
-            "flipped_margin": round(float(np.max(top_two[:, 1] - top_two[:, 0], initial=0.0)) / spread, 4)}
 
 
 def interleaved_ms(runs: Mapping[str, Callable[[], object]], blocks: int = BLOCKS,

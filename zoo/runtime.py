@@ -1,20 +1,19 @@
-"""Running an ONNX file: onnxruntime or OpenCV DNN behind one small interface.
+"""Running an ONNX file: onnxruntime, OpenCV DNN or OpenVINO behind one small interface.
 
 A session takes the inputs by name (a preprocessed image batch, and whatever else the
 graph takes) and returns the raw outputs by name.
 onnxruntime is the default (CUDA used when onnxruntime has it, thread count configurable);
-OpenCV's DNN module is the alternative that OpenCV-only deployments use.
+OpenCV's DNN module is the alternative that OpenCV-only deployments use; OpenVINO
+(:mod:`zoo.runtime_openvino`) runs float32 models in bf16 or fp16 where the hardware has them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
 import os
-import platform
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from zoo import cache
+from zoo._cpu import cpu_signature
 from zoo._files import temporary_name
-from zoo.errors import UsageError, ZooError, ZooInputError
-from zoo.spec import RUNTIMES
+from zoo.errors import UsageError, ZooError, ZooInputError, last_line
+from zoo.spec import PRECISIONS, RUNTIMES
 
 if TYPE_CHECKING:
     from zoo.geometry import Geometry
@@ -45,6 +45,8 @@ class Session(Protocol):
     """What a runtime provides to :class:`zoo.Model`."""
 
     name: str
+    #: The precision it runs in (one of :data:`zoo.spec.PRECISIONS`).
+    precision: str
     #: The graph's inputs: name -> shape (an int per fixed axis, a name or None per dynamic one).
     inputs: dict[str, list[int | str | None]]
     #: The graph's inputs: name -> numpy dtype of its elements.
@@ -67,8 +69,12 @@ class OnnxRuntimeSession:
     name = "onnxruntime"
 
     def __init__(self, path: Path, *, providers: list[str] | None = None, threads: int | None = None,
-                 keep_optimized: str | None = None, optimized_in: Path | None = None) -> None:
+                 keep_optimized: str | None = None, optimized_in: Path | None = None,
+                 precision: str = "fp32") -> None:
         import onnxruntime
+
+        #: ``fp32``, or ``int8`` for a quantized file (onnxruntime runs a file in the precision it holds).
+        self.precision = precision
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are for model authors, in colour on stderr
@@ -156,30 +162,12 @@ class OnnxRuntimeSession:
         return dict(zip(self.outputs, self.session.run(None, feeds)))
 
 
-def last_line(error: BaseException) -> str:
-    """The last line of an error's message (onnxruntime's carry C++ stack lines), or its type's name."""
-    text = str(error).strip()
-    return text.splitlines()[-1] if text else type(error).__name__
-
-
 def optimized_name(model: str, version: str, providers: Sequence[str]) -> str:
     """The file name of a model's saved optimised graph: it depends on the model (``model``: its
     sha256), onnxruntime's version, the execution providers and the CPU (the graph may use
     kernels of this CPU, such as NCHWc layouts)."""
     what = {"model": model, "onnxruntime": version, "providers": list(providers), "cpu": cpu_signature()}
     return f"{cache.OPTIMIZED_PREFIX}{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}.onnx"
-
-
-@functools.cache
-def cpu_signature() -> str:
-    """The CPU's model name and feature flags (``/proc/cpuinfo``), else what :mod:`platform` says."""
-    with contextlib.suppress(OSError):
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
-        found = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)
-                 if key.strip() in ("model name", "flags", "Features", "CPU part")}
-        if found:
-            return json.dumps(found, sort_keys=True)
-    return f"{platform.machine()} {platform.processor()}"
 
 
 class OpenCvSession:
@@ -191,8 +179,11 @@ class OpenCvSession:
 
     name = "opencv"
 
-    def __init__(self, path: Path, output_names: tuple[str, ...], *, threads: int | None = None) -> None:
+    def __init__(self, path: Path, output_names: tuple[str, ...], *, threads: int | None = None,
+                 precision: str = "fp32") -> None:
         import cv2
+
+        self.precision = precision
 
         #: OpenCV's thread count while this network runs (None: the process's); see :func:`_opencv_threads`.
         self.threads = threads
@@ -286,32 +277,50 @@ def signature(graph: Any) -> tuple[dict[str, list[int | str | None]], list[str]]
 
 def open_session(path: Path, runtime: str, output_names: tuple[str, ...], *, providers: list[str] | None = None,
                  threads: int | None = None, keep_optimized: str | None = None,
-                 optimized_in: Path | None = None) -> Session:
-    """A session of ``runtime`` (one of :data:`RUNTIMES`) on the model at ``path``.
+                 optimized_in: Path | None = None, precision: str = "fp32") -> Session:
+    """A session of ``runtime`` (one of :data:`RUNTIMES`) on the model at ``path``, in ``precision`` (``int8`` for
+    a quantized file; ``bf16`` and ``fp16`` on OpenVINO).
 
-    ``keep_optimized`` (the model's sha256): onnxruntime's optimised graph is saved in the
-    cache folder ``optimized_in`` (default: the model's own, an entry's) and opened instead of
-    the model next time.
+    ``keep_optimized`` (the model's sha256): onnxruntime's optimised graph, or OpenVINO's compiled model,
+    is saved in the cache folder ``optimized_in`` (default: the model's own, an entry's) and opened
+    instead of the model next time.
     """
-    check_runtime(runtime, providers)
+    check_runtime(runtime, providers, precision)
     if runtime == "opencv":
-        return OpenCvSession(path, output_names, threads=threads)
+        return OpenCvSession(path, output_names, threads=threads, precision=precision)
+    if runtime == "openvino":
+        from zoo.runtime_openvino import OpenVinoSession
+
+        return OpenVinoSession(path, output_names, precision=precision, threads=threads,
+                               keep_compiled=keep_optimized, compiled_in=optimized_in)
     return OnnxRuntimeSession(path, providers=providers, threads=threads, keep_optimized=keep_optimized,
-                              optimized_in=optimized_in)
+                              optimized_in=optimized_in, precision=precision)
 
 
-def check_runtime(runtime: str, providers: Sequence[str] | None = None) -> None:
-    """:class:`UsageError` unless ``runtime`` is one of :data:`RUNTIMES` and each of ``providers`` is an
-    execution provider of this onnxruntime (providers go with onnxruntime only).
+def check_runtime(runtime: str, providers: Sequence[str] | None = None, precision: str = "fp32") -> None:
+    """:class:`UsageError` unless ``runtime`` is one of :data:`RUNTIMES`, runs ``precision`` (bf16 and fp16:
+    OpenVINO, on hardware that has them) and each of ``providers`` is an execution provider of this
+    onnxruntime (providers go with onnxruntime only).
 
     :func:`zoo.get` checks before anything is fetched or exported; sessions check as they open.
     """
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision in ("bf16", "fp16") and runtime != "openvino":
+        raise UsageError(f"precision {precision!r} runs on OpenVINO (runtime='openvino', --runtime openvino): "
+                         f"{'onnxruntime' if runtime == 'onnxruntime' else 'OpenCV DNN'} runs a float32 model in "
+                         f"float32")
+    if runtime == "openvino":
+        from zoo.runtime_openvino import check_precision
+
+        check_precision(precision)
     if not providers:
         return
     if runtime != "onnxruntime":
-        raise UsageError("providers= selects onnxruntime execution providers; OpenCV DNN has none")
+        raise UsageError(f"providers= selects onnxruntime execution providers; "
+                         f"{'OpenCV DNN' if runtime == 'opencv' else 'OpenVINO'} has none")
     import onnxruntime
 
     available = onnxruntime.get_available_providers()

@@ -256,7 +256,11 @@ class HubFile:
 #: ``probabilities`` (used as they are).
 SCORES = ("logits", "probabilities")
 #: The runtimes a model can be opened with (:func:`zoo.get`'s ``runtime``).
-RUNTIMES = ("onnxruntime", "opencv")
+RUNTIMES = ("onnxruntime", "opencv", "openvino")
+#: The precisions a model can run in (:func:`zoo.get`'s ``precision``): ``int8`` is a quantized file
+#: (:mod:`zoo.quantize`), ``bf16`` and ``fp16`` the float32 file run by OpenVINO in that precision;
+#: each reduced one is checked against float32 before it is used (:mod:`zoo.gate`).
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 def callable_name(fn: Any) -> str | None:

@@ -79,6 +79,19 @@ class Task:
     ``AssertionError`` saying how they differ; its keyword-only parameters are the
     tolerances it takes (such as ``score_tolerance``), each with its default. ``check_decode(decode)`` validates a spec's
     ``decode`` table and returns it normalised (``SpecError`` naming the key otherwise).
+
+    ``agreement(want, got, **keywords)`` measures how far a reduced precision's results (bf16,
+    fp16, int8) are from float32's on held images, for the gate a reduced precision passes before
+    it is used: ``want`` and ``got`` are lists of results, one per held image, float32's and the
+    reduced precision's. Like postprocessing, it declares the parameters it takes and is called
+    with them by name: ``want`` and ``got``; ``want_outputs`` and ``got_outputs``, the lists of
+    each image's raw outputs by name (each with a batch axis of 1); ``spec``; and any other
+    keyword-only parameter is one of the model's predict options (``score_threshold``), its
+    default the option's. It returns figures, at least ``agreement`` (a fraction from 0 to 1, the
+    primary figure, held against the limit ``min_agreement``), ``max_difference`` (the largest
+    change, held against ``max_difference``) and ``compared`` (how many things were compared:
+    detections, pixels, images; 0 means the comparison proves nothing). ``limits`` are the task's
+    default ``min_agreement`` and ``max_difference``.
     """
 
     name: str
@@ -88,12 +101,15 @@ class Task:
     summary: str = ""
     compare: Callable[..., dict[str, float]] | None = None  # (want, got, spec, **tolerances)
     check_decode: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    agreement: Callable[..., dict[str, float]] | None = None  # (want, got, **keywords)
+    limits: Mapping[str, float] = field(default_factory=dict)  # min_agreement, max_difference
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not TASK_PATTERN.fullmatch(self.name):
             raise SpecError("name", f"a task's name is lowercase words joined by '-', got {self.name!r}")
         check_postprocess(self.postprocess)
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
 
 
 def require(condition: Any, message: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -131,3 +131,45 @@ def compare(want: Classification, got: Classification, spec: ModelSpec, *,
     tolerance = spec.atol + spec.rtol if score_tolerance is None else score_tolerance
     require(difference <= tolerance, f"top probability {got.score:.6g} instead of {want.score:.6g}")
     return {"top1_agreement": 1.0, "max_abs": difference}
+
+
+# -- agreement of a reduced precision ----------------------------------------------------------
+
+
+def score_agreement(want: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """How far a reduced precision's class scores ``got`` ``(N, classes)`` are from float32's ``want``, relative
+    to the range of ``want``'s scores (all rows: a row of compressed scores would make a small change look
+    large): ``agreement``, the fraction of rows with the same top class; ``max_difference``, the largest
+    absolute difference; ``flipped_margin``, the largest float32 margin between the top two classes among
+    the rows whose top class changed (0 if none: how near a tie the disagreements were); ``compared``, the
+    rows. ``ValueError`` unless the arrays hold as many scores in as many rows."""
+    import numpy as np
+
+    want, got = np.asarray(want), np.asarray(got)
+    want, got = want.reshape(len(want), -1), got.reshape(len(got), -1)
+    if want.shape != got.shape:
+        raise ValueError(f"class scores of shape {got.shape} to compare with {want.shape}")
+    if not len(want):
+        return {"agreement": 1.0, "max_difference": 0.0, "flipped_margin": 0.0, "compared": 0}
+    spread = max(float(want.max() - want.min()), float(np.finfo(np.float32).tiny))
+    changed = want.argmax(axis=1) != got.argmax(axis=1)
+    top_two = np.sort(want[changed], axis=1)[:, -2:] if want.shape[1] > 1 else np.zeros((0, 2))
+    return {"agreement": round(1 - float(np.mean(changed)), 4),
+            "max_difference": round(float(np.abs(want - got).max()) / spread, 4),
+            "flipped_margin": round(float(np.max(top_two[:, 1] - top_two[:, 0], initial=0.0)) / spread, 4),
+            "compared": len(want)}
+
+
+def agreement(want_outputs: Sequence[Mapping[str, np.ndarray]], got_outputs: Sequence[Mapping[str, np.ndarray]],
+              spec: ModelSpec) -> dict[str, float]:
+    """:func:`score_agreement` of the class scores (:func:`class_scores`) of float32's raw outputs
+    (``want_outputs``) and a reduced precision's (``got_outputs``), one mapping of outputs by name per held
+    image, each with a batch axis of 1. ``ValueError`` unless the lists are of the same length."""
+    import numpy as np
+
+    if len(want_outputs) != len(got_outputs):
+        raise ValueError(f"{len(got_outputs)} outputs to compare with {len(want_outputs)}: give one of each per image")
+    if not want_outputs:
+        return score_agreement(np.zeros((0, 1)), np.zeros((0, 1)))
+    return score_agreement(*(np.concatenate([class_scores(spec, outputs) for outputs in listed])
+                             for listed in (want_outputs, got_outputs)))

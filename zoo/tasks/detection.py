@@ -46,7 +46,7 @@ from zoo.tasks.decode import (
 )
 
 __all__ = ["ACTIVATIONS", "BOX_FORMATS", "MATRIX_LIMIT", "NMS_PLACES", "OPTIONS", "Decode", "Detection", "Detections",
-           "batched_nms", "box_iou", "candidates", "check_decode", "check_decode_with_extras", "compare",
+           "agreement", "batched_nms", "box_iou", "candidates", "check_decode", "check_decode_with_extras", "compare",
            "decode_raw", "nms", "pairwise_iou", "postprocess", "to_xyxy"]
 
 if TYPE_CHECKING:
@@ -366,3 +366,52 @@ def compare(want: Detections, got: Detections, spec: ModelSpec | None = None, *,
         unused.discard(ties[0])
         figures["ties"] += 1
     return figures
+
+
+# -- agreement of a reduced precision ----------------------------------------------------------
+
+
+def agreement(want: Sequence[Detections], got: Sequence[Detections], *,
+              score_threshold: float = OPTIONS["score_threshold"], iou: float = 0.95,
+              score_margin: float = 0.05) -> dict[str, float]:
+    """How far a reduced precision's detections (``got``) are from float32's (``want``), one pair per held image.
+
+    In each image, ``want``'s detections, best first, are matched one by one to the unused
+    detection of ``got`` of the same class with the highest box IoU (NaN counted as 0), if that
+    is at least ``iou``. A detection is required when its score is at least ``score_threshold +
+    score_margin``: nearer the threshold, rounding may legitimately keep or drop it. A required
+    detection of ``want`` left unmatched is a miss, one of ``got`` an extra.
+
+    Figures over all images: ``agreement``, 1 - (misses + extras) / (required detections of
+    ``want`` + required unmatched ones of ``got``), 1 when there are none; ``max_difference``,
+    the largest change of score of a matched pair (0 if none); ``min_iou``, the lowest IoU of a
+    matched pair (1 if none); ``compared``, the detections of ``want``; ``misses`` and
+    ``extras``. ``ValueError`` unless the lists are of the same length.
+    """
+    import numpy as np
+
+    if len(want) != len(got):
+        raise ValueError(f"{len(got)} results to compare with {len(want)}: give one of each per image")
+    required_score = score_threshold + score_margin
+    misses = extras = required = compared = 0
+    max_difference, min_iou = 0.0, 1.0
+    for expected, found in zip(want, got):
+        unused = np.ones(len(found), bool)
+        compared += len(expected)
+        for k in range(len(expected)):  # best first
+            candidates = np.flatnonzero(unused & (found.class_ids == expected.class_ids[k]))
+            ious = np.nan_to_num(box_iou(expected.boxes[k], found.boxes[candidates]), nan=0.0)
+            is_required = bool(expected.scores[k] >= required_score)
+            required += is_required
+            if not len(ious) or ious.max() < iou:
+                misses += is_required
+                continue
+            best = int(ious.argmax())
+            unused[candidates[best]] = False
+            max_difference = max(max_difference, abs(float(found.scores[candidates[best]]) - float(expected.scores[k])))
+            min_iou = min(min_iou, float(ious[best]))
+        left = int((unused & (found.scores >= required_score)).sum())
+        extras += left
+        required += left
+    return {"agreement": 1 - (misses + extras) / max(1, required), "max_difference": max_difference,
+            "min_iou": min_iou, "compared": compared, "misses": misses, "extras": extras}

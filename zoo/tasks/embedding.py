@@ -21,7 +21,7 @@ cosine similarity.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -246,3 +246,33 @@ def _shortest(values: Any) -> list[float]:
 
 def _choices(pools: tuple[str, ...]) -> str:
     return ", ".join(repr(p) for p in pools)
+
+
+def agreement(want: Sequence[Embedding], got: Sequence[Embedding]) -> dict[str, float]:
+    """How far a reduced precision's embeddings (``got``) are from float32's (``want``), one pair per held image.
+
+    Figures: ``agreement``, the fraction of images whose ``got`` vector is nearest, by cosine
+    similarity among all the ``want`` vectors, to its own (a tie counts as its own);
+    ``max_difference``, 1 - the lowest cosine similarity of an image's two vectors (0 for no
+    images); ``compared``, the images. A zero vector has similarity 0 with any other vector, 1
+    with another zero vector. ``ValueError`` unless the lists are of the same length and the
+    vectors of the same dimension.
+    """
+    import numpy as np
+
+    if len(want) != len(got):
+        raise ValueError(f"{len(got)} results to compare with {len(want)}: give one of each per image")
+    if not want:
+        return {"agreement": 1.0, "max_difference": 0.0, "compared": 0}
+    dims = {e.dim for e in (*want, *got)}
+    if len(dims) != 1:
+        raise ValueError(f"embeddings of different dimensions to compare: {sorted(dims)}")
+    a = np.stack([e.vector for e in want]).astype(np.float64)
+    b = np.stack([e.vector for e in got]).astype(np.float64)
+    a_norms, b_norms = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    a, b = a / np.where(a_norms == 0, 1, a_norms)[:, None], b / np.where(b_norms == 0, 1, b_norms)[:, None]
+    similarity = np.clip(b @ a.T, -1.0, 1.0)  # a row per got vector, a column per want vector; zero vectors: 0
+    similarity[np.ix_(b_norms == 0, a_norms == 0)] = 1.0  # two zero vectors are alike
+    own = np.diagonal(similarity)
+    return {"agreement": float(np.mean(own >= similarity.max(axis=1))), "max_difference": float(1 - own.min()),
+            "compared": len(want)}

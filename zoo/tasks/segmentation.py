@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -103,3 +103,28 @@ def compare(want: Segmentation, got: Segmentation, spec: ModelSpec | None = None
     agreed = float((want.mask == got.mask).mean())
     require(agreed >= agreement, f"class maps agree on {agreed:.2%} of the pixels")
     return {"pixel_agreement": agreed}
+
+
+def agreement(want: Sequence[Segmentation], got: Sequence[Segmentation]) -> dict[str, float]:
+    """How far a reduced precision's class maps (``got``) are from float32's (``want``), one pair per held image.
+
+    Figures: ``agreement``, the fraction of all the pixels of all the images whose class is the
+    same; ``max_difference``, 1 - the pixel agreement of the image that agrees least (0 for no
+    images); ``compared``, the pixels. ``ValueError`` unless the lists are of the same length and
+    each pair of masks of the same shape.
+    """
+    import numpy as np
+
+    if len(want) != len(got):
+        raise ValueError(f"{len(got)} results to compare with {len(want)}: give one of each per image")
+    agreed = compared = 0
+    worst = 1.0
+    for i, (expected, found) in enumerate(zip(want, got)):
+        if expected.mask.shape != found.mask.shape:
+            raise ValueError(f"image {i}: a mask of shape {found.mask.shape} to compare with {expected.mask.shape}")
+        same = int(np.count_nonzero(expected.mask == found.mask))
+        agreed += same
+        compared += expected.mask.size
+        if expected.mask.size:
+            worst = min(worst, same / expected.mask.size)
+    return {"agreement": agreed / compared if compared else 1.0, "max_difference": 1 - worst, "compared": compared}

@@ -1,0 +1,160 @@
+"""The agreement gate: a reduced precision is used only where its results agree with float32's.
+
+bf16 and fp16 (OpenVINO running the float32 file in that precision) and int8 on a runtime
+other than the one it was checked on as it was built (:mod:`zoo.quantize`) are run beside
+onnxruntime float32 on the spec's held images (the zoo's photos, 64 views, or the plugin's own)
+and compared as the model's task says (its ``agreement``: top-1 and the largest change for a
+classifier, matched boxes and score change for a detector, pixel agreement for a segmenter, the
+nearest vector and cosine for an embedding). Unless the figures are within the task's limits
+(a spec's ``int8`` table may tighten or loosen them), :class:`PrecisionError` refuses it with
+the figures. The figures are recorded in the entry, by runtime, precision and machine, so
+the check is made once a machine; ``zoo info`` shows them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from zoo._log import notice
+from zoo.declared import call_declared
+from zoo.errors import PrecisionError, UsageError
+from zoo.geometry import Geometry
+from zoo.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: Limits of a task that gives none.
+DEFAULT_LIMITS = {"min_agreement": 0.98, "max_difference": 0.25}
+
+
+class Runnable(Protocol):
+    """What the gate runs: a :class:`zoo.Model`."""
+
+    def transform(self, x: Any) -> tuple[np.ndarray, list[Geometry]]: ...
+
+    def run(self, batch: np.ndarray, geometries: list[Geometry] | None = None) -> dict[str, np.ndarray]: ...
+
+    def postprocess(self, outputs: dict[str, np.ndarray], geometries: list[Geometry] | None = None,
+                    **options: Any) -> list[Any]: ...
+
+
+def needs_check(runtime: str, precision: str) -> bool:
+    """Whether ``precision`` on ``runtime`` must pass the gate as a model opens (int8 on onnxruntime passed it as
+    it was built)."""
+    return precision in ("bf16", "fp16") or (precision == "int8" and runtime != "onnxruntime")
+
+
+def machine() -> dict[str, Any]:
+    """What a measurement on this machine depends on: the CPU (model and flags), the GPUs and the runtimes'
+    versions."""
+    from zoo._cpu import cpu_signature
+    from zoo._version import installed_version
+    from zoo.quantize import onnxruntime_version
+
+    return {"cpu": cpu_signature(), "gpus": gpu_names(), "onnxruntime": onnxruntime_version(),
+            "openvino": installed_version("openvino"), "opencv": installed_version("opencv-python-headless",
+                                                                                  "opencv-python")}
+
+
+def machine_key() -> str:
+    """:func:`machine` as 16 hex digits."""
+    return hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def gpu_names() -> list[str]:
+    """The GPUs that OpenVINO (where installed) sees; empty on a machine without one."""
+    try:
+        from zoo.runtime_openvino import core
+
+        found = core()
+        return [str(found.get_property(device, "FULL_DEVICE_NAME")) for device in found.available_devices
+                if device.startswith("GPU")]
+    except Exception:  # noqa: BLE001 - no OpenVINO, or a driver that fails: no GPU to use through it
+        return []
+
+
+def limits(spec: ModelSpec, task_limits: Mapping[str, float] | None) -> dict[str, float]:
+    """The task's limits (or :data:`DEFAULT_LIMITS`), with the spec's ``int8`` table's ``min_agreement`` and
+    ``max_difference`` over them."""
+    merged = {**DEFAULT_LIMITS, **(task_limits or {})}
+    return {key: float(spec.int8.get(key, value)) for key, value in merged.items()}
+
+
+def measure(spec: ModelSpec, agreement: Callable[..., dict[str, float]], want: Runnable, got: Runnable,
+            images: Sequence[np.ndarray], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Run ``want`` (float32) and ``got`` on each of ``images`` and compare them with the task's ``agreement``
+    (called with the parameters it declares among ``want``/``got`` (results), ``want_outputs``/``got_outputs``
+    (each image's raw outputs), ``spec`` and the model's ``options``)."""
+    started = time.perf_counter()
+    runs: dict[str, tuple[list[Any], list[dict[str, np.ndarray]]]] = {"want": ([], []), "got": ([], [])}
+    for image in images:
+        for name, model in (("want", want), ("got", got)):
+            batch, geometries = model.transform(image)
+            outputs = model.run(batch, geometries)
+            runs[name][0].extend(model.postprocess(outputs, geometries, **options))
+            runs[name][1].append({spec.rename_outputs.get(key, key): value for key, value in outputs.items()})
+    available = {"want": runs["want"][0], "got": runs["got"][0], "want_outputs": runs["want"][1],
+                 "got_outputs": runs["got"][1], "spec": spec, "options": dict(options), **options}
+    figures = call_declared(agreement, available, spec, "compare a reduced precision's results")
+    return {**{k: round(float(v), 6) for k, v in figures.items()}, "images": len(images),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def problems(figures: Mapping[str, Any], limit: Mapping[str, float]) -> list[str]:
+    """What in ``figures`` breaks ``limit`` (nothing: it passes)."""
+    found = []
+    if not figures.get("compared"):
+        found.append("float32 gave nothing to compare on the held images (no detections, or no images)")
+    if figures["agreement"] < limit["min_agreement"]:
+        found.append(f"its results agree with float32's on {figures['agreement']:.1%} (at least "
+                     f"{limit['min_agreement']:.1%} wanted)")
+    if figures["max_difference"] > limit["max_difference"]:
+        found.append(f"a result moves by {figures['max_difference']:.3g} (at most {limit['max_difference']:.3g} "
+                     f"allowed)")
+    return found
+
+
+def verdict(spec: ModelSpec, runtime: str, precision: str, figures: Mapping[str, Any],
+            limit: Mapping[str, float]) -> dict[str, Any]:
+    """The record kept in the entry: the figures, the limits, and ``refused`` (the problems, or None)."""
+    found = problems(figures, limit)
+    return {"runtime": runtime, "precision": precision, "machine": machine_key(), **figures, "limits": dict(limit),
+            "refused": "; and ".join(found) or None}
+
+
+def refuse(spec: ModelSpec, record: Mapping[str, Any]) -> None:
+    """:class:`PrecisionError` with the figures where ``record`` (:func:`verdict`) refused the precision."""
+    if record.get("refused"):
+        error = PrecisionError(f"model {spec.name!r} in {record['precision']} on {record['runtime']} is refused: "
+                               f"{record['refused']} ({record['images']} held images). Use precision 'fp32', or "
+                               f"another runtime; 'zoo info' shows the figures")
+        error.report = dict(record)
+        raise error
+
+
+def check_task(spec: ModelSpec, task: Any, precision: str) -> Callable[..., dict[str, float]]:
+    """The task's agreement function, or :class:`UsageError` where the task has none (its results cannot be
+    compared, so no reduced precision can be checked)."""
+    agreement = getattr(task, "agreement", None)
+    if agreement is None:
+        raise UsageError(f"model {spec.name!r} is a {spec.task} model, whose results the zoo cannot compare with "
+                         f"float32's; precision {precision!r} is not available for it: use precision 'fp32'")
+    return agreement
+
+
+def check(spec: ModelSpec, task: Any, model: Runnable, reference: Runnable, *, runtime: str, precision: str,
+          images: Sequence[np.ndarray], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Measure ``model`` (``runtime``, ``precision``) against ``reference`` (onnxruntime float32) and return the
+    record (:func:`verdict`), refusing nothing."""
+    agreement = check_task(spec, task, precision)
+    notice(log, "checking %s in %s on %s against float32 on %d held images; this is done once on this machine",
+           spec.name, precision, runtime, len(images))
+    figures = measure(spec, agreement, reference, model, images, options)
+    return verdict(spec, runtime, precision, figures, limits(spec, getattr(task, "limits", None)))
