@@ -310,8 +310,7 @@ def open_model(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | N
                    "preprocess": preprocess, "registry": registry}
         choice = tuned(name, build, **opening)["choice"]
         runtime, build = choice["runtime"], dataclasses.replace(build, precision=choice["precision"])
-    if runtime != tune.AUTO:
-        check_runtime(runtime, providers, build.precision)  # before anything is fetched or exported
+    check_runtime(runtime, providers, build.precision)  # before anything is fetched or exported
     session = {"runtime": runtime, "providers": providers, "threads": threads, "batch_size": batch_size,
                "precision": build.precision}
     if onnxfile.is_file(name):

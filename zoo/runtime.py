@@ -25,7 +25,7 @@ from zoo import cache
 from zoo._cpu import cpu_signature
 from zoo._files import temporary_name
 from zoo.errors import UsageError, ZooError, ZooInputError, last_line
-from zoo.spec import PRECISIONS, RUNTIMES
+from zoo.spec import AUTO, PRECISIONS, RUNTIMES
 
 if TYPE_CHECKING:
     from zoo.geometry import Geometry
@@ -278,7 +278,7 @@ def signature(graph: Any) -> tuple[dict[str, list[int | str | None]], list[str]]
 def open_session(path: Path, runtime: str, output_names: tuple[str, ...], *, providers: list[str] | None = None,
                  threads: int | None = None, keep_optimized: str | None = None,
                  optimized_in: Path | None = None, precision: str = "fp32") -> Session:
-    """A session of ``runtime`` (one of :data:`RUNTIMES`) on the model at ``path``, in ``precision`` (``int8`` for
+    """A session of ``runtime`` (one of :data:`RUNTIMES`, not ``auto``) on the model at ``path``, in ``precision`` (``int8`` for
     a quantized file; ``bf16`` and ``fp16`` on OpenVINO).
 
     ``keep_optimized`` (the model's sha256): onnxruntime's optimised graph, or OpenVINO's compiled model,
@@ -304,10 +304,13 @@ def check_runtime(runtime: str, providers: Sequence[str] | None = None, precisio
 
     :func:`zoo.get` checks before anything is fetched or exported; sessions check as they open.
     """
-    if runtime not in RUNTIMES:
-        raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime not in (*RUNTIMES, AUTO):
+        raise UsageError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)} or {AUTO}")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if runtime == AUTO:  # the tuning tries each runtime, with the providers where they apply
+        _check_providers(providers)
+        return
     if precision in ("bf16", "fp16") and runtime != "openvino":
         raise UsageError(f"precision {precision!r} runs on OpenVINO (runtime='openvino', --runtime openvino): "
                          f"{'onnxruntime' if runtime == 'onnxruntime' else 'OpenCV DNN'} runs a float32 model in "
@@ -321,6 +324,12 @@ def check_runtime(runtime: str, providers: Sequence[str] | None = None, precisio
     if runtime != "onnxruntime":
         raise UsageError(f"providers= selects onnxruntime execution providers; "
                          f"{'OpenCV DNN' if runtime == 'opencv' else 'OpenVINO'} has none")
+    _check_providers(providers)
+
+
+def _check_providers(providers: Sequence[str] | None) -> None:
+    if not providers:
+        return
     import onnxruntime
 
     available = onnxruntime.get_available_providers()

@@ -257,6 +257,8 @@ class HubFile:
 SCORES = ("logits", "probabilities")
 #: The runtimes a model can be opened with (:func:`zoo.get`'s ``runtime``).
 RUNTIMES = ("onnxruntime", "opencv", "openvino")
+#: The runtime that stands for the fastest runtime and precision that pass the checks on this machine (:mod:`zoo.tune`).
+AUTO = "auto"
 #: The precisions a model can run in (:func:`zoo.get`'s ``precision``): ``int8`` is a quantized file
 #: (:mod:`zoo.quantize`), ``bf16`` and ``fp16`` the float32 file run by OpenVINO in that precision;
 #: each reduced one is checked against float32 before it is used (:mod:`zoo.gate`).

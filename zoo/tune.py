@@ -25,10 +25,12 @@ from zoo import gate
 from zoo._log import notice
 from zoo.errors import ExportError, PrecisionError, UsageError, ZooError
 from zoo.quantize import interleaved_ms
+from zoo.spec import AUTO
+
+__all__ = ["AUTO", "CANDIDATES", "key", "tune"]
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"
 #: Runtime and precision pairs tried, the reference (today's default) first.
 CANDIDATES = (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "bf16"),
               ("openvino", "fp16"), ("openvino", "int8"), ("opencv", "fp32"))

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from zoo._version import __version__
-from zoo.cli import bundle, cache, export, models, predict, serve
+from zoo.cli import bundle, cache, export, models, predict, serve, tune
 from zoo.cli.arguments import Commands, output_arguments
 from zoo.errors import ZooError, weights_hint
 
@@ -25,7 +25,7 @@ EPILOG = ("Environment: ZOO_CACHE_DIR (cache location), ZOO_OFFLINE=1 (no networ
         "wait for another process's build; default: as long as it runs). 'zoo COMMAND --help' explains a command.")
 
 #: The command groups, in the order ``zoo --help`` lists their commands.
-GROUPS = (models, predict, export, bundle, serve, cache)
+GROUPS = (models, predict, tune, export, bundle, serve, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

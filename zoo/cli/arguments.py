@@ -10,6 +10,7 @@ from typing import Any
 
 from zoo.errors import UsageError
 from zoo.registry import Registry
+from zoo.spec import AUTO, PRECISIONS, RUNTIMES
 
 
 class Commands:
@@ -69,7 +70,9 @@ def selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", help="only models of this plugin (its name or its distribution's)")
 
 
-def weights_arguments(parser: argparse.ArgumentParser, *, precision: bool = True) -> None:
+def weights_arguments(parser: argparse.ArgumentParser, *, precision: bool = True, runs: bool = False) -> None:
+    """``--weights``, ``--sha256``, ``--labels`` and (with ``precision``) ``--precision``: every precision for a
+    command that runs the model (``runs``), the file's (fp32, int8) for one that builds it."""
     parser.add_argument("--weights", metavar="W",
                         help="a weights variant tag, a checkpoint file, or a URL (with --sha256)")
     parser.add_argument("--sha256", metavar="HEX", help="sha256 of the --weights file or URL")
@@ -77,7 +80,7 @@ def weights_arguments(parser: argparse.ArgumentParser, *, precision: bool = True
                         help="class names, one a line, for weights fine-tuned on other classes (the model is "
                              "built with that many), or for an ONNX file")
     if precision:
-        precision_argument(parser)
+        precision_argument(parser, runs=runs)
 
 
 def check_one_model(args: argparse.Namespace, names: Sequence[str], instead: str) -> None:
@@ -116,10 +119,24 @@ def described(args: argparse.Namespace) -> dict[str, Any]:
     return {"task": getattr(args, "task", None), "preprocess": getattr(args, "preprocess", None)}
 
 
-def precision_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                        help="int8: quantize the float32 model (once, then cached), checked against it on held "
-                             "photos and refused if they disagree (default fp32)")
+def precision_argument(parser: argparse.ArgumentParser, *, runs: bool = False) -> None:
+    int8 = ("int8: quantize the float32 model (once, then cached), checked against it on held photos and refused if "
+            "they disagree")
+    if not runs:
+        parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help=f"{int8} (default fp32)")
+        return
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help=f"{int8}; bf16 (CPUs with AMX or AVX-512 BF16) and fp16 (GPUs): the float32 model run in "
+                             f"that precision by OpenVINO (--runtime openvino), checked the same way once on this "
+                             f"machine; with --runtime auto, narrows the choice to it (default fp32)")
+
+
+def runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--runtime``: one of the runtimes, or ``auto`` (the fastest that passes the checks here, tuned once)."""
+    parser.add_argument("--runtime", choices=(*RUNTIMES, AUTO), default="onnxruntime",
+                        help="inference engine: onnxruntime (default), opencv, openvino (pip install "
+                             "'onnx-zoo[openvino]'), or auto: the fastest runtime and precision that pass the "
+                             "agreement check on this machine, measured once ('zoo tune NAME') and remembered")
 
 
 def provider_names(text: str) -> list[str]:

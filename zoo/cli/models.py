@@ -18,6 +18,7 @@ from zoo.cli.arguments import (
 )
 from zoo.cli.render import (
     built_from,
+    check_lines,
     human_size,
     parity_lines,
     preprocess_lines,
@@ -145,6 +146,8 @@ def shown(artifact: zoo.Artifact | zoo.HubFile) -> str:
 def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
     """The file these arguments run: a file used in place (its hash, the weights it says it has), or the entry with
     its weights and the export's parity figures; nothing until it is built."""
+    from zoo.gate import machine_key
+
     if built is None:
         return []
     meta = built.metadata
@@ -159,10 +162,10 @@ def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
                                      f"as the file's onnx-zoo metadata says"))
         lines.append(("cache", f"used where it is; its optimised graph kept in "
                                f"{cache.file_folder_of(record['sha256'])}"))
-        return lines
+        return lines + check_lines(meta, machine_key())
     if weights.get("file") and not weights.get("tag"):
         lines.append(("built from", f"your {weights['file']} (sha256 {weights.get('sha256')}); no published metrics"))
-    return lines + parity_lines(meta)
+    return lines + parity_lines(meta) + check_lines(meta, machine_key())
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from zoo.cli.arguments import (
     described,
     file_arguments,
     labels_of,
+    runtime_argument,
     runtime_arguments,
     weights_arguments,
 )
@@ -103,7 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from zoo.runtime import check_runtime
 
     check_count("--batch-size", args.batch_size)
-    check_runtime(args.runtime, args.providers)  # with --ray too, before any worker starts
+    check_runtime(args.runtime, args.providers, args.precision)  # with --ray too, before any worker starts
     check_count("--topk", args.topk, optional=True)
     check_count("--max-detections", args.max_detections, optional=True)
     for flag, value in (("--score-threshold", args.score_threshold), ("--iou-threshold", args.iou_threshold)):
@@ -342,10 +343,9 @@ def add_parsers(commands: Commands) -> None:
                         "An existing file is refused unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="with --save: replace existing files (never an input image)")
-    p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
-                   help="inference engine (default onnxruntime)")
+    runtime_argument(p)
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per batch (default 8)")
-    weights_arguments(p)
+    weights_arguments(p, runs=True)
     runtime_arguments(p)
     file_arguments(p)
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",

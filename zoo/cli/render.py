@@ -116,6 +116,42 @@ def int8_speed(q: dict[str, Any]) -> str:
     return f"{q['speedup']:.2f}x float32's ({spread}; {times}), one image, measured once, where the entry was built"
 
 
+def tuning_rows(record: dict[str, Any]) -> list[list[str]]:
+    """A tuning's table (:func:`zoo.tune.tune`'s record): runtime, precision, milliseconds, speed-up over
+    onnxruntime float32 with its range, the agreement check's figures, and chosen, slower or why it was refused."""
+    rows = []
+    for row in record["rows"]:
+        figures = row.get("figures") or {}
+        agreement = (f"{figures['agreement']:.1%}, max change {figures['max_difference']:.3g}"
+                     if "agreement" in figures else "-")
+        speed = (f"{row['speedup']:.2f}x ({row['speedup_range'][0]:.2f}-{row['speedup_range'][1]:.2f})"
+                 if row["speedup"] is not None else "-")
+        state = ("CHOSEN" if row["chosen"] else f"refused: {row['refused']}" if row["refused"] else
+                 f"under {record['timing']['margin']:.2f}x" if row["speedup"] < record["timing"]["margin"] else
+                 "slower than the chosen")
+        rows.append([row["runtime"], row["precision"], f"{row['ms']:.3g}" if row["ms"] is not None else "-", speed,
+                     agreement, state])
+    return rows
+
+
+def check_lines(meta: dict[str, Any], machine: str) -> list[tuple[str, str]]:
+    """The reduced precisions checked on this machine (``machine``: :func:`zoo.gate.machine_key`) and tunings."""
+    lines = []
+    for key, record in sorted(meta.get("checks", {}).items()):
+        if record.get("machine") != machine:
+            continue
+        verdict = f"REFUSED: {record['refused']}" if record.get("refused") else "passed"
+        lines.append((f"{record['runtime']} {record['precision']}",
+                      f"{verdict} (agreement {record['agreement']:.1%}, largest change {record['max_difference']:.3g}, "
+                      f"{record['images']} held images, this machine)"))
+    for key, record in sorted(meta.get("tuned", {}).items()):
+        if record.get("machine_key") == machine:
+            choice = record["choice"]
+            lines.append(("tuned", f"{choice['runtime']} {choice['precision']} on this machine ({record['created']}; "
+                                   f"'zoo tune NAME' shows the table)"))
+    return lines
+
+
 def parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     if "int8" in meta:
         q = meta["int8"]

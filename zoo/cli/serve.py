@@ -11,6 +11,7 @@ from zoo.cli.arguments import (
     Commands,
     check_one_model,
     labels_of,
+    runtime_argument,
     weights_arguments,
 )
 from zoo.errors import UsageError
@@ -79,7 +80,7 @@ def add_parsers(commands: Commands) -> None:
                    help="models to load at start, a [models.NAME] table each with zoo.get's arguments: model (a "
                         "name, NAME/KEY or an ONNX file; default NAME), weights, sha256, labels (a file), precision "
                         "(paths relative to the file)")
-    weights_arguments(p)
+    weights_arguments(p, runs=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     p.add_argument("--on-demand", action="store_true", help="also load any installed model on its first request")
@@ -109,6 +110,5 @@ def add_parsers(commands: Commands) -> None:
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="answer 504 when a prediction takes longer, 503 when a model loads or an image waits for "
                         "pixels longer (default 30 s)")
-    p.add_argument("--runtime", choices=("onnxruntime", "opencv"), default="onnxruntime",
-                   help="inference engine (default onnxruntime)")
+    runtime_argument(p)
     p.add_argument("--threads", type=int, metavar="N", help="threads per model run (default: the runtime's)")
