@@ -43,7 +43,7 @@ def test_33_1_openvino_runs_the_zoo_file_as_onnxruntime_does_in_float32(zoo_cach
     batch = reference.preprocess([digit(), digit()[:, ::-1]])
     np.testing.assert_allclose(model.run(batch)["logits"], reference.run(batch)["logits"], rtol=1e-4, atol=1e-5)
     assert model.predict(digit()).to_dict()["label"] == reference.predict(digit()).to_dict()["label"] == "1"
-    placement = model.session.placement()
+    placement = model.placement()
     assert placement["devices"] == ["CPU"] and placement["nodes"] > 5
     assert set(placement["precisions"]) <= {"f32", "i32", "i64", "u8", "boolean"}  # float32 really: no silent bf16
     assert model.session.compiled.get_property("INFERENCE_NUM_THREADS") == 1
@@ -143,7 +143,7 @@ def test_33_2_bf16_runs_in_bf16_passes_the_gate_and_zoo_info_shows_it(zoo_cache_
     from conftest import run_zoo
 
     model = zoo.get("digits", runtime="openvino", precision="bf16")
-    assert model.precision == "bf16" and "bf16" in model.session.placement()["precisions"]
+    assert model.precision == "bf16" and "bf16" in model.placement()["precisions"]
     record = model.metadata["checks"][f"openvino/bf16/{gate.machine_key()}"]
     assert record["refused"] is None and record["agreement"] >= 0.98 and 0 < record["max_difference"] < 0.25
     assert model.path == zoo.get("digits").path  # the float32 file, run in bf16
@@ -184,6 +184,27 @@ def test_33_5_predict_takes_the_runtime_and_precision(zoo_cache_dir):
     assert answer["result"]["label"] == "1", answer
     refused = run_zoo("predict", "digits", str(image), "--precision", "bf16")
     assert refused.returncode == 2 and "--runtime openvino" in refused.stderr
+
+
+def test_33_4_placement_says_where_each_node_ran_and_names_what_fell_back_to_the_cpu(zoo_cache_dir):
+    from zoo.runtime import fell_back
+
+    model = zoo.get("digits")
+    placement = model.placement()  # from onnxruntime's profile of one run
+    assert placement["devices"] == ["CPUExecutionProvider"] and placement["providers"] == {
+        "CPUExecutionProvider": placement["nodes"]} and "Conv" in placement["operators"]["CPUExecutionProvider"]
+    assert fell_back(placement) == []  # the CPU was asked for: nothing fell back
+    on_gpu = {**placement, "devices": ["CUDAExecutionProvider", "CPUExecutionProvider"]}  # as a CUDA session with
+    assert fell_back(on_gpu) == placement["operators"]["CPUExecutionProvider"]  # these nodes on the CPU reports them
+    assert zoo.get("digits", runtime="opencv").placement()["devices"] == ["CPU"]
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+                    reason="no CUDA in this onnxruntime (no GPU here): the CUDA placement is checked on a GPU machine")
+def test_33_4_cuda_reports_its_nodes(zoo_cache_dir):
+    model = zoo.get("digits", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    placement = model.placement()
+    assert placement["providers"].get("CUDAExecutionProvider", 0) > 0
 
 
 # -- torchvision models with perturbed random weights: a detector and a segmenter ------------------------------

@@ -20,7 +20,7 @@ from zoo.errors import CacheError, DownloadError, OfflineError, SpecError, Usage
 from zoo.geometry import Geometry
 from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
-from zoo.runtime import Session, check_runtime, input_feeds, open_session
+from zoo.runtime import Session, check_runtime, fell_back, input_feeds, open_session
 from zoo.spec import RUNTIMES, Artifact, HubFile, ModelSpec
 from zoo.specfile import labels_file, labels_loaded
 from zoo.tasks import (
@@ -66,6 +66,8 @@ class Model:
         self.batch_size = batch_size
         #: The runtime's thread count (None: its own).
         self.threads = threads
+        if runtime == "onnxruntime" and self.session.providers[0] != "CPUExecutionProvider":  # type: ignore[attr-defined]
+            self._warn_fallback()
 
     def _check_graph(self) -> dict[str, str]:
         """Graph input name -> source; :class:`SpecError` unless the ONNX file takes and returns what the spec says."""
@@ -107,6 +109,23 @@ class Model:
     def precision(self) -> str:
         """The precision it runs in: ``fp32``, ``bf16``, ``fp16`` or ``int8``."""
         return self.session.precision
+
+    def placement(self) -> dict[str, Any]:
+        """Where the model runs, from one run on the spec's first held image: onnxruntime's nodes per execution
+        provider and the operators each ran; OpenVINO's devices and the precision each operation runs in."""
+        batch, geometries = self.transform(quantize.photos(self.spec).held[0])
+        return self.session.placement(input_feeds(self.feeds, batch, geometries, self.session.input_types,
+                                                  model=self.spec.name))
+
+    def _warn_fallback(self) -> None:
+        """Warn, once a model, where an accelerator left part of the graph to the CPU, naming the operators."""
+        placement = self.placement()
+        operators = fell_back(placement)
+        if operators:
+            log.warning("%s: %d of %d nodes run on the CPU, not on %s: %s (onnxruntime has no %s kernel for them, or "
+                        "moved them there); 'model.placement()' says where each provider ran", self.spec.name,
+                        placement["providers"].get("CPUExecutionProvider", 0), placement["nodes"],
+                        placement["devices"][0], ", ".join(operators), placement["devices"][0])
 
     def transform(self, x: Any, *, channels: str = "RGB") -> tuple[np.ndarray, list[Geometry]]:
         """The input batch for one image or a list of them, and each image's :class:`~zoo.geometry.Geometry`.
@@ -486,10 +505,11 @@ def _names_pipeline(name: object, registry: Registry) -> bool:
 
 
 def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None = None, *, again: bool = False,
-          **opening: Any) -> dict[str, Any]:
+          blocks: int = tune.BLOCKS, calls: int = tune.CALLS, **opening: Any) -> dict[str, Any]:
     """The tuning of ``name`` on this machine (:mod:`zoo.tune`): the record in its float32 entry, or measured now
     (and recorded) where there is none or ``again``. ``build`` as :func:`open_model` takes it; a precision other
-    than ``fp32`` narrows the choice to it. ``opening``: :func:`open_model`'s other keywords."""
+    than ``fp32`` narrows the choice to it. ``blocks`` and ``calls``: how a new tuning times the candidates
+    (:func:`zoo.tune.tune`). ``opening``: :func:`open_model`'s other keywords."""
     build = build if build is not None else BuildOptions()
     narrowed = None if build.precision == "fp32" else build.precision
     reference = open_model(name, dataclasses.replace(build, precision="fp32"), runtime="onnxruntime", **opening)
@@ -507,7 +527,7 @@ def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None =
                 return reference
             return open_model(name, dataclasses.replace(build, precision=precision), runtime=runtime, **opening)
 
-        record = tune.tune(reference.spec.name, open_candidate, precision=narrowed)
+        record = tune.tune(reference.spec.name, open_candidate, precision=narrowed, blocks=blocks, calls=calls)
         if folder is not None:
             cache.record(folder, "tuned", key, record)
     return record

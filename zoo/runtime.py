@@ -58,6 +58,11 @@ class Session(Protocol):
         """Raw outputs, by name, for the inputs by name."""
         ...
 
+    def placement(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Where the graph runs: ``devices``, ``nodes``, and what the runtime says of each node (see
+        :meth:`zoo.Model.placement`)."""
+        ...
+
 
 class OnnxRuntimeSession:
     """An onnxruntime ``InferenceSession``; safe to call from several threads.
@@ -158,6 +163,32 @@ class OnnxRuntimeSession:
         """The execution providers the session actually uses."""
         return list(self.session.get_providers())
 
+    def placement(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Where the graph runs: its nodes per execution provider, and the operator types each ran, from one run of
+        ``feeds`` in a profiled session on the same file and providers (onnxruntime assigns nodes to providers as
+        a session is made, and says which in its profile)."""
+        import tempfile
+
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        options.enable_profiling = True
+        with tempfile.TemporaryDirectory(prefix="zoo-profile-") as folder:
+            options.profile_file_prefix = os.path.join(folder, "run")
+            profiled = onnxruntime.InferenceSession(os.fspath(self.opened), sess_options=options,
+                                                    providers=self.providers)
+            profiled.run(None, feeds)
+            events = json.loads(Path(profiled.end_profiling()).read_text(encoding="utf-8"))
+        nodes: dict[str, dict[str, str]] = {}
+        for event in events:
+            args = event.get("args", {})
+            if event.get("cat") == "Node" and "provider" in args:
+                nodes.setdefault(args["provider"], {})[event["name"].removesuffix("_kernel_time")] = args["op_name"]
+        return {"devices": self.providers, "nodes": sum(len(n) for n in nodes.values()),
+                "providers": {provider: len(found) for provider, found in nodes.items()},
+                "operators": {provider: sorted(set(found.values())) for provider, found in nodes.items()}}
+
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.outputs, self.session.run(None, feeds)))
 
@@ -196,6 +227,10 @@ class OpenCvSession:
         self.input_types = {name: np.dtype(np.float32) for name in self.inputs}
         self.output_names = [name for name in output_names if name in self.outputs]
         self._lock = threading.Lock()
+
+    def placement(self, feeds: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """OpenCV DNN runs every layer on the CPU (the zoo sets no other backend)."""
+        return {"devices": ["CPU"], "nodes": len(self.net.getLayerNames())}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._lock:
@@ -238,6 +273,15 @@ def _opencv_threads(threads: int | None) -> Iterator[None]:
             _cv_threads["running"] -= 1
             if _cv_threads["running"] == 0:
                 cv2.setNumThreads(_cv_threads["saved"])
+
+
+def fell_back(placement: Mapping[str, Any]) -> list[str]:
+    """The operator types that ran on the CPU although the session asked for an accelerator first (a CUDA or
+    TensorRT execution provider): empty where everything ran where it was asked to, or nothing else was asked."""
+    devices = placement.get("devices", [])
+    if not devices or devices[0] == "CPUExecutionProvider":
+        return []
+    return list(placement.get("operators", {}).get("CPUExecutionProvider", []))
 
 
 def input_feeds(sources: Mapping[str, str], batch: np.ndarray, geometries: Sequence[Geometry] | None,

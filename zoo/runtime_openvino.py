@@ -169,9 +169,9 @@ class OpenVinoSession:
         result = request.infer(feeds)  # copies the outputs (share_outputs=False)
         return {name: result[port] for name, port in self._ports.items()}
 
-    def placement(self) -> dict[str, Any]:
+    def placement(self, feeds: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
         """Where the compiled model runs: its devices, its operations, and how many run in each precision
-        (``runtimePrecision``: a bf16 model keeps some layers in float32)."""
+        (``runtimePrecision``: a bf16 model keeps some layers in float32). ``feeds`` is not needed."""
         model = self.compiled.get_runtime_model()  # type: ignore[union-attr]
         info = [op.get_rt_info() for op in model.get_ops()]
         precisions = collections.Counter(str(i["runtimePrecision"].astype(str)) for i in info if "runtimePrecision" in i)
