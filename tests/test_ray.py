@@ -223,3 +223,21 @@ def test_30_02_zoo_predict_ray_gives_the_workers_a_local_checkpoint_by_its_whole
     assert _whole("ft.pth") == str(tmp_path / "ft.pth")  # Ray's workers run in folders of their own
     assert _whole("imagenet1k_v1") == "imagenet1k_v1" and _whole("https://host/ft.pth") == "https://host/ft.pth"
     assert _whole(None) is None
+
+
+def test_33_5_workers_run_the_runtime_and_precision_they_are_given_on_the_cpus_ray_gave_them(cluster, folder):
+    pytest.importorskip("openvino")
+    given = {"runtime": "openvino", "precision": "int8"}
+    rows = zoo.ray.predict(zoo.ray.read(str(folder)), "digits", batch_size=4, **given).take_all()
+    answered = [row for row in rows if row["error"] is None]
+    assert len(answered) == len(rows) - len(BROKEN)
+    here = zoo.get("digits", **given)
+    for row in answered:
+        check_row(row, here.predict(row["path"]).to_dict())
+
+    @ray.remote(num_cpus=1)
+    def where() -> tuple[str, str, int]:
+        model = zoo.ray.Predictor("digits", **given).model
+        return model.runtime, model.precision, model.session.compiled.get_property("INFERENCE_NUM_THREADS")
+
+    assert ray.get(where.remote()) == ("openvino", "int8", 1)

@@ -207,6 +207,26 @@ def test_33_4_cuda_reports_its_nodes(zoo_cache_dir):
     assert placement["providers"].get("CUDAExecutionProvider", 0) > 0
 
 
+def test_33_5_zoo_serve_runs_on_the_runtime_and_precision_it_is_given(tmp_path, monkeypatch):
+    pytest.importorskip("uvicorn")
+    from test_serve import digit_pngs, serving
+
+    png = digit_pngs(3)[1]
+    env = {"ZOO_CACHE_DIR": str(tmp_path / "cache")}
+    monkeypatch.setenv("ZOO_CACHE_DIR", env["ZOO_CACHE_DIR"])  # this process reads the server's cache
+    for args, runtime, precision in ((("--runtime", "openvino", "--precision", "int8"), "openvino", "int8"),
+                                     (("--runtime", "auto"), None, None)):
+        with serving(tmp_path, "digits", *args, env=env) as server:
+            answer = server.post("/v1/models/digits/predict", png)
+            assert answer.status_code == 200, answer.text
+            [listed] = server.get("/v1/models").json()["models"]
+            if runtime is None:  # auto: the choice recorded by its tuning, in the served process
+                choice = zoo.model.tuned("digits")["choice"]  # read back, not measured again
+                runtime, precision = choice["runtime"], choice["precision"]
+            assert (listed["runtime"], listed["precision"]) == (runtime, precision)
+            assert answer.json()["result"]["label"] == zoo.get("digits").predict(png).label
+
+
 # -- torchvision models with perturbed random weights: a detector and a segmenter ------------------------------
 
 

@@ -278,12 +278,15 @@ async def metrics(request: Request) -> Response:
 
 def _summary(server: Server, name: str) -> dict[str, Any]:
     """A model's line in ``/v1/models``; a loaded one's ``weights`` (file and sha256: your checkpoint's, where it was
-    built from one) and ``parity`` (the export's figures against PyTorch)."""
+    built from one), ``parity`` (the export's figures against PyTorch), and the ``runtime`` and ``precision`` it
+    runs in (``--runtime auto``: those tuned on this machine)."""
     spec = server.spec(name)
-    loaded = server.batchers[name].model.metadata if name in server.batchers else {}
+    model = server.batchers[name].model if name in server.batchers else None
+    loaded = model.metadata if model is not None else {}
     weights = {k: v for k, v in loaded["weights"].items() if k != "location"} if loaded.get("weights") else None
     return {"name": name, "task": spec.task, "summary": spec.summary, "labels": len(spec.labels),
-            "plugin": spec.plugin, "weights": weights, "parity": loaded.get("parity")}
+            "plugin": spec.plugin, "weights": weights, "parity": loaded.get("parity"),
+            "runtime": getattr(model, "runtime", None), "precision": getattr(model, "precision", None)}
 
 
 async def list_models(request: Request) -> Response:
