@@ -47,7 +47,9 @@ def test_33_1_openvino_runs_the_zoo_file_as_onnxruntime_does_in_float32(zoo_cach
     assert placement["devices"] == ["CPU"] and placement["nodes"] > 5
     assert set(placement["precisions"]) <= {"f32", "i32", "i64", "u8", "boolean"}  # float32 really: no silent bf16
     assert model.session.compiled.get_property("INFERENCE_NUM_THREADS") == 1
-    assert "checks" not in model.metadata  # float32 is not gated: it is the export's own precision
+    [record] = model.metadata["checks"].values()  # another engine's kernels: checked once on this machine
+    assert (record["runtime"], record["precision"], record["refused"]) == ("openvino", "fp32", None)
+    assert record["agreement"] == 1.0 and record["max_difference"] < 1e-4 and record["compared"] == 64
 
 
 def test_33_1_the_compiled_model_is_kept_in_the_entry_verified_and_replaced_when_damaged(zoo_cache_dir, caplog):
@@ -96,6 +98,24 @@ def test_33_1_dynamic_sizes_and_named_inputs(tmp_path):
         got = session.run(feeds)["out"]
         assert got.shape == (2, 4, height, width)
         np.testing.assert_allclose(got, reference.run(feeds)["out"], rtol=1e-4, atol=1e-5)
+
+
+def test_33_2_a_task_without_an_agreement_is_compared_on_raw_outputs_in_float32_only():
+    rng = np.random.default_rng(0)
+    want = [{"age": rng.normal(size=(1, 3)).astype(np.float32), "var": rng.normal(size=(1, 1)).astype(np.float32)}
+            for _ in range(4)]
+    same = gate.outputs_agreement(want, [{k: v * (1 + 1e-6) for k, v in w.items()} for w in want])
+    assert same["agreement"] == 1.0 and 0 < same["max_difference"] < 1e-5 and same["compared"] == 4
+    moved = [dict(w) for w in want]
+    moved[2] = {**moved[2], "age": moved[2]["age"] + 0.1}
+    off = gate.outputs_agreement(want, moved)
+    assert off["agreement"] == 0.75 and off["max_difference"] > 0.01
+    reshaped = gate.outputs_agreement(want[:1], [{"age": want[0]["age"][:, :2], "var": want[0]["var"]}])
+    assert reshaped["agreement"] == 0.0  # another shape disagrees
+    spec = zoo.get_spec("digits")
+    assert gate.comparison(spec, None, "fp32") == (gate.outputs_agreement, gate.RAW_LIMITS)
+    with pytest.raises(UsageError, match="whose results the zoo cannot compare with float32's; precision 'bf16'"):
+        gate.comparison(spec, None, "bf16")
 
 
 def test_33_2_precision_errors_name_what_to_do(zoo_cache_dir):

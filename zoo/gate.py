@@ -1,14 +1,17 @@
-"""The agreement gate: a reduced precision is used only where its results agree with float32's.
+"""The agreement gate: a runtime or precision is used only where its results agree with onnxruntime float32's.
 
-bf16 and fp16 (OpenVINO running the float32 file in that precision) and int8 on a runtime
-other than the one it was checked on as it was built (:mod:`zoo.quantize`) are run beside
-onnxruntime float32 on the spec's held images (the zoo's photos, 64 views, or the plugin's own)
-and compared as the model's task says (its ``agreement``: top-1 and the largest change for a
-classifier, matched boxes and score change for a detector, pixel agreement for a segmenter, the
-nearest vector and cosine for an embedding). Unless the figures are within the task's limits
-(a spec's ``int8`` table may tighten or loosen them), :class:`PrecisionError` refuses it with
-the figures. The figures are recorded in the entry, by runtime, precision and machine, so
-the check is made once a machine; ``zoo info`` shows them.
+OpenVINO (in float32 too: another engine's kernels), bf16 and fp16 (OpenVINO running the float32
+file in that precision) and int8 on a runtime other than the one it was checked on as it was
+built (:mod:`zoo.quantize`) are run beside onnxruntime float32, the precision and runtime the
+export was checked in, on the spec's held images (the zoo's photos, 64 views, or the plugin's
+own) and compared as the model's task says (its ``agreement``: top-1 and the largest change for
+a classifier, matched boxes and score change for a detector, pixel agreement for a segmenter,
+the nearest vector and cosine for an embedding); a task without one is compared on its raw
+outputs, in float32 only (:func:`outputs_agreement`). Unless the figures are within the limits
+(the task's; a spec's ``int8`` table may tighten or loosen them), :class:`PrecisionError`
+refuses it with the figures. The figures are recorded in the entry, by runtime, precision and
+machine, so the check is made once a machine; ``zoo info`` shows them. OpenCV DNN is checked
+per model by the plugins' export checks instead (``runtimes.toml``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: Limits of a task that gives none.
 DEFAULT_LIMITS = {"min_agreement": 0.98, "max_difference": 0.25}
+#: Limits of the raw outputs' comparison (:func:`outputs_agreement`): float32 on another engine, every image within
+#: a thousandth of each output's scale.
+RAW_LIMITS = {"min_agreement": 1.0, "max_difference": 1e-3}
 
 
 class Runnable(Protocol):
@@ -46,9 +52,10 @@ class Runnable(Protocol):
 
 
 def needs_check(runtime: str, precision: str) -> bool:
-    """Whether ``precision`` on ``runtime`` must pass the gate as a model opens (int8 on onnxruntime passed it as
-    it was built)."""
-    return precision in ("bf16", "fp16") or (precision == "int8" and runtime != "onnxruntime")
+    """Whether ``precision`` on ``runtime`` must pass the gate as a model opens (onnxruntime float32 is the export's
+    own check, int8 on onnxruntime passed its check as it was built, OpenCV DNN is checked per model by the
+    plugins' export checks)."""
+    return runtime == "openvino" or precision in ("bf16", "fp16") or (precision == "int8" and runtime != "onnxruntime")
 
 
 def machine() -> dict[str, Any]:
@@ -113,7 +120,7 @@ def problems(figures: Mapping[str, Any], limit: Mapping[str, float]) -> list[str
     if not figures.get("compared"):
         found.append("float32 gave nothing to compare on the held images (no detections, or no images)")
     if figures["agreement"] < limit["min_agreement"]:
-        found.append(f"its results agree with float32's on {figures['agreement']:.1%} (at least "
+        found.append(f"its results agree with onnxruntime float32's on {figures['agreement']:.1%} (at least "
                      f"{limit['min_agreement']:.1%} wanted)")
     if figures["max_difference"] > limit["max_difference"]:
         found.append(f"a result moves by {figures['max_difference']:.3g} (at most {limit['max_difference']:.3g} "
@@ -132,29 +139,49 @@ def verdict(spec: ModelSpec, runtime: str, precision: str, figures: Mapping[str,
 def refuse(spec: ModelSpec, record: Mapping[str, Any]) -> None:
     """:class:`PrecisionError` with the figures where ``record`` (:func:`verdict`) refused the precision."""
     if record.get("refused"):
+        instead = "runtime 'onnxruntime'" if record["precision"] == "fp32" else "precision 'fp32', or another runtime"
         error = PrecisionError(f"model {spec.name!r} in {record['precision']} on {record['runtime']} is refused: "
-                               f"{record['refused']} ({record['images']} held images). Use precision 'fp32', or "
-                               f"another runtime; 'zoo info' shows the figures")
+                               f"{record['refused']} ({record['images']} held images). Use {instead}; 'zoo info' "
+                               f"shows the figures")
         error.report = dict(record)
         raise error
 
 
-def check_task(spec: ModelSpec, task: Any, precision: str) -> Callable[..., dict[str, float]]:
-    """The task's agreement function, or :class:`UsageError` where the task has none (its results cannot be
-    compared, so no reduced precision can be checked)."""
+def outputs_agreement(want_outputs: Sequence[Mapping[str, np.ndarray]],
+                      got_outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """The raw outputs compared, for a task without an ``agreement``: ``agreement`` is the fraction of images whose
+    every output is within :data:`RAW_LIMITS`' ``max_difference`` of its scale (the largest ``|value|`` of float32's;
+    another shape is a disagreement), ``max_difference`` the largest difference relative to that scale."""
+    worst: list[float] = []
+    for want, got in zip(want_outputs, got_outputs, strict=True):
+        differences = [float("inf") if got.get(name) is None or got[name].shape != value.shape else
+                       float(np.abs(got[name].astype(np.float64) - value).max(initial=0.0)) /
+                       max(float(np.abs(value).max(initial=0.0)), float(np.finfo(np.float32).tiny))
+                       for name, value in want.items()]
+        worst.append(max(differences, default=0.0))
+    return {"agreement": float(np.mean([w <= RAW_LIMITS["max_difference"] for w in worst])) if worst else 1.0,
+            "max_difference": min(max(worst, default=0.0), 1e9), "compared": len(worst)}
+
+
+def comparison(spec: ModelSpec, task: Any, precision: str) -> tuple[Callable[..., dict[str, float]], dict[str, float]]:
+    """How ``precision`` is compared with float32 for ``spec``: the task's agreement function and limits; the raw
+    outputs (:func:`outputs_agreement`) for a task without one, in float32 only; :class:`UsageError` otherwise
+    (a reduced precision changes raw outputs: only the task can say whether its results still hold)."""
     agreement = getattr(task, "agreement", None)
-    if agreement is None:
-        raise UsageError(f"model {spec.name!r} is a {spec.task} model, whose results the zoo cannot compare with "
-                         f"float32's; precision {precision!r} is not available for it: use precision 'fp32'")
-    return agreement
+    if agreement is not None:
+        return agreement, limits(spec, getattr(task, "limits", None))
+    if precision == "fp32":
+        return outputs_agreement, dict(RAW_LIMITS)
+    raise UsageError(f"model {spec.name!r} is a {spec.task} model, whose results the zoo cannot compare with "
+                     f"float32's; precision {precision!r} is not available for it: use precision 'fp32'")
 
 
 def check(spec: ModelSpec, task: Any, model: Runnable, reference: Runnable, *, runtime: str, precision: str,
           images: Sequence[np.ndarray], options: Mapping[str, Any]) -> dict[str, Any]:
     """Measure ``model`` (``runtime``, ``precision``) against ``reference`` (onnxruntime float32) and return the
     record (:func:`verdict`), refusing nothing."""
-    agreement = check_task(spec, task, precision)
-    notice(log, "checking %s in %s on %s against float32 on %d held images; this is done once on this machine",
-           spec.name, precision, runtime, len(images))
+    agreement, limit = comparison(spec, task, precision)
+    notice(log, "checking %s in %s on %s against onnxruntime float32 on %d held images; this is done once on this "
+           "machine", spec.name, precision, runtime, len(images))
     figures = measure(spec, agreement, reference, model, images, options)
-    return verdict(spec, runtime, precision, figures, limits(spec, getattr(task, "limits", None)))
+    return verdict(spec, runtime, precision, figures, limit)
