@@ -225,7 +225,8 @@ def test_30_02_zoo_predict_ray_gives_the_workers_a_local_checkpoint_by_its_whole
     assert _whole(None) is None
 
 
-def test_33_5_workers_run_the_runtime_and_precision_they_are_given_on_the_cpus_ray_gave_them(cluster, folder):
+def test_33_5_workers_run_the_runtime_and_precision_they_are_given_on_the_cpus_ray_gave_them(cluster, folder,
+                                                                                            monkeypatch):
     pytest.importorskip("openvino")
     given = {"runtime": "openvino", "precision": "int8"}
     rows = zoo.ray.predict(zoo.ray.read(str(folder)), "digits", batch_size=4, **given).take_all()
@@ -241,3 +242,11 @@ def test_33_5_workers_run_the_runtime_and_precision_they_are_given_on_the_cpus_r
         return model.runtime, model.precision, model.session.compiled.get_property("INFERENCE_NUM_THREADS")
 
     assert ray.get(where.remote()) == ("openvino", "int8", 1)
+
+    rows = zoo.ray.predict(zoo.ray.read(str(folder)), "digits", batch_size=4, runtime="auto").take_all()
+    monkeypatch.setattr(zoo.tune, "tune", lambda *a, **k: pytest.fail("not tuned by predict"))
+    choice = zoo.model.tuned("digits", threads=1)["choice"]  # tuned once, on the driver, on a worker's threads
+    chosen = zoo.get("digits", runtime=choice["runtime"], precision=choice["precision"])
+    for row in rows:
+        if row["error"] is None:
+            check_row(row, chosen.predict(row["path"]).to_dict())

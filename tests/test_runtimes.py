@@ -90,7 +90,7 @@ def test_33_1_dynamic_sizes_and_named_inputs(tmp_path):
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4, "H", "W"])], [weight])
     path = tmp_path / "two.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    session, reference = OpenVinoSession(path, ("out",)), OnnxRuntimeSession(path)
+    session, reference = OpenVinoSession(path), OnnxRuntimeSession(path)
     assert session.inputs == {"image": [None, 3, None, None], "scale": [1]} and session.outputs == ["out"]
     for height, width in ((17, 23), (40, 8)):
         feeds = {"image": rng.normal(size=(2, 3, height, width)).astype(np.float32),
@@ -158,6 +158,43 @@ def test_33_2_a_precision_that_fails_the_gate_is_refused_with_its_figures_and_st
         zoo.get("digits", runtime="openvino", precision="int8")
 
 
+def test_33_2_an_int8_entry_or_file_runs_in_int8_wherever_it_is_opened_from(zoo_cache_dir, tmp_path):
+    import shutil
+
+    int8 = zoo.get("digits", precision="int8")
+    entry = f"digits/{int8.path.parent.name}"
+    model = zoo.get(entry, runtime="openvino")  # by NAME/KEY: checked as int8, against its float32 source entry
+    assert model.precision == "int8" and gate.check_key("openvino", "int8") in model.metadata["checks"]
+    with pytest.raises(UsageError, match="is built already, in int8: it cannot run in bf16"):
+        zoo.get(entry, runtime="openvino", precision="bf16")
+    copied = tmp_path / "digits-int8.onnx"  # a file used in place, which says it is int8: no float32 beside it
+    shutil.copyfile(int8.path, copied)
+    in_place = zoo.get(copied, runtime="openvino")
+    [record] = in_place.metadata["checks"].values()  # against onnxruntime on the same file, kept in its folder
+    assert in_place.precision == "int8" and record["refused"] is None and record["agreement"] == 1.0
+    assert cache.read_metadata(in_place.converted.record_folder)["checks"] == in_place.metadata["checks"]
+
+
+def test_33_2_a_recorded_pass_is_judged_again_by_todays_limits(zoo_cache_dir, monkeypatch):
+    passed = zoo.get("digits", runtime="openvino", precision="int8").metadata["checks"]
+    assert [r["refused"] for r in passed.values()] == [None]
+    monkeypatch.setattr(gate, "measure", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(gate, "limits", lambda spec, task_limits: {"min_agreement": 0.98, "max_difference": 0.0})
+    with pytest.raises(PrecisionError, match="a result moves by"):  # the same figures, today's limits
+        zoo.get("digits", runtime="openvino", precision="int8")
+
+
+def test_33_1_without_openvino_the_error_says_how_to_install_it(zoo_cache_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as where the extra is not installed
+    with pytest.raises(UsageError, match=r"pip install 'onnx-zoo\[openvino\]'"):
+        zoo.get("digits", runtime="openvino")
+    record = zoo.model.tuned("digits")  # tuning goes on without it
+    rows = {(r["runtime"], r["precision"]): r for r in record["rows"]}
+    assert "onnx-zoo[openvino]" in rows["openvino", "fp32"]["refused"] and rows["onnxruntime", "fp32"]["ms"] > 0
+
+
 @needs_bf16
 def test_33_2_bf16_runs_in_bf16_passes_the_gate_and_zoo_info_shows_it(zoo_cache_dir):
     from conftest import run_zoo
@@ -186,6 +223,9 @@ def test_33_3_auto_tunes_once_remembers_the_choice_and_zoo_tune_shows_the_table(
     assert rows["onnxruntime", "int8"]["figures"]["agreement"] >= 0.98
     if "FP16" not in CAPABILITIES:
         assert "fp16 units" in rows["openvino", "fp16"]["refused"]
+    with_providers = zoo.model.tuned("digits", providers=["CPUExecutionProvider"])  # its own record
+    assert not any(r["refused"] for r in with_providers["rows"] if r["runtime"] == "openvino" and r["precision"] in
+                   ("fp32", "int8"))  # providers go to onnxruntime only
     monkeypatch.setattr(tune, "tune", lambda *a, **k: pytest.fail("tuned again"))
     model = zoo.get("digits", runtime="auto")
     assert (model.runtime, model.precision) == (record["choice"]["runtime"], record["choice"]["precision"])

@@ -16,6 +16,7 @@ per model by the plugins' export checks instead (``runtimes.toml``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -70,9 +71,15 @@ def machine() -> dict[str, Any]:
                                                                                   "opencv-python")}
 
 
+@functools.cache
 def machine_key() -> str:
-    """:func:`machine` as 16 hex digits."""
+    """:func:`machine` as 16 hex digits (once a process)."""
     return hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_key(runtime: str, precision: str) -> str:
+    """Where a check is recorded in the entry's ``checks`` table: the runtime, the precision and the machine."""
+    return f"{runtime}/{precision}/{machine_key()}"
 
 
 def gpu_names() -> list[str]:
@@ -136,6 +143,14 @@ def verdict(spec: ModelSpec, runtime: str, precision: str, figures: Mapping[str,
             "refused": "; and ".join(found) or None}
 
 
+def rejudge(spec: ModelSpec, task: Any, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded check judged again by today's limits (the spec's or the task's may have changed since)."""
+    figures = {k: v for k, v in record.items() if k not in ("runtime", "precision", "machine", "limits", "refused")}
+    raw = record.get("compared_as") == "raw outputs"
+    limit = dict(RAW_LIMITS) if raw else comparison(spec, task, record["precision"])[1]
+    return verdict(spec, record["runtime"], record["precision"], figures, limit)
+
+
 def refuse(spec: ModelSpec, record: Mapping[str, Any]) -> None:
     """:class:`PrecisionError` with the figures where ``record`` (:func:`verdict`) refused the precision."""
     if record.get("refused"):
@@ -184,4 +199,8 @@ def check(spec: ModelSpec, task: Any, model: Runnable, reference: Runnable, *, r
     notice(log, "checking %s in %s on %s against onnxruntime float32 on %d held images; this is done once on this "
            "machine", spec.name, precision, runtime, len(images))
     figures = measure(spec, agreement, reference, model, images, options)
+    if not figures.get("compared") and precision == "fp32" and agreement is not outputs_agreement:
+        # float32's results held nothing to compare (no detections): another engine is judged on its raw outputs
+        figures = {**measure(spec, outputs_agreement, reference, model, images, options), "compared_as": "raw outputs"}
+        limit = dict(RAW_LIMITS)
     return verdict(spec, runtime, precision, figures, limit)

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class Model:
         #: The runtime's thread count (None: its own).
         self.threads = threads
         if runtime == "onnxruntime" and self.session.providers[0] != "CPUExecutionProvider":  # type: ignore[attr-defined]
-            self._warn_fallback()
+            self._warn_fallback()  # once an entry, providers and machine
 
     def _check_graph(self) -> dict[str, str]:
         """Graph input name -> source; :class:`SpecError` unless the ONNX file takes and returns what the spec says."""
@@ -118,8 +118,20 @@ class Model:
                                                   model=self.spec.name))
 
     def _warn_fallback(self) -> None:
-        """Warn, once a model, where an accelerator left part of the graph to the CPU, naming the operators."""
-        placement = self.placement()
+        """Warn where an accelerator left part of the graph to the CPU, naming the operators: once, when the
+        placement is first measured for this entry, providers and machine (recorded in the entry)."""
+        folder = self.converted.record_folder
+        key = f"{','.join(self.session.providers)}/{gate.machine_key()}"  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError, ValueError):
+            if folder is not None and key in cache.read_metadata(folder).get("placements", {}):
+                return
+        try:
+            placement = self.placement()
+        except Exception as error:  # noqa: BLE001 - a report, never a reason not to open the model
+            log.info("%s: where each node runs could not be measured (%s)", self.spec.name, error)
+            return
+        if folder is not None:
+            cache.record(folder, "placements", key, placement)
         operators = fell_back(placement)
         if operators:
             log.warning("%s: %d of %d nodes run on the CPU, not on %s: %s (onnxruntime has no %s kernel for them, or "
@@ -297,7 +309,8 @@ def get(name: str | os.PathLike[str] | ModelSpec, *, weights: str | os.PathLike[
     the figures are in ``model.metadata["checks"]``). ``runtime`` is ``"onnxruntime"``
     (``providers`` and ``threads`` configure it), ``"opencv"``, ``"openvino"``, or ``"auto"``: the
     fastest runtime and precision that pass the check on this machine, measured once and
-    remembered (:mod:`zoo.tune`; ``precision`` other than ``fp32`` narrows the choice to it).
+    remembered (:mod:`zoo.tune`; ``precision`` other than ``fp32`` narrows the choice to it and
+    onnxruntime float32).
     ``batch_size`` is how many images ``predict`` runs at once.
 
     A pipeline (a spec with ``requires``) is returned as a :class:`Pipeline` whose
@@ -443,14 +456,14 @@ def _describe_file(name: str | os.PathLike[str], build: BuildOptions, registry: 
     file = onnxfile.read(name)
     spec = onnxfile.describe(file, registry, task=task, preprocess=preprocess, labels=build.labels)
     metadata = {"name": spec.name, "source": "file", "path": str(file.path), "files": file.files,
-                "weights": file.props.get("weights")}
+                "weights": file.props.get("weights"), "precision": file.props.get("precision", "fp32")}
     return spec, Converted(path=file.path, metadata=metadata, in_place=True)
 
 
 def _check_built_already(what: str, build: BuildOptions, *, labels: bool) -> None:
     """:class:`UsageError` where ``build`` chooses how to build a model that is built already (a file, an entry);
     ``labels``: whether labels may still be given."""
-    chosen = [o for o in build.chosen if not (labels and o == "labels")] + ["precision"] * (build.file_precision != "fp32")
+    chosen = [o for o in build.chosen if not (labels and o == "labels")]
     if chosen:
         raise UsageError(f"{what}, built already: {', '.join(chosen)} cannot apply to it (give a model's name to "
                          f"build one)")
@@ -486,8 +499,13 @@ def _open_built(spec: ModelSpec, converted: Converted, registry: Registry, **ses
     rm`` and ``prune`` wait until the session is open). A file's optimised graph goes to its folder in the cache,
     made now where onnxruntime will keep one."""
     _check_runs_on(spec, session["runtime"])
+    built, asked = _precision_of(converted), session["precision"]
+    if asked not in ("fp32", built) and not (built == "fp32" and asked in ("bf16", "fp16")):
+        raise UsageError(f"{spec.name} ({converted.path}) is built already, in {built}: it cannot run in {asked} "
+                         f"(give the model's name to build it in {asked})")
+    session = {**session, "precision": asked if built == "fp32" else built}  # an int8 file runs in int8
     files, path = converted.metadata["files"], converted.path
-    if converted.in_place and session["runtime"] == "onnxruntime" and list(files) == [path.name]:  # no external data
+    if converted.in_place and list(files) == [path.name]:  # no external data: its graphs and checks kept in the cache
         converted = dataclasses.replace(converted, file_folder=cache.file_folder(path, files[path.name]))
     folder = converted.file_folder if converted.in_place else converted.path.parent
     with cache.reading(folder) if folder is not None else contextlib.nullcontext():
@@ -495,6 +513,11 @@ def _open_built(spec: ModelSpec, converted: Converted, registry: Registry, **ses
             raise CacheError(f"{spec.name} ({folder}) was removed from the cache as it was being opened; open it "
                              f"again")
         return _checked(Model(spec, converted, task=registry.task(spec.task), **session))
+
+
+def _precision_of(converted: Converted) -> str:
+    """The precision of a built file: ``int8`` for a quantized entry or file, else ``fp32``."""
+    return converted.metadata.get("precision") or cache.precision_of(converted.metadata)
 
 
 def _names_pipeline(name: object, registry: Registry) -> bool:
@@ -511,25 +534,30 @@ def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None =
     than ``fp32`` narrows the choice to it. ``blocks`` and ``calls``: how a new tuning times the candidates
     (:func:`zoo.tune.tune`). ``opening``: :func:`open_model`'s other keywords."""
     build = build if build is not None else BuildOptions()
+    float32 = dataclasses.replace(build, precision="fp32")
     narrowed = None if build.precision == "fp32" else build.precision
-    reference = open_model(name, dataclasses.replace(build, precision="fp32"), runtime="onnxruntime", **opening)
+    key = tune.key(narrowed, threads=opening.get("threads"), providers=opening.get("providers"))
+    description = {k: opening[k] for k in ("task", "preprocess", "registry") if k in opening}
+    if not again:  # a tuning recorded for this machine: read without opening anything
+        _, built = describe(name, float32, **description)
+        folder = built.record_folder if built is not None else None
+        with contextlib.suppress(OSError, ValueError):
+            if folder is not None and (record := cache.read_metadata(folder).get("tuned", {}).get(key)) is not None:
+                return record
+    reference = open_model(name, float32, runtime="onnxruntime", **opening)
     if isinstance(reference, Pipeline):
         raise UsageError(f"{reference.spec.name!r} is a pipeline: tune each of its models "
                          f"({', '.join(reference.spec.requires)}); runtime='auto' does so as it opens them")
-    folder, key = reference.converted.record_folder, tune.key(narrowed)
-    record = None
-    if not again and folder is not None:
-        with contextlib.suppress(OSError, ValueError):
-            record = cache.read_metadata(folder).get("tuned", {}).get(key)
-    if record is None:
-        def open_candidate(runtime: str, precision: str) -> Model | Pipeline:
-            if (runtime, precision) == tune.REFERENCE:
-                return reference
-            return open_model(name, dataclasses.replace(build, precision=precision), runtime=runtime, **opening)
 
-        record = tune.tune(reference.spec.name, open_candidate, precision=narrowed, blocks=blocks, calls=calls)
-        if folder is not None:
-            cache.record(folder, "tuned", key, record)
+    def open_candidate(runtime: str, precision: str) -> Model | Pipeline:
+        if (runtime, precision) == tune.REFERENCE:
+            return reference
+        candidate = opening if runtime == "onnxruntime" else {**opening, "providers": None}  # providers: onnxruntime's
+        return open_model(name, dataclasses.replace(build, precision=precision), runtime=runtime, **candidate)
+
+    record = tune.tune(reference.spec.name, open_candidate, precision=narrowed, blocks=blocks, calls=calls)
+    if reference.converted.record_folder is not None:
+        cache.record(reference.converted.record_folder, "tuned", key, record)
     return record
 
 
@@ -539,15 +567,19 @@ def _checked(model: Model) -> Model:
     runtime, precision = model.runtime, model.precision
     if not gate.needs_check(runtime, precision):
         return model
-    key = f"{runtime}/{precision}/{gate.machine_key()}"
+    key = gate.check_key(runtime, precision)
     folder = model.converted.record_folder
     record = None
     with contextlib.suppress(OSError, ValueError):
         record = cache.read_metadata(folder).get("checks", {}).get(key) if folder is not None else None
-    if record is None:
-        reference = Model(model.spec, _float32_of(model), task=model.task, threads=model.threads)
-        record = gate.check(model.spec, model.task, model, reference, runtime=runtime, precision=precision,
-                            images=quantize.photos(model.spec).held, options=model.options)
+    if record is not None:  # measured here before: judged by today's limits
+        record = gate.rejudge(model.spec, model.task, record)
+    else:
+        with _float32_of(model) as float32:
+            reference = Model(model.spec, float32, task=model.task, threads=model.threads,
+                              providers=["CPUExecutionProvider"])
+            record = gate.check(model.spec, model.task, model, reference, runtime=runtime, precision=precision,
+                                images=quantize.photos(model.spec).held, options=model.options)
         if folder is not None:
             cache.record(folder, "checks", key, record)
     model.metadata = {**model.metadata, "checks": {**model.metadata.get("checks", {}), key: record}}
@@ -555,16 +587,22 @@ def _checked(model: Model) -> Model:
     return model
 
 
-def _float32_of(model: Model) -> Converted:
-    """The float32 file that ``model``'s results are checked against: its own, or an int8 entry's source entry."""
-    if model.precision != "int8":
-        return dataclasses.replace(model.converted, in_place=True, file_folder=None)  # no optimised graph saved
-    folder = cache.entry_dir(model.spec.name, model.metadata.get("source_entry", ""))
-    metadata = cache.read_entry(folder)
-    if metadata is None:
-        raise CacheError(f"the float32 entry {model.spec.name}/{model.metadata.get('source_entry')} that this int8 "
-                         f"model was made from is not in the cache: 'zoo pull {model.spec.name}' builds it again")
-    return Converted(path=folder / cache.MODEL_FILE, metadata=metadata, in_place=True)
+@contextlib.contextmanager
+def _float32_of(model: Model) -> Iterator[Converted]:
+    """The float32 file that ``model``'s results are checked against (under its reader lock): its own, an int8
+    entry's source entry, or, for an int8 file used in place (no float32 beside it), itself on onnxruntime."""
+    source = model.metadata.get("source_entry") if model.precision == "int8" else None
+    if source is None:
+        yield dataclasses.replace(model.converted, in_place=True, file_folder=None)  # no optimised graph saved
+        return
+    folder = cache.entry_dir(model.spec.name, source)
+    with cache.reading(folder):
+        metadata = cache.read_entry(folder)
+        if metadata is None:
+            raise CacheError(f"the float32 entry {model.spec.name}/{source} that this int8 model was made from is not "
+                             f"in the cache: open the model in fp32 with the same weights (zoo pull "
+                             f"{model.spec.name} [--weights W]) to build it again, then in int8")
+        yield Converted(path=folder / cache.MODEL_FILE, metadata=metadata, in_place=True)
 
 
 def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registry: Registry | None = None,

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from zoo import onnxfile
 from zoo._files import temporary_name
 from zoo.errors import ZooError, ZooInputError
+from zoo.spec import AUTO
 
 if TYPE_CHECKING:
     import pyarrow
@@ -156,7 +157,8 @@ def predict(dataset: ray.data.Dataset, name: str | os.PathLike[str], *, batch_si
     ``num_cpus`` CPUs and run onnxruntime on that many threads, ``batch_size`` images at a
     time. The name and the options are checked here, before Ray starts any work; the
     other keywords go to :func:`zoo.get` on each worker (``precision="int8"``,
-    ``weights=...``). Nothing runs until the dataset is consumed (``write_parquet``,
+    ``weights=...``); ``runtime="auto"`` is tuned here, once, on ``num_cpus`` threads, and the
+    workers open its choice. Nothing runs until the dataset is consumed (``write_parquet``,
     ``iter_batches``, ...).
     """
     import ray.data
@@ -164,9 +166,24 @@ def predict(dataset: ray.data.Dataset, name: str | os.PathLike[str], *, batch_si
     low, high = _checked(name, batch_size=batch_size, concurrency=concurrency, options=options, **get)
     if onnxfile.is_file(name):  # the workers open it by its whole path, wherever they run
         name = os.fspath(Path(os.fspath(name).strip()).expanduser().resolve())
+    if get.get("runtime") == AUTO:  # tuned once, here, on the threads a worker gets: the workers open the choice
+        get = {**get, **_tuned_choice(name, max(1, int(num_cpus)), get)}
     return dataset.map_batches(Predictor, fn_constructor_args=(name,), fn_constructor_kwargs={"options": options, **get},
                                batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus,
                                compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high))
+
+
+def _tuned_choice(name: str | os.PathLike[str], threads: int, get: Mapping[str, Any]) -> dict[str, str]:
+    """``runtime="auto"``'s choice for ``name`` with :func:`zoo.get`'s arguments ``get`` (:func:`zoo.model.tuned`)."""
+    import dataclasses
+
+    from zoo.convert import BuildOptions
+    from zoo.model import tuned
+
+    fields = {f.name for f in dataclasses.fields(BuildOptions)}
+    opening = {key: value for key, value in get.items() if key in ("providers", "task", "preprocess")}
+    return dict(tuned(name, BuildOptions(**{k: v for k, v in get.items() if k in fields}), threads=threads,
+                      **opening)["choice"])
 
 
 def _checked(name: str | os.PathLike[str], *, batch_size: int = 32, concurrency: int | tuple[int, int] = 1,

@@ -221,7 +221,7 @@ class OpenCvSession:
         try:
             self.net = cv2.dnn.readNetFromONNX(os.fspath(path))
         except cv2.error as error:
-            raise ZooError(f"OpenCV DNN cannot load {path}: {str(error).strip().splitlines()[-1]}; "
+            raise ZooError(f"OpenCV DNN cannot load {path}: {last_line(error)}; "
                            f"use runtime='onnxruntime'") from None
         self.inputs, self.outputs = graph_signature(path)
         self.input_types = {name: np.dtype(np.float32) for name in self.inputs}
@@ -335,7 +335,7 @@ def open_session(path: Path, runtime: str, output_names: tuple[str, ...], *, pro
     if runtime == "openvino":
         from zoo.runtime_openvino import OpenVinoSession
 
-        return OpenVinoSession(path, output_names, precision=precision, threads=threads,
+        return OpenVinoSession(path, precision=precision, threads=threads,
                                keep_compiled=keep_optimized, compiled_in=optimized_in)
     return OnnxRuntimeSession(path, providers=providers, threads=threads, keep_optimized=keep_optimized,
                               optimized_in=optimized_in, precision=precision)

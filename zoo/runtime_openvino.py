@@ -41,7 +41,7 @@ HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 CAPABILITIES = {"bf16": "BF16", "fp16": "FP16"}
 #: What a CPU needs for each, said in the error when it lacks it.
 NEEDS = {"bf16": "AMX or AVX-512 BF16 instructions (Intel Xeon since Cooper Lake, AMD since Zen 4)",
-         "fp16": "fp16 units (a GPU, or AMX-FP16 on Intel Xeon since Granite Rapids)"}
+         "fp16": "fp16 units (AMX-FP16 on Intel Xeon since Granite Rapids; the zoo runs OpenVINO on the CPU only)"}
 SUFFIX = ".ovblob"
 
 
@@ -61,9 +61,11 @@ def _core(openvino: Any) -> Any:
 
 
 def version() -> str:
+    """OpenVINO's full version (with its build), or :class:`UsageError` saying how to install it."""
+    core()
     import openvino
 
-    return str(openvino.__version__).split("-")[0]
+    return str(openvino.__version__)
 
 
 def check_precision(precision: str, device: str = "CPU") -> None:
@@ -71,10 +73,11 @@ def check_precision(precision: str, device: str = "CPU") -> None:
     instructions; OpenVINO would otherwise run float32, or emulate them slowly)."""
     if precision not in HINTS:
         raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(HINTS)}")
+    found = core()  # installed, or the error says how to install it
     needed = CAPABILITIES.get(precision)
     if needed is None:
         return
-    capabilities = core().get_property(device, "OPTIMIZATION_CAPABILITIES")
+    capabilities = found.get_property(device, "OPTIMIZATION_CAPABILITIES")
     if needed not in capabilities:
         raise UsageError(f"precision {precision!r} needs {NEEDS[precision]}; OpenVINO's {device} device here offers "
                          f"{', '.join(capabilities)}: use precision 'fp32' or 'int8'")
@@ -84,7 +87,7 @@ def compiled_name(model: str, device: str, precision: str, threads: int | None) 
     """The file name of a model's saved compiled model: it depends on the model (``model``: its sha256), OpenVINO's
     version, the device, the precision, the thread count and the CPU (the kernels are this CPU's)."""
     what = {"model": model, "openvino": version(), "device": device, "precision": precision, "threads": threads,
-            "cpu": cpu_signature()}
+            "cpu": cpu_signature(), "cores": os.cpu_count()}
     return f"{cache.OPTIMIZED_PREFIX}{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}{SUFFIX}"
 
 
@@ -99,7 +102,7 @@ class OpenVinoSession:
 
     name = "openvino"
 
-    def __init__(self, path: Path, output_names: tuple[str, ...] = (), *, precision: str = "fp32",
+    def __init__(self, path: Path, *, precision: str = "fp32",
                  threads: int | None = None, device: str = "CPU", keep_compiled: str | None = None,
                  compiled_in: Path | None = None) -> None:
         check_precision(precision, device)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from zoo import gate
 from zoo._log import notice
-from zoo.errors import ExportError, PrecisionError, UsageError, ZooError
+from zoo.errors import ExportError, PrecisionError, ZooError
 from zoo.quantize import interleaved_ms
 from zoo.spec import AUTO
 
@@ -63,18 +63,23 @@ def tune(name: str, open_candidate: Callable[[str, str], Any], *, precision: str
             report = getattr(error, "report", None)
             if report:
                 row["figures"] = {k: v for k, v in report.items() if k in ("agreement", "max_difference")}
-        except (UsageError, ZooError) as error:
-            if runtime == REFERENCE[0] and chosen == REFERENCE[1]:
-                raise
+        except ZooError as error:  # not offered here (UsageError), or it cannot load the model
             row["refused"] = str(error)
         else:
             checks = models[runtime, chosen].metadata.get("checks", {})
-            figures = next((v for k, v in checks.items() if k.startswith(f"{runtime}/{chosen}/")), None)
-            figures = figures or models[runtime, chosen].metadata.get("int8")
+            figures = checks.get(gate.check_key(runtime, chosen)) or models[runtime, chosen].metadata.get("int8")
             if figures:
                 row["figures"] = {k: figures[k] for k in ("agreement", "max_difference") if k in figures}
     reference = models[REFERENCE]
     batch, geometries = reference.transform(_sample(reference))
+    for candidate, model in list(models.items()):  # one run each: an engine may load a graph it cannot run
+        try:
+            model.run(batch, geometries)
+        except Exception as error:  # noqa: BLE001 - OpenCV's cv2.error, OpenVINO's RuntimeError...
+            if candidate == REFERENCE:
+                raise
+            rows[candidate]["refused"] = f"it fails to run: {type(error).__name__}: {error}"[:300]
+            del models[candidate]
     notice(log, "tuning %s: timing %d of them in %d interleaved blocks", name, len(models), blocks)
     times = interleaved_ms({f"{r}/{p}": partial(model.run, batch, geometries) for (r, p), model in models.items()},
                            blocks=blocks, calls=calls)
@@ -103,7 +108,7 @@ def _sample(model: Any) -> Any:
     return photos(model.spec).held[0]
 
 
-def key(precision: str | None) -> str:
-    """Where a tuning is recorded in the float32 entry's ``tuned`` table: the machine, and the precision it was
-    narrowed to."""
-    return f"{gate.machine_key()}/{precision or 'any'}"
+def key(precision: str | None, *, threads: int | None = None, providers: Sequence[str] | None = None) -> str:
+    """Where a tuning is recorded in the float32 entry's ``tuned`` table: the machine, the precision it was narrowed
+    to, and the threads and onnxruntime providers it was timed with."""
+    return f"{gate.machine_key()}/{precision or 'any'}/{threads or 'default'}/{','.join(providers or ()) or 'default'}"

@@ -126,9 +126,10 @@ def precision_argument(parser: argparse.ArgumentParser, *, runs: bool = False) -
         parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help=f"{int8} (default fp32)")
         return
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help=f"{int8}; bf16 (CPUs with AMX or AVX-512 BF16) and fp16 (GPUs): the float32 model run in "
-                             f"that precision by OpenVINO (--runtime openvino), checked the same way once on this "
-                             f"machine; with --runtime auto, narrows the choice to it (default fp32)")
+                        help=f"{int8}; bf16 (CPUs with AMX or AVX-512 BF16) and fp16 (CPUs with AMX-FP16): the float32 "
+                             f"model run in that precision by OpenVINO (--runtime openvino), checked the same way "
+                             f"once on this machine; with --runtime auto, the choice is between it and onnxruntime "
+                             f"fp32 (default fp32)")
 
 
 def runtime_argument(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -146,8 +147,6 @@ def shown(artifact: zoo.Artifact | zoo.HubFile) -> str:
 def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
     """The file these arguments run: a file used in place (its hash, the weights it says it has), or the entry with
     its weights and the export's parity figures; nothing until it is built."""
-    from zoo.gate import machine_key
-
     if built is None:
         return []
     meta = built.metadata
@@ -160,12 +159,23 @@ def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
         elif weights:
             lines.append(("weights", f"{weights.get('file') or weights.get('tag')} (sha256 {weights.get('sha256')}), "
                                      f"as the file's onnx-zoo metadata says"))
-        lines.append(("cache", f"used where it is; its optimised graph kept in "
-                               f"{cache.file_folder_of(record['sha256'])}"))
-        return lines + check_lines(meta, machine_key())
+        folder = cache.file_folder_of(record["sha256"])
+        lines.append(("cache", f"used where it is; its optimised graph kept in {folder}"))
+        with contextlib.suppress(OSError, ValueError):  # what was measured of it here, kept in its folder
+            return lines + measured_lines(cache.read_metadata(folder))
+        return lines
     if weights.get("file") and not weights.get("tag"):
         lines.append(("built from", f"your {weights['file']} (sha256 {weights.get('sha256')}); no published metrics"))
-    return lines + parity_lines(meta) + check_lines(meta, machine_key())
+    return lines + parity_lines(meta) + measured_lines(meta)
+
+
+def measured_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The checks and tunings recorded for this machine (none: nothing to say, and no machine to describe)."""
+    if not (meta.get("checks") or meta.get("tuned")):
+        return []
+    from zoo.gate import machine_key
+
+    return check_lines(meta, machine_key())
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
