@@ -81,6 +81,7 @@ def test_representative_exports(name, tmp_path):
     assert row["exported"], row.get("error")
     assert row["top1"] == 1.0 and row["simplified"]
     assert row["opencv"] == "agrees" and row["opencv_top1"], row
+    assert row["openvino"] == "agrees" and row["openvino_top1"], row
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 :func:`check` exports a spec (its build already giving perturbed random weights: :func:`zoo.testing.randomize`)
 as ``zoo.get`` does (exporter, opset, onnxsim, PyTorch-vs-onnxruntime parity on random inputs and a photo),
-times onnxruntime at batch 1, and runs the file in OpenCV DNN against onnxruntime. :func:`check_in_child` runs
+times onnxruntime at batch 1, and runs the file in OpenVINO (float32) and OpenCV DNN against onnxruntime. :func:`check_in_child` runs
 a script's ``--one NAME`` in a fresh interpreter, so that a native crash is one row, not the end of the run;
 :func:`load` and :func:`append` keep the rows in a JSON-lines file, so an interrupted run resumes where it
 stopped; :func:`unsupported` writes what a runtime cannot run (a plugin's ``runtimes.toml``).
@@ -42,7 +42,7 @@ def median_ms(run: Callable[[Any], Any], batch: Any, budget_s: float = 5.0, repe
     return statistics.median(times) * 1000
 
 
-def check(spec: ModelSpec, workdir: Path, *, samples: int = 2, opencv: bool = True,
+def check(spec: ModelSpec, workdir: Path, *, samples: int = 2, opencv: bool = True, openvino: bool = True,
           row: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Export ``spec`` into ``workdir`` and return its row (``row``: fields to start it with).
 
@@ -72,33 +72,46 @@ def check(spec: ModelSpec, workdir: Path, *, samples: int = 2, opencv: bool = Tr
     ort = OnnxRuntimeSession(path, providers=["CPUExecutionProvider"])
     reference = ort.run(batch)
     found["ort_ms"] = round(median_ms(ort.run, batch), 1)
-    if not opencv:
-        return found
-    print("partial: " + json.dumps(found), flush=True)  # what a crash in OpenCV must not lose
+    runtimes = {"openvino": openvino, "opencv": opencv}
+    for runtime in (r for r, wanted in runtimes.items() if wanted):
+        print(f"stage: {runtime}", flush=True)
+        print("partial: " + json.dumps(found), flush=True)  # what a crash in the runtime must not lose
+        found.update(_compare(runtime, spec, task, path, batch, reference, geometry))
+    return found
+
+
+def _open(runtime: str, spec: ModelSpec, path: Path) -> Any:
+    if runtime == "opencv":
+        return OpenCvSession(path, spec.outputs)
+    from zoo.runtime_openvino import OpenVinoSession
+
+    return OpenVinoSession(path)
+
+
+def _compare(runtime: str, spec: ModelSpec, task: Any, path: Path, batch: dict[str, Any],
+             reference: dict[str, Any], geometry: Any) -> dict[str, Any]:
+    """``runtime``'s fields of a row: ``agrees``, ``differs`` or ``fails`` against onnxruntime's ``reference``
+    outputs, with the largest difference, or the error."""
     try:
-        got = OpenCvSession(path, spec.outputs).run(batch)
+        got = _open(runtime, spec, path).run(batch)
         missing = [n for n in spec.outputs if n not in got]
         if missing:
             raise RuntimeError(f"no output {missing}")
     except Exception as error:  # noqa: BLE001 - the row records why
         lines = [line.strip(" >") for line in str(error).strip().splitlines() if line.strip(" >")]
-        found.update(opencv="fails", opencv_error=f"{type(error).__name__}: {' '.join(lines[-3:])}"[:300])
-        return found
+        return {runtime: "fails", f"{runtime}_error": f"{type(error).__name__}: {' '.join(lines[-3:])}"[:300]}
     if spec.task == "image-classification" or len(spec.outputs) == 1:  # one tensor: compared as numbers
         name = spec.outputs[0]
         diff, scale = export.differences(got[name], reference[name])
-        found.update(opencv="agrees" if export.within_tolerance(got[name], reference[name], spec) else "differs",
-                     opencv_max_rel=float((diff / scale).max()),
-                     opencv_top1=bool((np.argmax(got[name], -1) == np.argmax(reference[name], -1)).all()))
-        return found
+        return {runtime: "agrees" if export.within_tolerance(got[name], reference[name], spec) else "differs",
+                f"{runtime}_max_rel": float((diff / scale).max()),
+                f"{runtime}_top1": bool((np.argmax(got[name], -1) == np.argmax(reference[name], -1)).all())}
     try:
         export.results_agree(spec, task, [reference[n] for n in spec.outputs], [got[n] for n in spec.outputs],
                              [geometry])
     except ExportError as error:
-        found.update(opencv="differs", opencv_error=str(error.__cause__)[:300])  # the comparison's own words
-    else:
-        found.update(opencv="agrees")
-    return found
+        return {runtime: "differs", f"{runtime}_error": str(error.__cause__)[:300]}  # the comparison's own words
+    return {runtime: "agrees"}
 
 
 def print_row(check: Callable[[str, Path], dict[str, Any]], name: str) -> None:
@@ -110,7 +123,7 @@ def print_row(check: Callable[[str, Path], dict[str, Any]], name: str) -> None:
 
 def check_in_child(script: str | Path, name: str, timeout: float | None = None) -> dict[str, Any]:
     """``python SCRIPT --one NAME`` in a fresh interpreter: its last line of output, the row. A process that dies
-    (or runs past ``timeout`` seconds) is a row that says where: after the export, OpenCV crashed."""
+    (or runs past ``timeout`` seconds) is a row that says where: after the export, which runtime crashed."""
     command = [sys.executable, "-W", "ignore", str(script), "--one", name]
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
@@ -123,9 +136,10 @@ def check_in_child(script: str | Path, name: str, timeout: float | None = None) 
         return json.loads(lines[-1])
     tail = " ".join(stderr.strip().splitlines()[-2:])[-300:]
     partial = [line for line in lines if line.startswith("partial: ")]
-    if partial:  # exported and timed; OpenCV took the process down
+    if partial:  # exported and timed; a runtime took the process down
         row = json.loads(partial[-1].removeprefix("partial: "))
-        row.update(opencv="crashes", opencv_error=f"process died ({code}): {tail}")
+        runtime = next(line for line in reversed(lines) if line.startswith("stage:")).removeprefix("stage: ")
+        row.update({runtime: "crashes", f"{runtime}_error": f"process died ({code}): {tail}"})
         return row
     stage = next((line for line in reversed(lines) if line.startswith("stage:")), "stage: start")
     return {"model": name, "exported": False, "input": [], "error": f"process died ({code}) in "
@@ -148,27 +162,42 @@ def append(path: Path, row: Mapping[str, Any]) -> None:
         file.write(json.dumps(row) + "\n")
 
 
-def opencv_refusal(row: Mapping[str, Any]) -> str | None:
-    """Why OpenCV DNN is refused for the model of ``row`` (None: it agrees with onnxruntime, or was not run)."""
-    if row.get("opencv") == "crashes":
-        return "OpenCV DNN crashes the process on this graph (" + row["opencv_error"].split(":")[0] + ")"
-    if row.get("opencv") == "fails":
-        return "OpenCV DNN cannot run this graph (" + row["opencv_error"] + ")"
-    if row.get("opencv") == "differs":  # wrong answers are worse than none
-        detail = row.get("opencv_error") or f"largest difference {row.get('opencv_max_rel', 0):.1e} of the scale"
-        return f"OpenCV DNN runs this graph but its results differ from onnxruntime's ({detail})"
+#: The runtimes' names in refusals.
+SHOWN = {"opencv": "OpenCV DNN", "openvino": "OpenVINO"}
+
+
+def refusal(runtime: str, row: Mapping[str, Any]) -> str | None:
+    """Why ``runtime`` is refused for the model of ``row`` (None: it agrees with onnxruntime, or was not run)."""
+    state, error, shown = row.get(runtime), row.get(f"{runtime}_error", ""), SHOWN[runtime]
+    if state == "crashes":
+        return f"{shown} crashes the process on this graph ({error.split(':')[0]})"
+    if state == "fails":
+        return f"{shown} cannot run this graph ({error})"
+    if state == "differs":  # wrong answers are worse than none
+        detail = error or f"largest difference {row.get(f'{runtime}_max_rel', 0):.1e} of the scale"
+        return f"{shown} runs this graph but its results differ from onnxruntime's ({detail})"
     return None
+
+
+def opencv_refusal(row: Mapping[str, Any]) -> str | None:
+    """Why OpenCV DNN is refused for the model of ``row`` (:func:`refusal`)."""
+    return refusal("opencv", row)
+
+
+def openvino_refusal(row: Mapping[str, Any]) -> str | None:
+    """Why OpenVINO is refused for the model of ``row`` (:func:`refusal`)."""
+    return refusal("openvino", row)
 
 
 def unsupported(rows: Sequence[Mapping[str, Any]], variants: Mapping[str, Sequence[str]], made_by: str,
                 refusals: Mapping[str, Callable[[Mapping[str, Any]], str | None]] | None = None) -> str:
-    """A ``runtimes.toml``: for each runtime of ``refusals`` (default: OpenCV), the models it is refused for, and
+    """A ``runtimes.toml``: for each runtime of ``refusals`` (default: OpenCV and OpenVINO), the models it is refused for, and
     why, every variant of their graph (``variants``: a row's model -> the names it stands for); ``made_by`` names
     the command."""
     lines = [f"# Written by {made_by}; do not edit by hand.",
              "# Runtimes known not to run a model, and what happens: zoo.get refuses them before building."]
     latest = {row["model"]: row for row in rows}  # a model checked again: its last row
-    for runtime, why in (refusals or {"opencv": opencv_refusal}).items():
+    for runtime, why in (refusals or {"opencv": opencv_refusal, "openvino": openvino_refusal}).items():
         lines.append(f"[{runtime}]")
         for row in sorted(latest.values(), key=lambda r: r["model"]):
             reason = why(row)

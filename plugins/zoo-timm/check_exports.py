@@ -265,6 +265,11 @@ def refused_for_opencv(row: Mapping[str, Any]) -> str | None:
     return exportcheck.opencv_refusal(row) or refused_for_onnxruntime(row)
 
 
+def refused_for_openvino(row: Mapping[str, Any]) -> str | None:
+    """OpenVINO's refusals as zoo-torchvision's; where no ONNX file can be made, the same reason as onnxruntime's."""
+    return exportcheck.openvino_refusal(row) or refused_for_onnxruntime(row)
+
+
 def _clip(text: str, size: int = 240) -> str:
     text = " ".join(text.split())
     return text if len(text) <= size else text[:size - 3] + "..."
@@ -329,11 +334,12 @@ def table(rows: Iterable[Mapping[str, Any]], archs: Mapping[str, Architecture]) 
 
 
 def runtimes_toml(rows: Iterable[Mapping[str, Any]], archs: Mapping[str, Architecture]) -> str:
-    """``runtimes.toml``: for onnxruntime and OpenCV DNN, every name of each architecture refused, and why."""
+    """``runtimes.toml``: for onnxruntime, OpenCV DNN and OpenVINO, every name of each architecture refused, and why."""
     names = {a.spec.name for a in archs.values()}
     checked = [row for row in rows if row["model"] in names and not row.get("skipped")]
     text = exportcheck.unsupported(checked, variants(archs), "check_exports.py --runtimes from its results (exports.jsonl)",
-                                   {"onnxruntime": refused_for_onnxruntime, "opencv": refused_for_opencv})
+                                   {"onnxruntime": refused_for_onnxruntime, "opencv": refused_for_opencv,
+                                    "openvino": refused_for_openvino})
     first, second, rest = text.split("\n", 2)
     note = ("# One tag of each architecture is checked; what it finds holds for every name of the architecture (its "
             "tags and their embedding variants).")

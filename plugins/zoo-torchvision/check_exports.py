@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file of results (appended)")
     parser.add_argument("--table", action="store_true", help="print the Markdown table of the results and exit")
     parser.add_argument("--runtimes", action="store_true",
-                        help="write zoo_torchvision/runtimes.toml (what OpenCV cannot run) from the results and exit")
+                        help="write zoo_torchvision/runtimes.toml (what OpenCV DNN and OpenVINO cannot run) from the results "
+                             "and exit")
     parser.add_argument("--again", action="store_true", help="re-check models that already have a result")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: check one model, print its row
     args = parser.parse_args(argv)

@@ -147,6 +147,9 @@ def assert_exports(name: str, folder: Path) -> None:
     assert row["max_rel"] <= spec.rtol or row["max_abs"] <= spec.atol, row
     if row.get("opencv", "not run") != "agrees":
         assert opencv_refused, f"OpenCV DNN {row.get('opencv')} on {name} and runtimes.toml does not refuse it: {row}"
+    if row.get("openvino") != "agrees":
+        openvino_refused = spec.unsupported.get("openvino") or check_exports.refusals().get("openvino", {}).get(name)
+        assert openvino_refused, f"OpenVINO {row.get('openvino')} on {name} and runtimes.toml does not refuse it: {row}"
 
 
 def test_32_3_every_module_is_represented():
