@@ -259,6 +259,16 @@ def test_33_4_placement_says_where_each_node_ran_and_names_what_fell_back_to_the
     assert zoo.get("digits", runtime="opencv").placement()["devices"] == ["CPU"]
 
 
+def test_33_4_the_placement_of_an_accelerated_model_is_measured_once_and_kept(zoo_cache_dir, monkeypatch, caplog):
+    model = zoo.get("digits")
+    model._warn_fallback()  # what opening does on CUDA or TensorRT; here, on the CPU, nothing fell back
+    [(key, placement)] = cache.read_metadata(model.path.parent)["placements"].items()
+    assert key.startswith("CPUExecutionProvider/") and placement == model.placement()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    monkeypatch.setattr(zoo.Model, "placement", lambda self: pytest.fail("measured again"))
+    zoo.get("digits")._warn_fallback()
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
                     reason="no CUDA in this onnxruntime (no GPU here): the CUDA placement is checked on a GPU machine")
 def test_33_4_cuda_reports_its_nodes(zoo_cache_dir):

@@ -430,6 +430,17 @@ def record_optimized(target: Path, saved: Path | None = None) -> None:
         _write_metadata(folder, metadata)
 
 
+def recorded(folder: Path | None, section: str, key: str) -> Any:
+    """What :func:`record` kept under ``section`` and ``key`` in ``folder``'s metadata (None: nothing, no folder, or
+    metadata that cannot be read)."""
+    if folder is None:
+        return None
+    try:
+        return read_metadata(folder).get(section, {}).get(key)
+    except (OSError, ValueError, AttributeError):  # AttributeError: metadata that is JSON but not a table
+        return None
+
+
 def record(folder: Path, section: str, key: str, value: Any) -> None:
     """Record ``value`` under ``section`` and ``key`` in the metadata of ``folder`` (an entry, or a file's folder):
     what was measured of it on this machine (a precision's check, a tuning). Nothing in a read-only cache."""

@@ -122,9 +122,8 @@ class Model:
         placement is first measured for this entry, providers and machine (recorded in the entry)."""
         folder = self.converted.record_folder
         key = f"{','.join(self.session.providers)}/{gate.machine_key()}"  # type: ignore[attr-defined]
-        with contextlib.suppress(OSError, ValueError):
-            if folder is not None and key in cache.read_metadata(folder).get("placements", {}):
-                return
+        if cache.recorded(folder, "placements", key) is not None:
+            return
         try:
             placement = self.placement()
         except Exception as error:  # noqa: BLE001 - a report, never a reason not to open the model
@@ -540,10 +539,9 @@ def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None =
     description = {k: opening[k] for k in ("task", "preprocess", "registry") if k in opening}
     if not again:  # a tuning recorded for this machine: read without opening anything
         _, built = describe(name, float32, **description)
-        folder = built.record_folder if built is not None else None
-        with contextlib.suppress(OSError, ValueError):
-            if folder is not None and (record := cache.read_metadata(folder).get("tuned", {}).get(key)) is not None:
-                return record
+        record = cache.recorded(built.record_folder if built is not None else None, "tuned", key)
+        if record is not None:
+            return record
     reference = open_model(name, float32, runtime="onnxruntime", **opening)
     if isinstance(reference, Pipeline):
         raise UsageError(f"{reference.spec.name!r} is a pipeline: tune each of its models "
@@ -569,9 +567,7 @@ def _checked(model: Model) -> Model:
         return model
     key = gate.check_key(runtime, precision)
     folder = model.converted.record_folder
-    record = None
-    with contextlib.suppress(OSError, ValueError):
-        record = cache.read_metadata(folder).get("checks", {}).get(key) if folder is not None else None
+    record = cache.recorded(folder, "checks", key)
     if record is not None:  # measured here before: judged by today's limits
         record = gate.rejudge(model.spec, model.task, record)
     else:
