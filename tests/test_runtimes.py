@@ -297,6 +297,28 @@ def test_33_5_zoo_serve_runs_on_the_runtime_and_precision_it_is_given(tmp_path, 
             assert answer.json()["result"]["label"] == zoo.get("digits").predict(png).label
 
 
+@pytest.mark.skipif("TensorrtExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+                    reason="no TensorRT in this onnxruntime (no GPU here): engine caching is checked on a GPU machine")
+def test_33_4_tensorrt_engines_are_built_once_into_the_entry(zoo_cache_dir):
+    from zoo.runtime import TENSORRT_ENGINES
+
+    providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    model = zoo.get("digits", providers=providers)
+    engines = model.path.parent / TENSORRT_ENGINES
+    assert any(engines.iterdir()) and model.predict(digit()).label == "1"
+    built = {p: p.stat().st_mtime_ns for p in engines.iterdir()}
+    zoo.get("digits", providers=providers).predict(digit())
+    assert {p: p.stat().st_mtime_ns for p in engines.iterdir()} == built  # reused, not built again
+
+
+def test_33_4_only_tensorrt_gets_an_engine_cache(tmp_path):
+    from zoo.runtime import with_engine_cache
+
+    assert with_engine_cache("CUDAExecutionProvider", tmp_path) == "CUDAExecutionProvider"
+    name, options = with_engine_cache("TensorrtExecutionProvider", tmp_path)
+    assert options["trt_engine_cache_enable"] and options["trt_engine_cache_path"] == str(tmp_path / "tensorrt")
+
+
 # -- torchvision models with perturbed random weights: a detector and a segmenter ------------------------------
 
 

@@ -36,9 +36,20 @@ _ORT_TYPES = {f"tensor({name})": np.dtype(name) for name in ("float", "double", 
 _ORT_TYPES["tensor(float)"] = np.dtype(np.float32)
 #: Execution providers used when present, in order of preference.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-#: Providers whose optimised graph is saved in the cache (those that compile engines, such as
-#: TensorRT or OpenVINO, keep their own caches).
+#: Providers whose optimised graph is saved in the cache (TensorRT keeps its engines instead).
 KEEPS_OPTIMIZED = frozenset(PREFERRED_PROVIDERS)
+TENSORRT = "TensorrtExecutionProvider"
+#: The folder of an entry where TensorRT keeps the engines it builds for the model (one per GPU and shapes).
+TENSORRT_ENGINES = "tensorrt"
+
+
+def with_engine_cache(provider: str, folder: Path) -> str | tuple[str, dict[str, Any]]:
+    """``provider`` with its options where it builds engines (TensorRT: built once into ``folder``/tensorrt and
+    reused, as TensorRT checks them against the GPU and its version)."""
+    if provider != TENSORRT:
+        return provider
+    return provider, {"trt_engine_cache_enable": True, "trt_timing_cache_enable": True,
+                      "trt_engine_cache_path": os.fspath(folder / TENSORRT_ENGINES)}
 
 
 class Session(Protocol):
@@ -91,7 +102,9 @@ class OnnxRuntimeSession:
         options.add_session_config_entry("session.force_spinning_stop", "1")
         check_runtime(self.name, providers)
         available = onnxruntime.get_available_providers()
-        chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
+        chosen: list[Any] = providers or [p for p in PREFERRED_PROVIDERS if p in available]
+        if keep_optimized and TENSORRT in chosen:  # its engines built once, kept in the entry
+            chosen = [with_engine_cache(p, optimized_in or Path(path).parent) for p in chosen]
         #: The optimised graph saved beside the model (``keep_optimized``), opened instead of it.
         self.optimized: Path | None = None
         #: The file the session was opened from: the model, or its saved optimised graph.

@@ -135,7 +135,8 @@ def tuning_rows(record: dict[str, Any]) -> list[list[str]]:
 
 
 def check_lines(meta: dict[str, Any], machine: str) -> list[tuple[str, str]]:
-    """The reduced precisions checked on this machine (``machine``: :func:`zoo.gate.machine_key`) and tunings."""
+    """The runtimes and precisions checked on this machine (``machine``: :func:`zoo.gate.machine_key`), and its
+    tunings with the table that decided each."""
     lines = []
     for key, record in sorted(meta.get("checks", {}).items()):
         if record.get("machine") != machine:
@@ -147,8 +148,10 @@ def check_lines(meta: dict[str, Any], machine: str) -> list[tuple[str, str]]:
     for key, record in sorted(meta.get("tuned", {}).items()):
         if record.get("machine_key") == machine:
             choice = record["choice"]
-            lines.append(("tuned", f"{choice['runtime']} {choice['precision']} on this machine ({record['created']}; "
-                                   f"'zoo tune NAME' shows the table)"))
+            lines.append(("tuned", f"{choice['runtime']} {choice['precision']} on this machine ({record['created']}, "
+                                   f"{key.split('/', 1)[1]}), from:"))
+            lines += [(f"  {runtime} {precision}", f"{ms} ms, {speed}, agreement {agreement}: {state}")
+                      for runtime, precision, ms, speed, agreement, state in tuning_rows(record)]
     return lines
 
 
