@@ -115,7 +115,7 @@ def test_a_runtime_known_not_to_run_a_model_is_refused_before_anything_is_built(
                                              r"use runtime='onnxruntime'"):
         zoo.get(spec, runtime="opencv")
     assert spec.to_dict()["unsupported"] == {"opencv": "OpenCV DNN crashes the process on this graph"}
-    with pytest.raises(SpecError, match=r"unsupported' must be one of 'onnxruntime', 'opencv', got 'tensorrt'"):
+    with pytest.raises(SpecError, match=r"unsupported' must be one of 'onnxruntime', 'opencv', 'openvino', got 'tensorrt'"):
         make_spec(unsupported={"tensorrt": "not tried"})
     with pytest.raises(SpecError, match=r"unsupported.opencv.*must say what happens"):
         make_spec(unsupported={"opencv": ""})
