@@ -24,6 +24,7 @@ import pyarrow.parquet
 from conftest import ROOT, run_zoo
 
 import zoo.ray
+from zoo.model import tuned
 
 if "digits" not in zoo.list_models():
     pytest.skip("the zoo-digits plugin is not installed", allow_module_level=True)
@@ -245,7 +246,7 @@ def test_33_5_workers_run_the_runtime_and_precision_they_are_given_on_the_cpus_r
 
     rows = zoo.ray.predict(zoo.ray.read(str(folder)), "digits", batch_size=4, runtime="auto").take_all()
     monkeypatch.setattr(zoo.tune, "tune", lambda *a, **k: pytest.fail("not tuned by predict"))
-    choice = zoo.model.tuned("digits", threads=1)["choice"]  # tuned once, on the driver, on a worker's threads
+    choice = tuned("digits", threads=1)["choice"]  # tuned once, on the driver, on a worker's threads
     chosen = zoo.get("digits", runtime=choice["runtime"], precision=choice["precision"])
     for row in rows:
         if row["error"] is None:

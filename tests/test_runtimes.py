@@ -15,6 +15,7 @@ import pytest
 import zoo
 from zoo import cache, gate, tune
 from zoo.errors import PrecisionError, UsageError
+from zoo.model import tuned
 
 ov = pytest.importorskip("openvino")
 if "digits" not in zoo.list_models():
@@ -190,7 +191,7 @@ def test_33_1_without_openvino_the_error_says_how_to_install_it(zoo_cache_dir, m
     monkeypatch.setitem(sys.modules, "openvino", None)  # as where the extra is not installed
     with pytest.raises(UsageError, match=r"pip install 'onnx-zoo\[openvino\]'"):
         zoo.get("digits", runtime="openvino")
-    record = zoo.model.tuned("digits")  # tuning goes on without it
+    record = tuned("digits")  # tuning goes on without it
     rows = {(r["runtime"], r["precision"]): r for r in record["rows"]}
     assert "onnx-zoo[openvino]" in rows["openvino", "fp32"]["refused"] and rows["onnxruntime", "fp32"]["ms"] > 0
 
@@ -223,7 +224,7 @@ def test_33_3_auto_tunes_once_remembers_the_choice_and_zoo_tune_shows_the_table(
     assert rows["onnxruntime", "int8"]["figures"]["agreement"] >= 0.98
     if "FP16" not in CAPABILITIES:
         assert "fp16 units" in rows["openvino", "fp16"]["refused"]
-    with_providers = zoo.model.tuned("digits", providers=["CPUExecutionProvider"])  # its own record
+    with_providers = tuned("digits", providers=["CPUExecutionProvider"])  # its own record
     assert not any(r["refused"] for r in with_providers["rows"] if r["runtime"] == "openvino" and r["precision"] in
                    ("fp32", "int8"))  # providers go to onnxruntime only
     monkeypatch.setattr(tune, "tune", lambda *a, **k: pytest.fail("tuned again"))
@@ -232,6 +233,20 @@ def test_33_3_auto_tunes_once_remembers_the_choice_and_zoo_tune_shows_the_table(
     text = run_zoo("tune", "digits")
     assert text.returncode == 0 and "CHOSEN" in text.stdout and "chosen:" in text.stderr
     assert "tuned" in run_zoo("info", "digits").stdout
+
+
+def test_33_3_a_file_used_in_place_keeps_its_tuning_and_an_int8_entry_is_tuned_by_its_name(zoo_cache_dir, tmp_path,
+                                                                                             monkeypatch):
+    import shutil
+
+    copied = tmp_path / "digits.onnx"
+    shutil.copyfile(zoo.get("digits").path, copied)
+    first = tuned(copied)
+    monkeypatch.setattr(tune, "tune", lambda *a, **k: pytest.fail("tuned again"))
+    assert tuned(copied) == first  # read back from the file's cache folder, nothing opened
+    int8 = zoo.get("digits", precision="int8")
+    with pytest.raises(UsageError, match=r"is built in int8 already: tune the model by its name"):
+        tuned(f"digits/{int8.path.parent.name}")
 
 
 def test_33_5_predict_takes_the_runtime_and_precision(zoo_cache_dir):
@@ -291,7 +306,7 @@ def test_33_5_zoo_serve_runs_on_the_runtime_and_precision_it_is_given(tmp_path, 
             assert answer.status_code == 200, answer.text
             [listed] = server.get("/v1/models").json()["models"]
             if runtime is None:  # auto: the choice recorded by its tuning, in the served process
-                choice = zoo.model.tuned("digits")["choice"]  # read back, not measured again
+                choice = tuned("digits")["choice"]  # read back, not measured again
                 runtime, precision = choice["runtime"], choice["precision"]
             assert (listed["runtime"], listed["precision"]) == (runtime, precision)
             assert answer.json()["result"]["label"] == zoo.get("digits").predict(png).label

@@ -42,7 +42,7 @@ def median_ms(run: Callable[[Any], Any], batch: Any, budget_s: float = 5.0, repe
     return statistics.median(times) * 1000
 
 
-def check(spec: ModelSpec, workdir: Path, *, samples: int = 2, opencv: bool = True, openvino: bool = True,
+def check(spec: ModelSpec, workdir: Path, *, samples: int = 2, opencv: bool = True, openvino: bool | None = None,
           row: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Export ``spec`` into ``workdir`` and return its row (``row``: fields to start it with).
 
@@ -72,6 +72,10 @@ def check(spec: ModelSpec, workdir: Path, *, samples: int = 2, opencv: bool = Tr
     ort = OnnxRuntimeSession(path, providers=["CPUExecutionProvider"])
     reference = ort.run(batch)
     found["ort_ms"] = round(median_ms(ort.run, batch), 1)
+    if openvino is None:  # where it is installed: a missing OpenVINO is no refusal of the model
+        import importlib.util
+
+        openvino = importlib.util.find_spec("openvino") is not None
     runtimes = {"openvino": openvino, "opencv": opencv}
     for runtime in (r for r, wanted in runtimes.items() if wanted):
         print(f"stage: {runtime}", flush=True)

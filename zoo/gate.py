@@ -60,15 +60,17 @@ def needs_check(runtime: str, precision: str) -> bool:
 
 
 def machine() -> dict[str, Any]:
-    """What a measurement on this machine depends on: the CPU (model and flags), the GPUs and the runtimes'
-    versions."""
+    """What a measurement on this machine depends on: the CPU (model and flags), the GPUs OpenVINO sees,
+    onnxruntime's execution providers (CUDA, TensorRT where a GPU build is installed) and the runtimes' versions."""
+    import onnxruntime
+
     from zoo._cpu import cpu_signature
     from zoo._version import installed_version
     from zoo.quantize import onnxruntime_version
 
     return {"cpu": cpu_signature(), "gpus": gpu_names(), "onnxruntime": onnxruntime_version(),
-            "openvino": installed_version("openvino"), "opencv": installed_version("opencv-python-headless",
-                                                                                  "opencv-python")}
+            "providers": onnxruntime.get_available_providers(), "openvino": installed_version("openvino"),
+            "opencv": installed_version("opencv-python-headless", "opencv-python")}
 
 
 @functools.cache
@@ -136,11 +138,12 @@ def problems(figures: Mapping[str, Any], limit: Mapping[str, float]) -> list[str
 
 
 def verdict(spec: ModelSpec, runtime: str, precision: str, figures: Mapping[str, Any],
-            limit: Mapping[str, float]) -> dict[str, Any]:
-    """The record kept in the entry: the figures, the limits, and ``refused`` (the problems, or None)."""
+            limit: Mapping[str, float], machine: str | None = None) -> dict[str, Any]:
+    """The record kept in the entry: the figures, the limits, and ``refused`` (the problems, or None), for the
+    ``machine`` that measured them (default: this one)."""
     found = problems(figures, limit)
-    return {"runtime": runtime, "precision": precision, "machine": machine_key(), **figures, "limits": dict(limit),
-            "refused": "; and ".join(found) or None}
+    return {"runtime": runtime, "precision": precision, "machine": machine or machine_key(), **figures,
+            "limits": dict(limit), "refused": "; and ".join(found) or None}
 
 
 def rejudge(spec: ModelSpec, task: Any, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,7 +151,7 @@ def rejudge(spec: ModelSpec, task: Any, record: Mapping[str, Any]) -> dict[str, 
     figures = {k: v for k, v in record.items() if k not in ("runtime", "precision", "machine", "limits", "refused")}
     raw = record.get("compared_as") == "raw outputs"
     limit = dict(RAW_LIMITS) if raw else comparison(spec, task, record["precision"])[1]
-    return verdict(spec, record["runtime"], record["precision"], figures, limit)
+    return verdict(spec, record["runtime"], record["precision"], figures, limit, record.get("machine"))
 
 
 def refuse(spec: ModelSpec, record: Mapping[str, Any]) -> None:

@@ -16,7 +16,16 @@ from zoo import cache, gate, images, onnxfile, onnxmeta, quantize, tune
 from zoo import weights as weights_module
 from zoo._fields import check_count
 from zoo.convert import BuildOptions, Converted, convert, exported_elsewhere, make_key, pin_hub_file, plan
-from zoo.errors import CacheError, DownloadError, OfflineError, SpecError, UsageError, WeightsError, ZooInputError
+from zoo.errors import (
+    CacheError,
+    DownloadError,
+    OfflineError,
+    PrecisionError,
+    SpecError,
+    UsageError,
+    WeightsError,
+    ZooInputError,
+)
 from zoo.geometry import Geometry
 from zoo.preprocess import Preprocess
 from zoo.registry import Registry, default_registry
@@ -337,10 +346,8 @@ def open_model(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | N
     check_count("threads", threads, optional=True)
     registry = registry if registry is not None else default_registry()
     if runtime == tune.AUTO and not _names_pipeline(name, registry):  # a pipeline's models are tuned each
-        opening = {"providers": providers, "threads": threads, "batch_size": batch_size, "task": task,
-                   "preprocess": preprocess, "registry": registry}
-        choice = tuned(name, build, **opening)["choice"]
-        runtime, build = choice["runtime"], dataclasses.replace(build, precision=choice["precision"])
+        return _open_tuned(name, build, providers=providers, threads=threads, batch_size=batch_size, task=task,
+                           preprocess=preprocess, registry=registry)
     check_runtime(runtime, providers, build.precision)  # before anything is fetched or exported
     session = {"runtime": runtime, "providers": providers, "threads": threads, "batch_size": batch_size,
                "precision": build.precision}
@@ -526,6 +533,23 @@ def _names_pipeline(name: object, registry: Registry) -> bool:
             and name in registry and registry.get(name).is_pipeline)
 
 
+def _open_tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions, **opening: Any) -> Model | Pipeline:
+    """``name`` on the runtime and precision its tuning chose on this machine (:func:`tuned`); a recorded choice
+    that no longer opens (today's limits refuse it, or a plugin now refuses that runtime) is tuned again, once."""
+    for again in (False, True):
+        choice = tuned(name, build, again=again, **opening)["choice"]
+        runtime, precision = choice["runtime"], choice["precision"]
+        chosen = opening if runtime == "onnxruntime" else {**opening, "providers": None}  # providers: onnxruntime's
+        try:
+            return open_model(name, dataclasses.replace(build, precision=precision), runtime=runtime, **chosen)
+        except (PrecisionError, UsageError) as error:
+            if again or (runtime, precision) == tune.REFERENCE:
+                raise
+            log.warning("%s: the choice recorded by its tuning, %s %s, no longer opens (%s); tuning again", name,
+                        runtime, precision, error)
+    raise AssertionError("unreachable")
+
+
 def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None = None, *, again: bool = False,
           blocks: int = tune.BLOCKS, calls: int = tune.CALLS, **opening: Any) -> dict[str, Any]:
     """The tuning of ``name`` on this machine (:mod:`zoo.tune`): the record in its float32 entry, or measured now
@@ -537,9 +561,13 @@ def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None =
     narrowed = None if build.precision == "fp32" else build.precision
     key = tune.key(narrowed, threads=opening.get("threads"), providers=opening.get("providers"))
     description = {k: opening[k] for k in ("task", "preprocess", "registry") if k in opening}
+    _, built = describe(name, float32, **description)
+    if built is not None and _precision_of(built) != "fp32":
+        raise UsageError(f"{os.fspath(name) if not isinstance(name, ModelSpec) else name.name!r} is built in "
+                         f"{_precision_of(built)} already: tune the model by its name (zoo tune NAME --precision "
+                         f"{_precision_of(built)}), which times it against its float32 source")
     if not again:  # a tuning recorded for this machine: read without opening anything
-        _, built = describe(name, float32, **description)
-        record = cache.recorded(built.record_folder if built is not None else None, "tuned", key)
+        record = cache.recorded(_record_folder(built), "tuned", key)
         if record is not None:
             return record
     reference = open_model(name, float32, runtime="onnxruntime", **opening)
@@ -557,6 +585,14 @@ def tuned(name: str | os.PathLike[str] | ModelSpec, build: BuildOptions | None =
     if reference.converted.record_folder is not None:
         cache.record(reference.converted.record_folder, "tuned", key, record)
     return record
+
+
+def _record_folder(built: Converted | None) -> Path | None:
+    """Where what is measured of a built file is kept: an entry's folder, or a file's cache folder (not made here)."""
+    if built is None or not built.in_place:
+        return built.record_folder if built is not None else None
+    files = built.metadata["files"]
+    return cache.file_folder_of(files[built.path.name]["sha256"]) if list(files) == [built.path.name] else None
 
 
 def _checked(model: Model) -> Model:

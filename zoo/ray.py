@@ -178,12 +178,15 @@ def _tuned_choice(name: str | os.PathLike[str], threads: int, get: Mapping[str, 
     import dataclasses
 
     from zoo.convert import BuildOptions
-    from zoo.model import tuned
+    from zoo.model import describe, tuned
 
     fields = {f.name for f in dataclasses.fields(BuildOptions)}
+    build = BuildOptions(**{k: v for k, v in get.items() if k in fields})
     opening = {key: value for key, value in get.items() if key in ("providers", "task", "preprocess")}
-    return dict(tuned(name, BuildOptions(**{k: v for k, v in get.items() if k in fields}), threads=threads,
-                      **opening)["choice"])
+    if describe(name, build, **{k: v for k, v in opening.items() if k != "providers"})[0].is_pipeline:
+        return {}  # each worker tunes the pipeline's models as it opens them
+    choice = tuned(name, build, threads=get.get("threads") or threads, **opening)["choice"]
+    return {**choice, **({"providers": None} if choice["runtime"] != "onnxruntime" else {})}
 
 
 def _checked(name: str | os.PathLike[str], *, batch_size: int = 32, concurrency: int | tuple[int, int] = 1,

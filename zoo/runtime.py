@@ -102,9 +102,11 @@ class OnnxRuntimeSession:
         options.add_session_config_entry("session.force_spinning_stop", "1")
         check_runtime(self.name, providers)
         available = onnxruntime.get_available_providers()
-        chosen: list[Any] = providers or [p for p in PREFERRED_PROVIDERS if p in available]
-        if keep_optimized and TENSORRT in chosen:  # its engines built once, kept in the entry
-            chosen = [with_engine_cache(p, optimized_in or Path(path).parent) for p in chosen]
+        chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
+        #: The providers as the sessions get them: TensorRT with its engines built once, kept in the entry.
+        self._providers: list[Any] = chosen
+        if keep_optimized and TENSORRT in chosen:
+            self._providers = [with_engine_cache(p, optimized_in or Path(path).parent) for p in chosen]
         #: The optimised graph saved beside the model (``keep_optimized``), opened instead of it.
         self.optimized: Path | None = None
         #: The file the session was opened from: the model, or its saved optimised graph.
@@ -117,7 +119,8 @@ class OnnxRuntimeSession:
                 self._describe()
                 return
         try:
-            self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options, providers=chosen)
+            self.session = onnxruntime.InferenceSession(os.fspath(path), sess_options=options,
+                                                        providers=self._providers)
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own Fail, InvalidGraph, NoSuchFile...
             raise ZooError(f"onnxruntime {onnxruntime.__version__} cannot load {path}: {last_line(error)}") from None
         self._describe()
@@ -190,7 +193,7 @@ class OnnxRuntimeSession:
         with tempfile.TemporaryDirectory(prefix="zoo-profile-") as folder:
             options.profile_file_prefix = os.path.join(folder, "run")
             profiled = onnxruntime.InferenceSession(os.fspath(self.opened), sess_options=options,
-                                                    providers=self.providers)
+                                                    providers=self._providers)
             profiled.run(None, feeds)
             events = json.loads(Path(profiled.end_profiling()).read_text(encoding="utf-8"))
         nodes: dict[str, dict[str, str]] = {}

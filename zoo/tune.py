@@ -65,6 +65,8 @@ def tune(name: str, open_candidate: Callable[[str, str], Any], *, precision: str
                 row["figures"] = {k: v for k, v in report.items() if k in ("agreement", "max_difference")}
         except ZooError as error:  # not offered here (UsageError), or it cannot load the model
             row["refused"] = str(error)
+        except Exception as error:  # noqa: BLE001 - an engine that fails while the gate runs it: this row only
+            row["refused"] = f"it fails to run: {type(error).__name__}: {error}"[:300]
         else:
             checks = models[runtime, chosen].metadata.get("checks", {})
             figures = checks.get(gate.check_key(runtime, chosen)) or models[runtime, chosen].metadata.get("int8")

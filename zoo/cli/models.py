@@ -111,7 +111,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if spec.metrics:
         lines.append(("published", "metrics of the published weights above, not of other checkpoints"))
     lines += [(f"  {k}", f"{v:,.0f}" if float(v).is_integer() else f"{v:g}") for k, v in spec.metrics.items()]
-    lines += _built_lines(built)
+    lines += _built_lines(built, spec, registry.task(spec.task))
     if not in_place:
         for record in data["cache"]["entries"]:
             state = (f"{built_from(record)}, {human_size(record['size'])}, {record['created']}" if record["ok"]
@@ -144,7 +144,7 @@ def shown(artifact: zoo.Artifact | zoo.HubFile) -> str:
     return f"{artifact.url} (sha256 {artifact.sha256})"
 
 
-def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
+def _built_lines(built: Converted | None, spec: zoo.ModelSpec, task: Any) -> list[tuple[str, str]]:
     """The file these arguments run: a file used in place (its hash, the weights it says it has), or the entry with
     its weights and the export's parity figures; nothing until it is built."""
     if built is None:
@@ -162,20 +162,22 @@ def _built_lines(built: Converted | None) -> list[tuple[str, str]]:
         folder = cache.file_folder_of(record["sha256"])
         lines.append(("cache", f"used where it is; its optimised graph kept in {folder}"))
         with contextlib.suppress(OSError, ValueError):  # what was measured of it here, kept in its folder
-            return lines + measured_lines(cache.read_metadata(folder))
+            return lines + measured_lines(cache.read_metadata(folder), spec, task)
         return lines
     if weights.get("file") and not weights.get("tag"):
         lines.append(("built from", f"your {weights['file']} (sha256 {weights.get('sha256')}); no published metrics"))
-    return lines + parity_lines(meta) + measured_lines(meta)
+    return lines + parity_lines(meta) + measured_lines(meta, spec, task)
 
 
-def measured_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
-    """The checks and tunings recorded for this machine (none: nothing to say, and no machine to describe)."""
+def measured_lines(meta: dict[str, Any], spec: zoo.ModelSpec, task: Any) -> list[tuple[str, str]]:
+    """The checks (judged by today's limits, as opening the model judges them) and tunings recorded for this
+    machine (none: nothing to say, and no machine to describe)."""
     if not (meta.get("checks") or meta.get("tuned")):
         return []
-    from zoo.gate import machine_key
+    from zoo.gate import machine_key, rejudge
 
-    return check_lines(meta, machine_key())
+    checks = {key: rejudge(spec, task, record) for key, record in meta.get("checks", {}).items()}
+    return check_lines({**meta, "checks": checks}, machine_key())
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
