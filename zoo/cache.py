@@ -86,6 +86,12 @@ def key_of(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:KEY_LENGTH]
 
 
+def derived_name(what: dict[str, Any], suffix: str) -> str:
+    """The file name of what a runtime derives from an entry's model (an optimised graph, a compiled model): the
+    :func:`key_of` of ``what`` it depends on, after :data:`OPTIMIZED_PREFIX`, with ``suffix``."""
+    return f"{OPTIMIZED_PREFIX}{key_of(what)}{suffix}"
+
+
 def model_dir(name: str) -> Path:
     """The folder that holds the cached entries of the model with canonical ``name``.
 

@@ -17,8 +17,6 @@ per model by the plugins' export checks instead (``runtimes.toml``).
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from zoo import cache
 from zoo._log import notice
 from zoo.declared import call_declared
 from zoo.errors import PrecisionError, UsageError
@@ -76,7 +75,7 @@ def machine() -> dict[str, Any]:
 @functools.cache
 def machine_key() -> str:
     """:func:`machine` as 16 hex digits (once a process)."""
-    return hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:16]
+    return cache.key_of(machine())
 
 
 def check_key(runtime: str, precision: str) -> str:
@@ -111,8 +110,8 @@ def measure(spec: ModelSpec, agreement: Callable[..., dict[str, float]], want: R
     started = time.perf_counter()
     runs: dict[str, tuple[list[Any], list[dict[str, np.ndarray]]]] = {"want": ([], []), "got": ([], [])}
     for image in images:
+        batch, geometries = want.transform(image)  # one spec, one preprocessing: the same batch for both
         for name, model in (("want", want), ("got", got)):
-            batch, geometries = model.transform(image)
             outputs = model.run(batch, geometries)
             runs[name][0].extend(model.postprocess(outputs, geometries, **options))
             runs[name][1].append({spec.rename_outputs.get(key, key): value for key, value in outputs.items()})

@@ -10,7 +10,6 @@ OpenCV's DNN module is the alternative that OpenCV-only deployments use; OpenVIN
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -214,7 +213,7 @@ def optimized_name(model: str, version: str, providers: Sequence[str]) -> str:
     sha256), onnxruntime's version, the execution providers and the CPU (the graph may use
     kernels of this CPU, such as NCHWc layouts)."""
     what = {"model": model, "onnxruntime": version, "providers": list(providers), "cpu": cpu_signature()}
-    return f"{cache.OPTIMIZED_PREFIX}{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}.onnx"
+    return cache.derived_name(what, ".onnx")
 
 
 class OpenCvSession:

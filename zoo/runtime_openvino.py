@@ -17,8 +17,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import hashlib
-import json
 import logging
 import os
 import threading
@@ -88,7 +86,7 @@ def compiled_name(model: str, device: str, precision: str, threads: int | None) 
     version, the device, the precision, the thread count and the CPU (the kernels are this CPU's)."""
     what = {"model": model, "openvino": version(), "device": device, "precision": precision, "threads": threads,
             "cpu": cpu_signature(), "cores": os.cpu_count()}
-    return f"{cache.OPTIMIZED_PREFIX}{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}{SUFFIX}"
+    return cache.derived_name(what, SUFFIX)
 
 
 class OpenVinoSession:
