@@ -96,6 +96,19 @@ def test_27_15_an_opencv_session_leaves_the_process_thread_count_as_it_was(zoo_c
     assert cv2.getNumThreads() == before  # nor did running it: the other models and the preprocessing keep theirs
 
 
+def test_33_2_opencv_is_checked_against_onnxruntime_once_a_machine(zoo_cache_dir, monkeypatch):
+    pytest.importorskip("cv2")
+    from zoo import gate
+
+    model = zoo.get("digits", runtime="opencv")  # a third party's model too, not only those a runtimes.toml names
+    [(key, record)] = model.metadata["checks"].items()
+    assert key == gate.check_key("opencv", "fp32") and record["refused"] is None
+    assert record["compared"] == 64 and record["agreement"] == 1.0
+    assert cache.read_metadata(model.path.parent)["checks"][key] == record
+    monkeypatch.setattr(gate, "measure", lambda *a, **k: pytest.fail("measured again"))
+    assert zoo.get("digits", runtime="opencv", threads=1).metadata["checks"][key] == record
+
+
 def flip_bytes_keeping_size_and_mtime(path, count=64):
     """Overwrite ``count`` bytes near the end of ``path`` with their complement, then set its times back."""
     stat = path.stat()

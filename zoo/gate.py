@@ -1,17 +1,18 @@
 """The agreement gate: a runtime or precision is used only where its results agree with onnxruntime float32's.
 
-OpenVINO (in float32 too: another engine's kernels), bf16 and fp16 (OpenVINO running the float32
-file in that precision) and int8 on a runtime other than the one it was checked on as it was
-built (:mod:`zoo.quantize`) are run beside onnxruntime float32, the precision and runtime the
-export was checked in, on the spec's held images (the zoo's photos, 64 views, or the plugin's
-own) and compared as the model's task says (its ``agreement``: top-1 and the largest change for
-a classifier, matched boxes and score change for a detector, pixel agreement for a segmenter,
-the nearest vector and cosine for an embedding); a task without one is compared on its raw
-outputs, in float32 only (:func:`outputs_agreement`). Unless the figures are within the limits
-(the task's; a spec's ``int8`` table may tighten or loosen them), :class:`PrecisionError`
-refuses it with the figures. The figures are recorded in the entry, by runtime, precision and
-machine, so the check is made once a machine; ``zoo info`` shows them. OpenCV DNN is checked
-per model by the plugins' export checks instead (``runtimes.toml``).
+Every other runtime (OpenVINO and OpenCV DNN, in float32 too: another engine's kernels), bf16 and
+fp16 (OpenVINO running the float32 file in that precision) and int8 on a runtime other than the
+one it was checked on as it was built (:mod:`zoo.quantize`) are run beside onnxruntime float32,
+the precision and runtime the export was checked in, on the spec's held images (the zoo's photos,
+64 views, or the plugin's own) and compared as the model's task says (its ``agreement``: top-1
+and the largest change for a classifier, matched boxes and score change for a detector, pixel
+agreement for a segmenter, the nearest vector and cosine for an embedding); a task without one is
+compared on its raw outputs, in float32 only (:func:`outputs_agreement`). Unless the figures are
+within the limits (the task's; a spec's ``int8`` table may tighten or loosen them),
+:class:`PrecisionError` refuses it with the figures. The figures are recorded in the entry, by
+runtime, precision and machine, so the check is made once a machine; ``zoo info`` shows them.
+A plugin's ``runtimes.toml`` refuses a runtime for a model before any of this (its export check
+found it crashing or disagreeing).
 """
 
 from __future__ import annotations
@@ -52,10 +53,9 @@ class Runnable(Protocol):
 
 
 def needs_check(runtime: str, precision: str) -> bool:
-    """Whether ``precision`` on ``runtime`` must pass the gate as a model opens (onnxruntime float32 is the export's
-    own check, int8 on onnxruntime passed its check as it was built, OpenCV DNN is checked per model by the
-    plugins' export checks)."""
-    return runtime == "openvino" or precision in ("bf16", "fp16") or (precision == "int8" and runtime != "onnxruntime")
+    """Whether ``precision`` on ``runtime`` must pass the gate as a model opens: all but onnxruntime in float32 (the
+    export's own check) and in int8 (checked as it was built)."""
+    return runtime != "onnxruntime" or precision in ("bf16", "fp16")
 
 
 def machine() -> dict[str, Any]:

@@ -66,7 +66,7 @@ def tune(name: str, open_candidate: Callable[[str, str], Any], *, precision: str
         except ZooError as error:  # not offered here (UsageError), or it cannot load the model
             row["refused"] = str(error)
         except Exception as error:  # noqa: BLE001 - an engine that fails while the gate runs it: this row only
-            row["refused"] = f"it fails to run: {type(error).__name__}: {error}"[:300]
+            row["refused"] = _fails(error)
         else:
             checks = models[runtime, chosen].metadata.get("checks", {})
             figures = checks.get(gate.check_key(runtime, chosen)) or models[runtime, chosen].metadata.get("int8")
@@ -80,7 +80,7 @@ def tune(name: str, open_candidate: Callable[[str, str], Any], *, precision: str
         except Exception as error:  # noqa: BLE001 - OpenCV's cv2.error, OpenVINO's RuntimeError...
             if candidate == REFERENCE:
                 raise
-            rows[candidate]["refused"] = f"it fails to run: {type(error).__name__}: {error}"[:300]
+            rows[candidate]["refused"] = _fails(error)
             del models[candidate]
     notice(log, "tuning %s: timing %d of them in %d interleaved blocks", name, len(models), blocks)
     times = interleaved_ms({f"{r}/{p}": partial(model.run, batch, geometries) for (r, p), model in models.items()},
@@ -101,6 +101,11 @@ def tune(name: str, open_candidate: Callable[[str, str], Any], *, precision: str
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 3), "timing": {"blocks": blocks, "calls": calls,
                                                                            "margin": MARGIN}}
+
+
+def _fails(error: Exception) -> str:
+    """A row's reason where its engine raises while it opens or first runs the model."""
+    return f"it fails to run: {type(error).__name__}: {error}"[:300]
 
 
 def _sample(model: Any) -> Any:

@@ -9,10 +9,11 @@ things, :mod:`zoo.cli.arguments` holds what the commands share.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from zoo._version import __version__
 from zoo.cli import bundle, cache, export, models, predict, serve, tune
@@ -45,20 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_handler: logging.Handler | None = None
-
-
-def _configure_logging(verbose: bool, quiet: bool) -> None:
-    """Send the ``zoo`` logger's messages to stderr as ``zoo: ...``; other libraries' loggers are left alone."""
-    global _handler
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: bool, quiet: bool) -> Iterator[None]:
+    """Send the ``zoo`` logger's messages to stderr as ``zoo: ...`` while a command runs, then put the logger
+    back as it was (``main`` called in-process, by a test or a program, leaves no handler on a stream it
+    may close); other libraries' loggers are left alone."""
     logger = logging.getLogger("zoo")
-    if _handler is not None:
-        logger.removeHandler(_handler)
-    _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter("zoo: %(message)s"))
-    logger.addHandler(_handler)
+    level, propagate = logger.level, logger.propagate
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("zoo: %(message)s"))
+    logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,10 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.help_parser.print_help()
         return 0
     args.verbose, args.quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
-    _configure_logging(args.verbose, args.quiet)
     hint = weights_hint.set("--weights FILE" if "weights" in vars(args) else None)  # advice names only our options
     try:
-        return args.func(args)
+        with _logging_to_stderr(args.verbose, args.quiet):
+            return args.func(args)
     except ZooError as error:
         print(f"zoo: error: {error}", file=sys.stderr)
         return error.exit_code
