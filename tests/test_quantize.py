@@ -121,12 +121,14 @@ def test_a_quantization_that_disagrees_is_refused_with_its_figures_and_leaves_no
     assert kept.metadata["int8"]["excluded"] == ["head"] and kept.metadata["int8"]["agreement"] == 1.0
 
 
-def test_int8_is_refused_for_tasks_whose_agreement_it_cannot_check(tmp_path):
-    detector = dataclasses.replace(gemm_classifier(tmp_path, ties=False), task="object-detection")
-    with pytest.raises(zoo.UsageError, match="object-detection model; int8 is available for image-classification"):
-        plan(detector, precision="int8")
+def test_int8_is_refused_for_tasks_whose_agreement_it_cannot_check(tmp_path, zoo_cache_dir):
+    estimator = dataclasses.replace(gemm_classifier(tmp_path, ties=False), task="age-estimation")
+    with pytest.raises(zoo.UsageError, match="age-estimation model, whose results the zoo cannot compare with "
+                                             "float32's; precision 'int8' is not available for it"):
+        zoo.get(estimator, precision="int8")
+    assert not list(cache.entries(estimator.name))  # refused before anything was fetched or built
     with pytest.raises(zoo.UsageError, match="unknown precision 'int4'; choose one of fp32, int8"):
-        plan(detector, precision="int4")
+        plan(estimator, precision="int4")
 
 
 @pytest.mark.parametrize(("flags", "reduced"), [

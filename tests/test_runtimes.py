@@ -350,11 +350,13 @@ def torchvision_specs():
     import zoo_torchvision
 
     specs = {spec.name: spec for spec in zoo_torchvision.load_specs()}
-    return lambda name: dataclasses.replace(check_exports.randomized(specs[name]), weights=None)
+    return lambda name: dataclasses.replace(check_exports.randomized(specs.get(name) or zoo.get_spec(name)),
+                                            weights=None)
 
 
 @pytest.mark.parametrize("name", ["ssdlite320_mobilenet_v3_large", "lraspp_mobilenet_v3_large"])
-def test_33_2_the_gate_compares_a_detectors_boxes_and_a_segmenters_pixels(zoo_cache_dir, torchvision_specs, name):
+def test_33_2_the_gate_compares_a_detectors_boxes_and_a_segmenters_pixels(zoo_cache_dir, torchvision_specs, name,
+                                                                           monkeypatch):
     from zoo.quantize import photos
 
     spec = torchvision_specs(name)
@@ -372,3 +374,27 @@ def test_33_2_the_gate_compares_a_detectors_boxes_and_a_segmenters_pixels(zoo_ca
         except PrecisionError as error:
             figures = error.report
         assert figures["compared"] > 0 and 0 <= figures["agreement"] <= 1
+    try:  # int8 on onnxruntime: the detector's and segmenter's own comparison at first open, not quantize's
+        int8 = zoo.get(spec, weights="random", precision="int8")
+        figures = int8.metadata["checks"][gate.check_key("onnxruntime", "int8")]
+    except PrecisionError as error:
+        figures = error.report
+        monkeypatch.setattr(gate, "measure", lambda *a, **k: pytest.fail("measured again"))
+        with pytest.raises(PrecisionError, match="int8.exclude"):  # the recorded refusal, in the int8 entry
+            zoo.get(spec, weights="random", precision="int8")
+    assert figures["compared"] > 0 and figures["limits"] == task.limits and 0 <= figures["agreement"] <= 1
+
+
+def test_33_2_an_embeddings_int8_is_compared_by_nearest_vector_and_cosine_and_used(zoo_cache_dir, torchvision_specs,
+                                                                                    monkeypatch):
+    spec = torchvision_specs("resnet18-embedding")
+    int8 = zoo.get(spec, weights="random", precision="int8")
+    assert "agreement" not in int8.metadata["int8"]  # quantize reads class scores only: the gate compares it
+    record = int8.metadata["checks"][gate.check_key("onnxruntime", "int8")]
+    assert record["refused"] is None and record["compared"] == 64 and record["agreement"] >= 0.98
+    assert 0 < record["max_difference"] <= 0.05  # 1 - the lowest cosine with float32's vector
+    monkeypatch.setattr(gate, "measure", lambda *a, **k: pytest.fail("measured again"))
+    again = zoo.get(spec, weights="random", precision="int8")
+    float32 = zoo.get(spec, weights="random")
+    got, want = again.predict(digit()).vector, float32.predict(digit()).vector
+    assert got.shape == want.shape and float(got @ want) / float(np.linalg.norm(got) * np.linalg.norm(want)) > 0.95

@@ -185,7 +185,7 @@ def is_current(entry: cache.Entry, registry: Registry | None = None) -> bool:
         try:  # no plugin code runs: the key names the calibration function, it does not call it
             if quantize.key_inputs(spec, precision["precision"], info.version if info else None) != precision:
                 return False  # other photos, calibration, limits or settings
-        except UsageError:  # the model's task no longer allows int8
+        except UsageError:  # a precision this version of the zoo does not know
             return False
     if source.get("kind") == "prebuilt":
         return spec is None or (spec.onnx is not None and spec.onnx.file_sha256 == source.get("sha256"))

@@ -52,10 +52,10 @@ class Runnable(Protocol):
                     **options: Any) -> list[Any]: ...
 
 
-def needs_check(runtime: str, precision: str) -> bool:
+def needs_check(runtime: str, precision: str, *, checked_as_built: bool = False) -> bool:
     """Whether ``precision`` on ``runtime`` must pass the gate as a model opens: all but onnxruntime in float32 (the
-    export's own check) and in int8 (checked as it was built)."""
-    return runtime != "onnxruntime" or precision in ("bf16", "fp16")
+    export's own check) and an int8 file on onnxruntime that was ``checked_as_built`` (a classifier's)."""
+    return runtime != "onnxruntime" or precision in ("bf16", "fp16") or (precision == "int8" and not checked_as_built)
 
 
 def machine() -> dict[str, Any]:
@@ -156,7 +156,9 @@ def rejudge(spec: ModelSpec, task: Any, record: Mapping[str, Any]) -> dict[str, 
 def refuse(spec: ModelSpec, record: Mapping[str, Any]) -> None:
     """:class:`PrecisionError` with the figures where ``record`` (:func:`verdict`) refused the precision."""
     if record.get("refused"):
-        instead = "runtime 'onnxruntime'" if record["precision"] == "fp32" else "precision 'fp32', or another runtime"
+        instead = {"fp32": "runtime 'onnxruntime'", "int8": "precision 'fp32', or keep the layers that lose accuracy in "
+                   "float with the spec's int8.exclude (node name patterns)"}.get(record["precision"],
+                                                                                  "precision 'fp32', or another runtime")
         error = PrecisionError(f"model {spec.name!r} in {record['precision']} on {record['runtime']} is refused: "
                                f"{record['refused']} ({record['images']} held images). Use {instead}; 'zoo info' "
                                f"shows the figures")

@@ -2,10 +2,12 @@
 
 A cached float32 file becomes an int8 one in QDQ form (QuantizeLinear/DequantizeLinear
 pairs that onnxruntime fuses into integer kernels): weights int8 per output channel,
-activations uint8 with ranges calibrated on views of photos. The int8 file is then run
-beside the float32 one on held photos (never calibrated on); unless the top classes agree
+activations uint8 with ranges calibrated on views of photos. A classifier's int8 file is then
+run beside the float32 one on held photos (never calibrated on); unless the top classes agree
 on at least the spec's ``min_agreement`` of them and no output moves by more than
-``max_difference`` of their range, :class:`QuantizationError` refuses it with the figures.
+``max_difference`` of their range, :class:`QuantizationError` refuses it with the figures. Any
+other task's int8 file is compared by its task's own agreement (boxes, pixels, vectors) when it
+first opens, by the agreement gate (:mod:`zoo.gate`), which needs the task's postprocessing.
 The figures are stored with the entry, with the speed-up measured on this machine as it was
 built: float32 and int8 run in alternating blocks (:func:`interleaved_ms`), and the median,
 lowest and highest ratio over the pairs of blocks are kept, an indication rather than a benchmark
@@ -42,8 +44,9 @@ from zoo.tasks.classification import score_agreement
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
-#: Tasks whose outputs the agreement check understands (a score per class, top class first).
-TASKS = ("image-classification",)
+#: Tasks whose int8 file is checked as it is built, on its first output (a score per class); the others'
+#: at first open, by the agreement gate (:mod:`zoo.gate`).
+CHECKED_AS_BUILT = ("image-classification",)
 #: How the zoo quantizes: onnxruntime's QDQ format, uint8 activations and int8 weights (u8s8,
 #: the combination its x86 kernels run fastest), per-channel weights, MinMax calibration, after
 #: onnxruntime's pre-processing, every operator onnxruntime can quantize (``ops`` None). The
@@ -172,15 +175,9 @@ def key_inputs(spec: ModelSpec, precision: str, plugin_version: str | None = Non
     spec's limits and exclusions, its preprocessing (the calibration ranges are those of the
     preprocessed images), the calibration images (:func:`calibration_key`: no plugin code runs) and
     onnxruntime's version.
-
-    Raises :class:`UsageError` for a task whose outputs the agreement check cannot read.
     """
     if check_precision(precision) == "fp32":
         return None
-    if spec.task not in TASKS:
-        raise UsageError(f"model {spec.name!r} is a {spec.task} model; int8 is available for "
-                         f"{', '.join(TASKS)} models (their agreement with float32 can be checked); use precision "
-                         f"'fp32'")
     return {"precision": precision, **SETTINGS, "reduce_range": reduced_range(), **limits(spec),
             "preprocess": spec.preprocess.to_dict() if spec.preprocess else None,
             "calibration": calibration_key(spec, plugin_version),
@@ -205,6 +202,10 @@ def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, An
     int8 model disagrees beyond the limits.
     """
     report = measure(spec, source, target, settings)
+    if "agreement" not in report:  # compared by its task at first open (the agreement gate)
+        log.info("quantized %s to int8 in %.1f s, %.2fx float32's speed; its results are compared with float32's "
+                 "when it first opens", spec.name, report["seconds"], report["speedup"])
+        return report
     problems = []
     if report["agreement"] < settings["min_agreement"]:
         problems.append(f"the top class agrees with float32 on {report['agreement']:.1%} of {report['held_images']} "
@@ -231,7 +232,8 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
 
     The report: the nodes kept in float, how many images calibrated and checked it and their
     fingerprint (:meth:`Photos.fingerprint`), the seconds it took, :func:`score_agreement`'s figures on
-    the held images, and :func:`speed`'s figures for one image on this machine.
+    the held images (a classifier's: :data:`CHECKED_AS_BUILT`), and :func:`speed`'s figures for one image
+    on this machine.
     """
     from zoo.errors import last_line
     from zoo.runtime import OnnxRuntimeSession
@@ -242,10 +244,11 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
         with tempfile.TemporaryDirectory(prefix=".int8-", dir=target.parent) as work:
             input_name, excluded = _quantize(spec, made, source, Path(work) / "prepared.onnx", target, settings)
         seconds = time.perf_counter() - started
+        checked = spec.task in CHECKED_AS_BUILT
         held = [spec.preprocess.apply([image]) for image in made.held]
         sessions = {"fp32": OnnxRuntimeSession(source), "int8": OnnxRuntimeSession(target)}
         outputs = {name: np.concatenate([session.run({input_name: batch})[spec.outputs[0]] for batch in held])
-                   for name, session in sessions.items()}
+                   for name, session in sessions.items()} if checked else {}
         timed = speed(interleaved_ms({name: partial(session.run, {input_name: held[0]})
                                       for name, session in sessions.items()}))
     except QuantizationError:
@@ -255,7 +258,7 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
                                 f"({last_line(error)}); use precision 'fp32'") from error
     return {"excluded": excluded, "calibration_images": len(made.calibration), "held_images": len(held),
             "calibration_fingerprint": made.fingerprint(), "seconds": round(seconds, 3),
-            **score_agreement(outputs["fp32"], outputs["int8"]), **timed}
+            **(score_agreement(outputs["fp32"], outputs["int8"]) if checked else {}), **timed}
 
 
 def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, target: Path,
