@@ -111,7 +111,6 @@ def detections(name: str, weights: Path) -> str:
 def short(reason: str) -> str:
     """A refusal's reason, in a few words for the table (the full text is printed below it)."""
     text = reason.split("is refused: ", 1)[-1]
-    text = re.sub(r"^model '[^']+' is an? \S+ model; ", "", text)
     text = re.split(r" \(|; |: use |\. Use ", text)[0]
     return text if len(text) <= 64 else text[:61] + "..."
 

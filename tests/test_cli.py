@@ -126,3 +126,15 @@ def test_27_10_download_advice_names_only_the_options_the_command_has(tmp_path):
     code = ("import zoo\ntry:\n    zoo.get('resnet18')\nexcept zoo.DownloadError as error:\n    print(error)")
     library = run_zoo(code=code, env=unreachable)
     assert "pass a local file with zoo.get(..., weights=FILE)" in library.stdout and "--weights" not in library.stdout
+
+
+def test_main_in_process_puts_the_zoo_logger_back_as_it_was(capsys):
+    import logging
+
+    from zoo.cli import main
+
+    logger = logging.getLogger("zoo")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    assert main(["-v", "list", "resnet50"]) == 0 and main(["list", "resnet50"]) == 0
+    assert (list(logger.handlers), logger.level, logger.propagate) == before  # no handler left on a closed stream
+    assert "resnet50" in capsys.readouterr().out

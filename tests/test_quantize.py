@@ -131,6 +131,30 @@ def test_int8_is_refused_for_tasks_whose_agreement_it_cannot_check(tmp_path, zoo
         plan(estimator, precision="int4")
 
 
+def test_33_2_another_tasks_int8_is_compared_by_its_task_before_it_is_pulled_exported_or_used(tmp_path, zoo_cache_dir,
+                                                                                               monkeypatch):
+    from zoo import gate
+    from zoo.model import prepare
+
+    embedder = dataclasses.replace(gemm_classifier(tmp_path, ties=False), task="image-embedding")
+    with pytest.raises(zoo.PrecisionError, match=r"in int8 on onnxruntime is refused: .*int8\.exclude") as refused:
+        prepare(embedder, precision="int8")  # as zoo pull and zoo export do: no int8 file leaves the zoo unchecked
+    report = refused.value.report
+    assert report["compared"] == 64 and report["agreement"] < 0.98  # nearest vectors: mirrored views are near twins
+    [int8] = [e for e in cache.entries(embedder.name) if cache.precision_of(e.metadata) == "int8"]
+    assert "agreement" not in int8.metadata["int8"]  # quantize reads class scores only; the task compared it
+    assert int8.metadata["checks"][gate.check_key("onnxruntime", "int8")] == report  # recorded in its entry
+    monkeypatch.setattr(gate, "measure", lambda *a, **k: pytest.fail("measured again"))
+    with pytest.raises(zoo.PrecisionError, match="int8.exclude"):
+        zoo.get(embedder, precision="int8")
+    monkeypatch.undo()
+    loose = dataclasses.replace(embedder, int8={"min_agreement": 0.5, "max_difference": 1.0})  # the spec's limits
+    model = zoo.get(loose, precision="int8")
+    record = model.metadata["checks"][gate.check_key("onnxruntime", "int8")]
+    assert model.precision == "int8" and record["refused"] is None and record["limits"]["min_agreement"] == 0.5
+    assert model.predict(np.zeros((8, 8, 3), np.uint8)).dim == 10
+
+
 @pytest.mark.parametrize(("flags", "reduced"), [
     ("flags\t\t: fpu sse2 avx2 fma", True),  # AVX2 without VNNI: u8s8 saturates, 7-bit weights
     ("flags\t\t: fpu avx2 avx512f avx512_vnni", False),

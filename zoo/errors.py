@@ -165,8 +165,9 @@ class QuantizationError(ExportError):
 
 
 class PrecisionError(ZooError, ValueError):
-    """A reduced precision (bf16, fp16, int8 on another runtime) whose results disagree with float32's beyond the
-    task's limits (:mod:`zoo.gate`). Its figures are in ``report``."""
+    """A runtime or precision (OpenVINO, OpenCV DNN, bf16, fp16, int8 but a classifier's on onnxruntime) whose
+    results disagree with onnxruntime float32's beyond the task's limits (:mod:`zoo.gate`). Its figures are in
+    ``report``."""
 
     report: dict | None = None
 

@@ -1,8 +1,8 @@
 """The agreement gate: a runtime or precision is used only where its results agree with onnxruntime float32's.
 
 Every other runtime (OpenVINO and OpenCV DNN, in float32 too: another engine's kernels), bf16 and
-fp16 (OpenVINO running the float32 file in that precision) and int8 on a runtime other than the
-one it was checked on as it was built (:mod:`zoo.quantize`) are run beside onnxruntime float32,
+fp16 (OpenVINO running the float32 file in that precision) and int8 (but a classifier's on
+onnxruntime, checked as it was built by :mod:`zoo.quantize`) are run beside onnxruntime float32,
 the precision and runtime the export was checked in, on the spec's held images (the zoo's photos,
 64 views, or the plugin's own) and compared as the model's task says (its ``agreement``: top-1
 and the largest change for a classifier, matched boxes and score change for a detector, pixel
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from zoo import cache
+from zoo import cache, quantize
 from zoo._log import notice
 from zoo.declared import call_declared
 from zoo.errors import PrecisionError, UsageError
@@ -65,9 +65,8 @@ def machine() -> dict[str, Any]:
 
     from zoo._cpu import cpu_signature
     from zoo._version import installed_version
-    from zoo.quantize import onnxruntime_version
 
-    return {"cpu": cpu_signature(), "gpus": gpu_names(), "onnxruntime": onnxruntime_version(),
+    return {"cpu": cpu_signature(), "gpus": gpu_names(), "onnxruntime": quantize.onnxruntime_version(),
             "providers": onnxruntime.get_available_providers(), "openvino": installed_version("openvino"),
             "opencv": installed_version("opencv-python-headless", "opencv-python")}
 
@@ -156,9 +155,9 @@ def rejudge(spec: ModelSpec, task: Any, record: Mapping[str, Any]) -> dict[str, 
 def refuse(spec: ModelSpec, record: Mapping[str, Any]) -> None:
     """:class:`PrecisionError` with the figures where ``record`` (:func:`verdict`) refused the precision."""
     if record.get("refused"):
-        instead = {"fp32": "runtime 'onnxruntime'", "int8": "precision 'fp32', or keep the layers that lose accuracy in "
-                   "float with the spec's int8.exclude (node name patterns)"}.get(record["precision"],
-                                                                                  "precision 'fp32', or another runtime")
+        instead = ("runtime 'onnxruntime'" if record["precision"] == "fp32" else
+                   quantize.REFUSED_ADVICE if record["runtime"] == "onnxruntime" else
+                   "precision 'fp32', or another runtime")
         error = PrecisionError(f"model {spec.name!r} in {record['precision']} on {record['runtime']} is refused: "
                                f"{record['refused']} ({record['images']} held images). Use {instead}; 'zoo info' "
                                f"shows the figures")

@@ -53,6 +53,9 @@ CHECKED_AS_BUILT = ("image-classification",)
 #: weights use 7 bits (``reduce_range``) on x86 CPUs without VNNI (:func:`reduced_range`).
 SETTINGS: dict[str, Any] = {"format": "QDQ", "activations": "uint8", "weights": "int8", "per_channel": True,
                             "method": "MinMax", "ops": None, "prepare": True}
+#: What to do about an int8 file that disagrees with float32.
+REFUSED_ADVICE = ("precision 'fp32', or keep the layers that lose accuracy in float with the spec's int8.exclude "
+                  "(node name patterns)")
 #: A spec's ``int8`` table fills in what it leaves out from these.
 DEFAULTS: dict[str, Any] = {"min_agreement": 0.98, "max_difference": 0.25, "exclude": ()}
 #: Views of each photo: (left, top, width, height) as fractions of the photo, and a mirror flag.
@@ -195,11 +198,12 @@ class _Reader:
 
 
 def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """Write the int8 version of the float32 file ``source`` to ``target``, checked on the held images.
+    """Write the int8 version of the float32 file ``source`` to ``target``, a classifier's checked on the held images.
 
     ``settings`` are :func:`key_inputs`' for ``spec``. Returns the report stored with the
-    entry (:func:`measure`'s). Raises :class:`QuantizationError` with the figures when the
-    int8 model disagrees beyond the limits.
+    entry (:func:`measure`'s). Raises :class:`QuantizationError` with the figures when a
+    classifier's int8 model disagrees beyond the limits (another task's is compared by the
+    agreement gate, :mod:`zoo.gate`).
     """
     report = measure(spec, source, target, settings)
     if "agreement" not in report:  # compared by its task at first open (the agreement gate)
@@ -217,8 +221,7 @@ def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, An
                         f"{settings['max_difference']:.1%} allowed)")
     if problems:
         error = QuantizationError(
-            f"model {spec.name!r}: the int8 model is refused: {'; and '.join(problems)}. Use precision 'fp32', or "
-            f"keep the layers that lose accuracy in float with the spec's int8.exclude (node name patterns)")
+            f"model {spec.name!r}: the int8 model is refused: {'; and '.join(problems)}. Use {REFUSED_ADVICE}")
         error.report = report
         raise error
     log.info("quantized %s to int8 in %.1f s: top class agrees on %.1f%% of %d held images, %.2fx float32's speed "
@@ -245,7 +248,7 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
             input_name, excluded = _quantize(spec, made, source, Path(work) / "prepared.onnx", target, settings)
         seconds = time.perf_counter() - started
         checked = spec.task in CHECKED_AS_BUILT
-        held = [spec.preprocess.apply([image]) for image in made.held]
+        held = [spec.preprocess.apply([image]) for image in (made.held if checked else made.held[:1])]
         sessions = {"fp32": OnnxRuntimeSession(source), "int8": OnnxRuntimeSession(target)}
         outputs = {name: np.concatenate([session.run({input_name: batch})[spec.outputs[0]] for batch in held])
                    for name, session in sessions.items()} if checked else {}
@@ -256,9 +259,9 @@ def measure(spec: ModelSpec, source: Path, target: Path, settings: dict[str, Any
     except Exception as error:  # onnx and onnxruntime raise many kinds
         raise QuantizationError(f"model {spec.name!r}: onnxruntime {onnxruntime_version()} could not quantize it "
                                 f"({last_line(error)}); use precision 'fp32'") from error
-    return {"excluded": excluded, "calibration_images": len(made.calibration), "held_images": len(held),
-            "calibration_fingerprint": made.fingerprint(), "seconds": round(seconds, 3),
-            **(score_agreement(outputs["fp32"], outputs["int8"]) if checked else {}), **timed}
+    compared = {"held_images": len(held), **score_agreement(outputs["fp32"], outputs["int8"])} if checked else {}
+    return {"excluded": excluded, "calibration_images": len(made.calibration),
+            "calibration_fingerprint": made.fingerprint(), "seconds": round(seconds, 3), **compared, **timed}
 
 
 def _quantize(spec: ModelSpec, made: Photos, source: Path, prepared: Path, target: Path,

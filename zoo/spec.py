@@ -394,7 +394,8 @@ class ModelSpec:
     #: patterns of graph node names kept in float), ``min_agreement`` (the fraction of held
     #: images whose top class must agree with float32's, default 0.98) and ``max_difference``
     #: (the largest output change allowed, relative to the range of float32's outputs on the
-    #: held images, default 0.25).
+    #: held images, default 0.25); for another task, or another reduced precision, the two
+    #: limits bound its task's figures (:mod:`zoo.gate`).
     int8: Mapping[str, Any] = field(default_factory=dict)
     #: Images to calibrate int8 on and to check it on (None: the zoo's photos); for models of
     #: other pictures than photos, such as digits.

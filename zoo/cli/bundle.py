@@ -79,6 +79,10 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
                 _, converted = prepare(part, build)
                 current = [e for e in cache.entries(part.name) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
+    for entry in list(chosen.values()):  # an int8 file that is not a classifier's is compared with its float32
+        if "agreement" not in entry.metadata.get("int8", {"agreement": None}):  # source on each machine it opens on
+            source = cache.entry_dir(entry.name, entry.metadata["source_entry"])
+            chosen.update((e.folder, e) for e in cache.entries(entry.name) if e.folder == source and e.ok)
     total = sum(e.size for e in chosen.values())
     with progress(total, args, unit="B") as bar:
         manifest = bundle.export_bundle(chosen.values(), output, progress=bar.update)
