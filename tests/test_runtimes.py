@@ -111,6 +111,9 @@ def test_33_2_a_task_without_an_agreement_is_compared_on_raw_outputs_in_float32_
     moved[2] = {**moved[2], "age": moved[2]["age"] + 0.1}
     off = gate.outputs_agreement(want, moved)
     assert off["agreement"] == 0.75 and off["max_difference"] > 0.01
+    quiet = [{"map": np.full((1, 8, 8), v, np.float32)} for v in (0.9, 1e-9)]  # a text map with nothing found
+    calm = gate.outputs_agreement(quiet, [{"map": w["map"] + 2e-8} for w in quiet])
+    assert calm["agreement"] == 1.0 and calm["max_difference"] < 1e-7  # relative to the map's scale over the images
     reshaped = gate.outputs_agreement(want[:1], [{"age": want[0]["age"][:, :2], "var": want[0]["var"]}])
     assert reshaped["agreement"] == 0.0  # another shape disagrees
     spec = zoo.get_spec("digits")

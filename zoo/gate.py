@@ -168,13 +168,18 @@ def refuse(spec: ModelSpec, record: Mapping[str, Any]) -> None:
 def outputs_agreement(want_outputs: Sequence[Mapping[str, np.ndarray]],
                       got_outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
     """The raw outputs compared, for a task without an ``agreement``: ``agreement`` is the fraction of images whose
-    every output is within :data:`RAW_LIMITS`' ``max_difference`` of its scale (the largest ``|value|`` of float32's;
-    another shape is a disagreement), ``max_difference`` the largest difference relative to that scale."""
+    every output is within :data:`RAW_LIMITS`' ``max_difference`` of its scale (the largest ``|value|`` of float32's
+    on all the images: a map near zero on one image, where nothing was found, is not a scale; another shape is a
+    disagreement), ``max_difference`` the largest difference relative to that scale."""
+    scales: dict[str, float] = {}
+    for want in want_outputs:
+        for name, value in want.items():
+            scales[name] = max(scales.get(name, 0.0), float(np.abs(value).max(initial=0.0)))
     worst: list[float] = []
     for want, got in zip(want_outputs, got_outputs, strict=True):
         differences = [float("inf") if got.get(name) is None or got[name].shape != value.shape else
                        float(np.abs(got[name].astype(np.float64) - value).max(initial=0.0)) /
-                       max(float(np.abs(value).max(initial=0.0)), float(np.finfo(np.float32).tiny))
+                       max(scales[name], float(np.finfo(np.float32).tiny))
                        for name, value in want.items()]
         worst.append(max(differences, default=0.0))
     return {"agreement": float(np.mean([w <= RAW_LIMITS["max_difference"] for w in worst])) if worst else 1.0,
