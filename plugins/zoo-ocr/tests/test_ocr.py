@@ -231,6 +231,14 @@ def test_reads_as_rapidocr_reads(name: str, ppocr: zoo.Pipeline, engine: Any) ->
     assert difference <= 1.0 and scores <= 1e-4
 
 
+def test_33_2_on_opencv_each_part_passes_the_first_open_check_and_reads_the_same(ppocr: zoo.Pipeline) -> None:
+    on_opencv = zoo.get("ppocr", runtime="opencv")  # the text map is near zero where there is no text: a real case
+    for part, model in on_opencv.models.items():  # for the raw comparison's scale
+        [record] = model.metadata["checks"].values()
+        assert record["runtime"] == "opencv" and record["refused"] is None and record["compared"] > 0, (part, record)
+    for name in ("sans-line", "upside-down", "tilted"):
+        assert on_opencv.predict(images()[name]).texts == ppocr.predict(images()[name]).texts
+
 @pytest.mark.parametrize("name", ["serif-page", "tilted", "light-on-dark"])
 def test_options_read_as_rapidocrs_read(name: str, ppocr: zoo.Pipeline, engine: Any) -> None:
     reference = type(engine)(det_score_mode="slow", det_box_thresh=0.6, det_unclip_ratio=1.8, text_score=0.7)
