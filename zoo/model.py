@@ -312,9 +312,10 @@ def get(name: str | os.PathLike[str] | ModelSpec, *, weights: str | os.PathLike[
     checkpoint fine-tuned for others (the model is built with that many). ``opset`` and
     ``exporter`` (``"torchscript"`` or ``"dynamo"``) choose the export; ``precision="int8"``
     quantizes the float32 model, checked against it on held photos (see :mod:`zoo.quantize`;
-    a classifier's figures are in ``model.metadata["int8"]``, another task's in ``model.metadata["checks"]``); ``"bf16"`` and ``"fp16"`` run the float32
-    model in that precision on OpenVINO, checked the same way once a machine (:mod:`zoo.gate`;
-    the figures are in ``model.metadata["checks"]``). ``runtime`` is ``"onnxruntime"``
+    a classifier's figures are in ``model.metadata["int8"]``, another task's, compared by the
+    task, in ``model.metadata["checks"]``); ``"bf16"`` and ``"fp16"`` run the float32 model in
+    that precision on OpenVINO, checked the same way once a machine (:mod:`zoo.gate`; the
+    figures are in ``model.metadata["checks"]``). ``runtime`` is ``"onnxruntime"``
     (``providers`` and ``threads`` configure it), ``"opencv"``, ``"openvino"``, or ``"auto"``: the
     fastest runtime and precision that pass the check on this machine, measured once and
     remembered (:mod:`zoo.tune`; ``precision`` other than ``fp32`` narrows the choice to it and
@@ -599,8 +600,7 @@ def _checked(model: Model) -> Model:
     """``model``, once its precision on its runtime has passed the agreement gate on this machine (:mod:`zoo.gate`;
     measured once, recorded in the entry); :class:`~zoo.errors.PrecisionError` with the figures otherwise."""
     runtime, precision = model.runtime, model.precision
-    built = model.metadata.get("int8") or {}
-    if not gate.needs_check(runtime, precision, checked_as_built="agreement" in built):
+    if not gate.needs_check(runtime, precision, checked_as_built=not quantize.compared_by_task(model.metadata)):
         return model
     if precision == "int8" and runtime == "onnxruntime" and model.metadata.get("source_entry") is None:
         return model  # an int8 file with no float32 beside it: onnxruntime on itself is the only reference
@@ -653,7 +653,7 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     if isinstance(source, HubFile):
         source = pin_hub_file(spec.name, source)
     converted = convert(spec, source, **how, task=registry.task(spec.task))
-    if "agreement" not in converted.metadata.get("int8", {"agreement": None}):
+    if quantize.compared_by_task(converted.metadata):
         _check_int8(spec, converted, registry)
     return spec, converted
 

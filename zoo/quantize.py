@@ -6,8 +6,8 @@ activations uint8 with ranges calibrated on views of photos. A classifier's int8
 run beside the float32 one on held photos (never calibrated on); unless the top classes agree
 on at least the spec's ``min_agreement`` of them and no output moves by more than
 ``max_difference`` of their range, :class:`QuantizationError` refuses it with the figures. Any
-other task's int8 file is compared by its task's own agreement (boxes, pixels, vectors) when it
-first opens, by the agreement gate (:mod:`zoo.gate`), which needs the task's postprocessing.
+other task's int8 file is compared by its task's own agreement (boxes, pixels, vectors), which
+needs the task's postprocessing, by the agreement gate (:mod:`zoo.gate`) once it is built.
 The figures are stored with the entry, with the speed-up measured on this machine as it was
 built: float32 and int8 run in alternating blocks (:func:`interleaved_ms`), and the median,
 lowest and highest ratio over the pairs of blocks are kept, an indication rather than a benchmark
@@ -44,8 +44,8 @@ from zoo.tasks.classification import score_agreement
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
-#: Tasks whose int8 file is checked as it is built, on its first output (a score per class); the others'
-#: at first open, by the agreement gate (:mod:`zoo.gate`).
+#: Tasks whose int8 file is checked here, on its first output (a score per class); the others' by the
+#: agreement gate (:mod:`zoo.gate`), with their task's results.
 CHECKED_AS_BUILT = ("image-classification",)
 #: How the zoo quantizes: onnxruntime's QDQ format, uint8 activations and int8 weights (u8s8,
 #: the combination its x86 kernels run fastest), per-channel weights, MinMax calibration, after
@@ -70,6 +70,12 @@ HELD_VIEWS = tuple((left, top, size, size, flip) for size, corners in (
 #: (after one untimed call). That is 20 runs of each model at batch 1, beside the 64 of the agreement check.
 BLOCKS = 5
 CALLS = 3
+
+
+def compared_by_task(metadata: Mapping[str, Any]) -> bool:
+    """Whether an entry (its metadata) is an int8 file that was not checked here (not a classifier's): the agreement
+    gate compares it with its float32 source by its task."""
+    return "int8" in metadata and "agreement" not in metadata["int8"]
 
 
 def check_precision(precision: str) -> str:
@@ -207,8 +213,8 @@ def quantize(spec: ModelSpec, source: Path, target: Path, settings: dict[str, An
     """
     report = measure(spec, source, target, settings)
     if "agreement" not in report:  # compared by its task at first open (the agreement gate)
-        log.info("quantized %s to int8 in %.1f s, %.2fx float32's speed; its results are compared with float32's "
-                 "when it first opens", spec.name, report["seconds"], report["speedup"])
+        log.info("quantized %s to int8 in %.1f s, %.2fx float32's speed; its task compares its results with "
+                 "float32's next", spec.name, report["seconds"], report["speedup"])
         return report
     problems = []
     if report["agreement"] < settings["min_agreement"]:

@@ -52,7 +52,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_export(args: argparse.Namespace) -> int:
-    from zoo import bundle
+    from zoo import bundle, quantize
     from zoo.convert import is_current
     from zoo.model import prepare
 
@@ -79,8 +79,8 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
                 _, converted = prepare(part, build)
                 current = [e for e in cache.entries(part.name) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
-    for entry in list(chosen.values()):  # an int8 file that is not a classifier's is compared with its float32
-        if "agreement" not in entry.metadata.get("int8", {"agreement": None}):  # source on each machine it opens on
+    for entry in list(chosen.values()):  # its float32 source: the int8 file is compared with it on each machine
+        if quantize.compared_by_task(entry.metadata):
             source = cache.entry_dir(entry.name, entry.metadata["source_entry"])
             chosen.update((e.folder, e) for e in cache.entries(entry.name) if e.folder == source and e.ok)
     total = sum(e.size for e in chosen.values())
