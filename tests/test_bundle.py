@@ -364,3 +364,31 @@ def test_30_03_bundle_export_of_name_key_packs_that_entry_alone(zoo_cache_dir, t
     assert [(e["name"], e["key"]) for e in bundle.read_manifest(output)["entries"]] == [
         ("digits", int8.path.parent.name)]
     assert fp32.path.parent.name != int8.path.parent.name
+
+
+def test_33_2_an_int8_bundle_of_a_model_its_task_compares_carries_its_float32_source(tmp_path, zoo_cache_dir,
+                                                                                      monkeypatch):
+    pytest.importorskip("onnx")
+    import dataclasses
+
+    from test_quantize import gemm_classifier
+
+    from zoo import gate
+    from zoo.registry import reset_default_registry
+
+    embedder = dataclasses.replace(gemm_classifier(tmp_path, ties=False), task="image-embedding",
+                                   int8={"min_agreement": 0.5, "max_difference": 1.0})  # it passes, loosely
+    int8 = zoo.get(embedder, precision="int8")
+    [entry] = [e for e in cache.entries(embedder.name) if e.folder == int8.path.parent]
+    chosen = bundle.with_sources([entry])
+    assert [cache.precision_of(e.metadata) for e in chosen] == ["int8", "fp32"]
+    assert chosen[1].key == int8.metadata["source_entry"]
+    bundle.export_bundle(chosen, tmp_path / "int8.zoo")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "offline-cache"))  # another machine: its own cache, and
+    monkeypatch.setattr(gate, "machine_key", lambda: "another-machine")  # no check of its own recorded yet
+    reset_default_registry()
+    bundle.import_bundle(tmp_path / "int8.zoo")
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    there = zoo.get(embedder, precision="int8")  # compared there with the float32 entry the bundle carried
+    assert there.path.parent.name == entry.key and "another-machine" in gate.check_key("onnxruntime", "int8")
+    assert there.metadata["checks"][gate.check_key("onnxruntime", "int8")]["refused"] is None

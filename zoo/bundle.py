@@ -63,6 +63,17 @@ class Imported:
     added: bool  # False: the cache already held it, whole
 
 
+def with_sources(entries: Iterable[cache.Entry]) -> list[cache.Entry]:
+    """``entries``, each int8 one that its task compares (:func:`zoo.cache.compared_by_task`) followed by the
+    float32 entry it was made from: on another machine the int8 file is compared with it before it is used."""
+    chosen = {entry.folder: entry for entry in entries}
+    for entry in list(chosen.values()):
+        if entry.metadata is not None and cache.compared_by_task(entry.metadata):
+            source = cache.entry_dir(entry.name, entry.metadata["source_entry"])
+            chosen.update((e.folder, e) for e in cache.entries(entry.name) if e.folder == source and e.ok)
+    return list(chosen.values())
+
+
 def export_bundle(entries: Iterable[cache.Entry], output: Path, *,
                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Write ``entries`` (complete ones) to the bundle ``output``; returns the manifest.

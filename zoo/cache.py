@@ -46,7 +46,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -603,6 +603,12 @@ def parity_state(metadata: dict[str, Any]) -> str | None:
 def precision_of(metadata: dict[str, Any]) -> str:
     """``fp32``, or the precision an entry's model was quantized to (its key inputs say)."""
     return metadata.get("key_inputs", {}).get("precision", {}).get("precision", "fp32")
+
+
+def compared_by_task(metadata: Mapping[str, Any]) -> bool:
+    """Whether an entry (its metadata) is an int8 file that quantize did not check (not a classifier's): the
+    agreement gate (:mod:`zoo.gate`) compares it with its float32 source entry by its task."""
+    return "int8" in metadata and "agreement" not in metadata["int8"]
 
 
 def folder_size(path: Path) -> int:

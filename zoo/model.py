@@ -600,7 +600,7 @@ def _checked(model: Model) -> Model:
     """``model``, once its precision on its runtime has passed the agreement gate on this machine (:mod:`zoo.gate`;
     measured once, recorded in the entry); :class:`~zoo.errors.PrecisionError` with the figures otherwise."""
     runtime, precision = model.runtime, model.precision
-    if not gate.needs_check(runtime, precision, checked_as_built=not quantize.compared_by_task(model.metadata)):
+    if not gate.needs_check(runtime, precision, checked_as_built=not cache.compared_by_task(model.metadata)):
         return model
     if precision == "int8" and runtime == "onnxruntime" and model.metadata.get("source_entry") is None:
         return model  # an int8 file with no float32 beside it: onnxruntime on itself is the only reference
@@ -653,7 +653,7 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     if isinstance(source, HubFile):
         source = pin_hub_file(spec.name, source)
     converted = convert(spec, source, **how, task=registry.task(spec.task))
-    if quantize.compared_by_task(converted.metadata):
+    if cache.compared_by_task(converted.metadata):
         _check_int8(spec, converted, registry)
     return spec, converted
 

@@ -72,12 +72,6 @@ BLOCKS = 5
 CALLS = 3
 
 
-def compared_by_task(metadata: Mapping[str, Any]) -> bool:
-    """Whether an entry (its metadata) is an int8 file that was not checked here (not a classifier's): the agreement
-    gate compares it with its float32 source by its task."""
-    return "int8" in metadata and "agreement" not in metadata["int8"]
-
-
 def check_precision(precision: str) -> str:
     """``precision``, or :class:`UsageError` naming the choices."""
     if precision not in PRECISIONS:

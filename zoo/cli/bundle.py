@@ -52,7 +52,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_export(args: argparse.Namespace) -> int:
-    from zoo import bundle, quantize
+    from zoo import bundle
     from zoo.convert import is_current
     from zoo.model import prepare
 
@@ -79,13 +79,9 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
                 _, converted = prepare(part, build)
                 current = [e for e in cache.entries(part.name) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
-    for entry in list(chosen.values()):  # its float32 source: the int8 file is compared with it on each machine
-        if quantize.compared_by_task(entry.metadata):
-            source = cache.entry_dir(entry.name, entry.metadata["source_entry"])
-            chosen.update((e.folder, e) for e in cache.entries(entry.name) if e.folder == source and e.ok)
-    total = sum(e.size for e in chosen.values())
-    with progress(total, args, unit="B") as bar:
-        manifest = bundle.export_bundle(chosen.values(), output, progress=bar.update)
+    with_sources = bundle.with_sources(chosen.values())
+    with progress(sum(e.size for e in with_sources), args, unit="B") as bar:
+        manifest = bundle.export_bundle(with_sources, output, progress=bar.update)
     for entry in manifest["entries"]:
         print(f"{entry['name']}/{entry['key']}  {entry['precision']}  "
               f"{human_size(sum(f['size'] for f in entry['files'].values()))}")
