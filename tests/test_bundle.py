@@ -377,7 +377,7 @@ def test_33_2_an_int8_bundle_of_a_model_its_task_compares_carries_its_float32_so
     from zoo.registry import reset_default_registry
 
     embedder = dataclasses.replace(gemm_classifier(tmp_path, ties=False), task="image-embedding",
-                                   int8={"min_agreement": 0.5, "max_difference": 1.0})  # it passes, loosely
+                                   int8={"min_agreement": 0.0, "max_difference": 1.0})  # it passes, loosely
     int8 = zoo.get(embedder, precision="int8")
     [entry] = [e for e in cache.entries(embedder.name) if e.folder == int8.path.parent]
     chosen = bundle.with_sources([entry])
@@ -390,5 +390,5 @@ def test_33_2_an_int8_bundle_of_a_model_its_task_compares_carries_its_float32_so
     bundle.import_bundle(tmp_path / "int8.zoo")
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     there = zoo.get(embedder, precision="int8")  # compared there with the float32 entry the bundle carried
-    assert there.path.parent.name == entry.key and "another-machine" in gate.check_key("onnxruntime", "int8")
+    assert there.path.parent.name == entry.key and len(there.metadata["checks"]) == 2  # this machine's, the other's
     assert there.metadata["checks"][gate.check_key("onnxruntime", "int8")]["refused"] is None

@@ -613,17 +613,21 @@ def test_17_retry_warnings_are_one_short_line(caplog):
 
 
 LOGGING = """
-import logging, sys, zoo.cli
+import logging, sys, zoo.cli, zoo.cli.models
+listed = zoo.cli.models.cmd_list
+def cmd_list(args):  # 'zoo list', logging as the zoo and another library do while a command runs
+    logging.getLogger("another.library").warning("LEAKED")
+    logging.getLogger("zoo.test").info("OURS")
+    return listed(args)
+zoo.cli.models.cmd_list = cmd_list
 status = zoo.cli.main(sys.argv[1:])
-logging.getLogger("another.library").warning("LEAKED")
-logging.getLogger("zoo.test").info("OURS")
-print(status, len(logging.getLogger().handlers))
+print(status, len(logging.getLogger().handlers), len(logging.getLogger("zoo").handlers))
 """
 
 
 def test_19_the_command_configures_only_the_zoo_logger():
     result = run_zoo("list", "digits", code=LOGGING)
-    assert result.stdout.splitlines()[-1] == "0 0"  # no handler on the root logger
+    assert result.stdout.splitlines()[-1] == "0 0 0"  # no handler on the root logger, none left on the zoo's
     assert "zoo: OURS" in result.stderr and "zoo: LEAKED" not in result.stderr
     quiet = run_zoo("-q", "list", "digits", code=LOGGING)
     assert "OURS" not in quiet.stderr

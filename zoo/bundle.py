@@ -64,13 +64,19 @@ class Imported:
 
 
 def with_sources(entries: Iterable[cache.Entry]) -> list[cache.Entry]:
-    """``entries``, each int8 one that its task compares (:func:`zoo.cache.compared_by_task`) followed by the
-    float32 entry it was made from: on another machine the int8 file is compared with it before it is used."""
+    """``entries`` with the float32 entry that each int8 one its task compares (:func:`zoo.cache.compared_by_task`)
+    was made from: on another machine the int8 file is compared with it before it is used. :class:`CacheError`
+    where that entry is not in the cache (or is damaged)."""
     chosen = {entry.folder: entry for entry in entries}
     for entry in list(chosen.values()):
         if entry.metadata is not None and cache.compared_by_task(entry.metadata):
             source = cache.entry_dir(entry.name, entry.metadata["source_entry"])
-            chosen.update((e.folder, e) for e in cache.entries(entry.name) if e.folder == source and e.ok)
+            found = [e for e in cache.entries(entry.name) if e.folder == source and e.ok]
+            if not found:
+                raise CacheError(f"{entry.name}/{entry.key} is an int8 file compared with its float32 entry "
+                                 f"{entry.name}/{source.name} on each machine, which is not in the cache (or is "
+                                 f"damaged): 'zoo pull {entry.name}' with the same weights builds it again")
+            chosen.update((e.folder, e) for e in found)
     return list(chosen.values())
 
 

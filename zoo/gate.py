@@ -60,15 +60,16 @@ def needs_check(runtime: str, precision: str, *, checked_as_built: bool = False)
 
 def machine() -> dict[str, Any]:
     """What a measurement on this machine depends on: the CPU (model and flags), the GPUs OpenVINO sees,
-    onnxruntime's execution providers (CUDA, TensorRT where a GPU build is installed) and the runtimes' versions."""
+    onnxruntime's execution providers (CUDA, TensorRT where a GPU build is installed), the zoo's version (its
+    comparisons) and the runtimes'."""
     import onnxruntime
 
     from zoo._cpu import cpu_signature
-    from zoo._version import installed_version
+    from zoo._version import __version__, installed_version
 
-    return {"cpu": cpu_signature(), "gpus": gpu_names(), "onnxruntime": quantize.onnxruntime_version(),
-            "providers": onnxruntime.get_available_providers(), "openvino": installed_version("openvino"),
-            "opencv": installed_version("opencv-python-headless", "opencv-python")}
+    return {"cpu": cpu_signature(), "gpus": gpu_names(), "zoo": __version__,
+            "onnxruntime": quantize.onnxruntime_version(), "providers": onnxruntime.get_available_providers(),
+            "openvino": installed_version("openvino"), "opencv": installed_version("opencv-python-headless", "opencv-python")}
 
 
 @functools.cache

@@ -602,11 +602,9 @@ def _checked(model: Model) -> Model:
     runtime, precision = model.runtime, model.precision
     if not gate.needs_check(runtime, precision, checked_as_built=not cache.compared_by_task(model.metadata)):
         return model
-    if precision == "int8" and runtime == "onnxruntime" and model.metadata.get("source_entry") is None:
-        return model  # an int8 file with no float32 beside it: onnxruntime on itself is the only reference
     key = gate.check_key(runtime, precision)
     folder = model.converted.record_folder
-    record = cache.recorded(folder, "checks", key)
+    record = model.metadata.get("checks", {}).get(key) or cache.recorded(folder, "checks", key)
     if record is not None:  # measured here before: judged by today's limits
         record = gate.rejudge(model.spec, model.task, record)
     else:
@@ -653,22 +651,31 @@ def prepare(name: str | ModelSpec, build: BuildOptions | None = None, *, registr
     if isinstance(source, HubFile):
         source = pin_hub_file(spec.name, source)
     converted = convert(spec, source, **how, task=registry.task(spec.task))
+    return spec, _check_int8(spec, converted, registry) if cache.compared_by_task(converted.metadata) else converted
+
+
+def check_entry(reference: str, registry: Registry | None = None) -> None:
+    """Compare the cache entry ``NAME/KEY`` on this machine if it is an int8 file that its task compares (not yet
+    compared here: now); :class:`~zoo.errors.PrecisionError` where it is refused (``zoo bundle export``)."""
+    registry = registry if registry is not None else default_registry()
+    spec, converted = _describe_entry(reference, BuildOptions(), registry)
     if cache.compared_by_task(converted.metadata):
         _check_int8(spec, converted, registry)
-    return spec, converted
 
 
-def _check_int8(spec: ModelSpec, converted: Converted, registry: Registry) -> None:
-    """Compare an int8 file that quantize did not (not a classifier's) with float32 on this machine, as it is built,
-    pulled or exported and not only once opened: no int8 file leaves the zoo unchecked. Measured once (the
-    record in its entry), judged by today's limits; :class:`~zoo.errors.PrecisionError` where it is refused."""
-    task = registry.task(spec.task)
-    record = cache.recorded(converted.record_folder, "checks", gate.check_key("onnxruntime", "int8"))
+def _check_int8(spec: ModelSpec, converted: Converted, registry: Registry) -> Converted:
+    """``converted``, an int8 file that quantize did not compare (not a classifier's), once its task has compared it
+    with float32 on this machine, as it is built, pulled or exported and not only once opened: no int8 file leaves
+    the zoo unchecked. Measured once (the record in its entry, and in the metadata returned), judged by today's
+    limits; :class:`~zoo.errors.PrecisionError` where it is refused."""
+    task, key = registry.task(spec.task), gate.check_key("onnxruntime", "int8")
+    record = converted.metadata.get("checks", {}).get(key) or cache.recorded(converted.record_folder, "checks", key)
     if record is None:
         with cache.reading(converted.path.parent):
-            _checked(Model(spec, converted, task=task, precision="int8"))
-    else:
-        gate.refuse(spec, gate.rejudge(spec, task, record))
+            return dataclasses.replace(converted, metadata=_checked(Model(spec, converted, task=task,
+                                                                          precision="int8")).metadata)
+    gate.refuse(spec, gate.rejudge(spec, task, record))
+    return converted
 
 
 def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> tuple[ModelSpec, Any, dict[str, Any]]:
@@ -677,8 +684,8 @@ def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> 
     weights, labels = build.weights, build.labels
     spec = labels_loaded(name) if isinstance(name, ModelSpec) else registry.get(name)
     check_pipeline_build(spec, build)
-    if build.file_precision != "fp32":  # before it is built: a task whose results cannot be compared gets no int8
-        gate.comparison(spec, registry.task(spec.task), build.file_precision)
+    if build.precision != "fp32":  # before it is built: a task whose results cannot be compared gets no reduced one
+        gate.comparison(spec, registry.task(spec.task), build.precision)
     variant = _variant(registry, spec, weights)
     if variant is not None:
         spec, weights = variant, None

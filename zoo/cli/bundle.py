@@ -54,14 +54,14 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_bundle_export(args: argparse.Namespace) -> int:
     from zoo import bundle
     from zoo.convert import is_current
-    from zoo.model import prepare
+    from zoo.model import check_entry, prepare
 
     registry = default_registry()
     output = Path(args.output)
     if not output.parent.is_dir():
         raise UsageError(f"-o {args.output!r}: folder {str(output.parent)!r} does not exist")
     chosen: dict[Path, cache.Entry] = {}
-    entries = [name for name in args.names if cache.ENTRY.fullmatch(name)]  # NAME/KEY: that entry alone
+    entries = [name for name in args.names if cache.ENTRY.fullmatch(name)]  # NAME/KEY: that entry
     for entry in selected_entries(entries):
         if not entry.ok:
             raise CacheError(f"{entry.name}/{entry.key} is incomplete or damaged: 'zoo cache verify' checks it")
@@ -80,6 +80,9 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
                 current = [e for e in cache.entries(part.name) if e.folder == converted.path.parent]
             chosen.update((e.folder, e) for e in current)
     with_sources = bundle.with_sources(chosen.values())
+    for entry in with_sources:  # an int8 file leaves compared on this machine, as 'zoo pull' and 'zoo export' leave it
+        if entry.metadata is not None and cache.compared_by_task(entry.metadata):
+            check_entry(f"{entry.name}/{entry.key}", registry)
     with progress(sum(e.size for e in with_sources), args, unit="B") as bar:
         manifest = bundle.export_bundle(with_sources, output, progress=bar.update)
     for entry in manifest["entries"]:

@@ -163,7 +163,7 @@ def parity_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
                 f"entry {meta['source_entry']}")
         agrees = (f"top-1 agrees with float32 on {q['agreement']:.1%} of {q['held_images']} held images, largest "
                   f"output change {q['max_difference']:.1%} of the outputs' range" if "agreement" in q else
-                  "compared with float32 by its task, once on each machine (zoo info shows the figures)")
+                  "compared with float32 by its task, once on each machine (its checks)")
         speed = int8_speed(q)
         return [("int8", made), ("agreement", agrees), ("speed", speed)]
     if "parity" not in meta:
