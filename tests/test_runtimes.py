@@ -377,7 +377,7 @@ def test_33_2_the_gate_compares_a_detectors_boxes_and_a_segmenters_pixels(zoo_ca
         except PrecisionError as error:
             figures = error.report
         assert figures["compared"] > 0 and 0 <= figures["agreement"] <= 1
-    try:  # int8 on onnxruntime: the detector's and segmenter's own comparison at first open, not quantize's
+    try:  # int8 on onnxruntime: the detector's and segmenter's own comparison as it is built, not quantize's
         int8 = zoo.get(spec, weights="random", precision="int8")
         figures = int8.metadata["checks"][gate.check_key("onnxruntime", "int8")]
         assert "agreement" not in int8.metadata["int8"] and figures["refused"] is None

@@ -69,7 +69,8 @@ def machine() -> dict[str, Any]:
 
     return {"cpu": cpu_signature(), "gpus": gpu_names(), "zoo": __version__,
             "onnxruntime": quantize.onnxruntime_version(), "providers": onnxruntime.get_available_providers(),
-            "openvino": installed_version("openvino"), "opencv": installed_version("opencv-python-headless", "opencv-python")}
+            "openvino": installed_version("openvino"),
+            "opencv": installed_version("opencv-python-headless", "opencv-python")}
 
 
 @functools.cache

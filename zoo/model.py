@@ -604,10 +604,8 @@ def _checked(model: Model) -> Model:
         return model
     key = gate.check_key(runtime, precision)
     folder = model.converted.record_folder
-    record = model.metadata.get("checks", {}).get(key) or cache.recorded(folder, "checks", key)
-    if record is not None:  # measured here before: judged by today's limits
-        record = gate.rejudge(model.spec, model.task, record)
-    else:
+    record = _recorded_check(model.spec, model.task, model.metadata, folder, key)
+    if record is None:
         with _float32_of(model) as float32:
             reference = Model(model.spec, float32, task=model.task, threads=model.threads,
                               providers=["CPUExecutionProvider"])
@@ -669,13 +667,21 @@ def _check_int8(spec: ModelSpec, converted: Converted, registry: Registry) -> Co
     the zoo unchecked. Measured once (the record in its entry, and in the metadata returned), judged by today's
     limits; :class:`~zoo.errors.PrecisionError` where it is refused."""
     task, key = registry.task(spec.task), gate.check_key("onnxruntime", "int8")
-    record = converted.metadata.get("checks", {}).get(key) or cache.recorded(converted.record_folder, "checks", key)
-    if record is None:
+    record = _recorded_check(spec, task, converted.metadata, converted.record_folder, key)
+    if record is None:  # measured now, by the check a model makes as it opens
         with cache.reading(converted.path.parent):
             return dataclasses.replace(converted, metadata=_checked(Model(spec, converted, task=task,
                                                                           precision="int8")).metadata)
-    gate.refuse(spec, gate.rejudge(spec, task, record))
+    gate.refuse(spec, record)
     return converted
+
+
+def _recorded_check(spec: ModelSpec, task: Task | None, metadata: Mapping[str, Any], folder: Path | None,
+                    key: str) -> dict[str, Any] | None:
+    """The check ``key`` measured on this machine before (in ``metadata``, or recorded in ``folder`` since), judged
+    by today's limits; None where it was not measured here."""
+    record = metadata.get("checks", {}).get(key) or cache.recorded(folder, "checks", key)
+    return gate.rejudge(spec, task, record) if record is not None else None
 
 
 def _resolve(name: str | ModelSpec, build: BuildOptions, registry: Registry) -> tuple[ModelSpec, Any, dict[str, Any]]:
